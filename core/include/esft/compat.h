@@ -1,0 +1,18 @@
+#pragma once
+// The one place that knows which LibTorch it is compiled against. The CPU build uses Debian's LibTorch 1.13, the
+// CUDA build the LibTorch inside a PyTorch 2.x wheel; code elsewhere asks these macros, never TORCH_VERSION_*.
+#include <torch/version.h>
+
+#define ESFT_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+// at::_grouped_mm (bf16 grouped GEMM for the expert banks) appeared in PyTorch 2.8.
+#define ESFT_HAS_GROUPED_MM ESFT_TORCH_AT_LEAST(2, 8)
+// at::scaled_dot_product_attention appeared in PyTorch 2.0.
+#define ESFT_HAS_SDPA ESFT_TORCH_AT_LEAST(2, 0)
+
+#define ESFT_STRINGIFY_IMPL(x) #x
+#define ESFT_STRINGIFY(x) ESFT_STRINGIFY_IMPL(x)
+
+#define ESFT_TORCH_VERSION_STRING \
+  ESFT_STRINGIFY(TORCH_VERSION_MAJOR) "." ESFT_STRINGIFY(TORCH_VERSION_MINOR) "." ESFT_STRINGIFY(TORCH_VERSION_PATCH)

@@ -1,0 +1,46 @@
+#pragma once
+// The model interface the host and the ESFT pipeline program against. Module trees use Hugging Face attribute
+// names, so named_parameters() yields checkpoint keys except for fused expert banks, which checkpoint_bindings()
+// maps to per-expert checkpoint names.
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <vector>
+
+#include "esft/checkpoint_binding.h"
+#include "esft/model_config.h"
+#include "esft/nn/kv_cache.h"
+#include "esft/nn/moe_layer.h"
+#include "esft/router_event.h"
+
+namespace esft {
+
+enum class LogitsMode { All, Last, None };
+
+struct ForwardOptions {
+  LogitsMode logits = LogitsMode::All;
+  bool hidden_states = false;  // embedding output, each decoder layer's output, then the final-norm output
+  bool aux_loss = false;       // load-balancing loss over all MoE layers (padding excluded), coefficient not applied
+  nn::KVCache* cache = nullptr;  // incremental decoding: positions start at cache->length()
+  std::vector<RouterHook*> hooks;
+};
+
+struct ForwardOutput {
+  at::Tensor logits;  // [B, T, V] (All), [B, 1, V] (Last), undefined (None)
+  std::vector<at::Tensor> hidden_states;
+  at::Tensor aux_loss;  // scalar, or undefined when not requested or the family has none
+};
+
+class MoECausalLM : public torch::nn::Module {
+ public:
+  // input_ids [B, T] int64; attention_mask [B, past + T] (1 = real token) or undefined.
+  virtual ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                const ForwardOptions& options) = 0;
+  virtual std::vector<nn::MoELayer*> moe_layers() = 0;
+  virtual std::unique_ptr<nn::KVCache> make_cache() const = 0;
+  virtual CheckpointBindings checkpoint_bindings() = 0;
+  virtual const ModelConfig& config() const = 0;
+};
+
+}  // namespace esft

@@ -1,0 +1,48 @@
+#pragma once
+// Multi-head attention with grouped key/value heads, rotary positions and optional per-head q/k RMSNorm, computed
+// the way transformers' eager path does (float32 softmax over `q k^T * scale + mask`).
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include "esft/nn/kv_cache.h"
+#include "esft/nn/linear.h"
+
+namespace esft::nn {
+
+enum class QKNorm {
+  None,
+  PerHead,  // RMSNorm over head_dim of every head, after the reshape into heads (qwen3_moe, glm4_moe)
+};
+
+struct AttentionSpec {
+  int64_t hidden_size = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  bool qkv_bias = false;
+  bool o_bias = false;
+  QKNorm qk_norm = QKNorm::None;
+  double norm_eps = 1e-6;
+};
+
+// The additive mask [B, 1, T, past + T]: 0 where query t may see key s (s <= past + t and key s is not padding),
+// the dtype's lowest value elsewhere. `attention_mask` [B, past + T] (1 = real token) may be undefined.
+at::Tensor causal_attention_bias(const at::Tensor& attention_mask, int64_t batch, int64_t query_len, int64_t past_len,
+                                 at::ScalarType dtype, const at::Device& device);
+
+class Attention : public torch::nn::Module {
+ public:
+  Attention(const AttentionSpec& spec, int64_t layer_index, const at::TensorOptions& options);
+  // x [B, T, H]; cos/sin from RotaryEmbedding; bias from causal_attention_bias. Appends to `cache` when given.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
+                     KVCache* cache) const;
+
+  std::shared_ptr<Linear> q_proj, k_proj, v_proj, o_proj;
+  std::shared_ptr<RMSNorm> q_norm, k_norm;  // null without q/k norm
+
+ private:
+  AttentionSpec spec_;
+  int64_t layer_index_;
+};
+
+}  // namespace esft::nn

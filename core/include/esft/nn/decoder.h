@@ -1,0 +1,73 @@
+#pragma once
+// The pre-norm decoder every supported family is built from:
+//   h = embed(ids); per layer: h += Attn(RMSNorm(h)); h += MLP(RMSNorm(h)); logits = lm_head(RMSNorm(h)),
+// where each layer's MLP is either a dense SwiGLU or the shared MoELayer. A family plugin fills a DecoderSpec from
+// its config and hands it to DecoderLM, so plugins stay thin assemblies of core blocks.
+#include <memory>
+#include <vector>
+
+#include "esft/model_config.h"
+#include "esft/moe_causal_lm.h"
+#include "esft/nn/attention.h"
+#include "esft/nn/linear.h"
+#include "esft/nn/moe_layer.h"
+#include "esft/nn/rotary.h"
+#include "esft/param_naming.h"
+
+namespace esft::nn {
+
+struct DecoderSpec {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  AttentionSpec attention;
+  RopeSpec rope;
+  std::vector<bool> moe_layers;  // one entry per decoder layer: MoE (true) or dense SwiGLU (false)
+  int64_t dense_intermediate = 0;
+  MoESpec moe;
+};
+
+class DecoderLayer : public torch::nn::Module {
+ public:
+  DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming& naming, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
+                     KVCache* cache, const RoutingContext& routing) const;
+
+  std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
+  std::shared_ptr<Attention> self_attn;
+  std::shared_ptr<MoELayer> moe;     // set for MoE layers (registered as `mlp`)
+  std::shared_ptr<SwiGLU> dense;     // set for dense layers (registered as `mlp`)
+};
+
+// `model.embed_tokens`, `model.layers.{i}`, `model.norm` and `lm_head`, as in Hugging Face.
+class DecoderBody : public torch::nn::Module {
+ public:
+  DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, const at::TensorOptions& options);
+
+  std::shared_ptr<Embedding> embed_tokens;
+  std::vector<std::shared_ptr<DecoderLayer>> layers;
+  std::shared_ptr<RMSNorm> norm;
+};
+
+class DecoderLM : public MoECausalLM {
+ public:
+  DecoderLM(ModelConfig config, const DecoderSpec& spec, const ParamNaming& naming, const at::Device& device,
+            at::ScalarType dtype);
+
+  ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                        const ForwardOptions& options) override;
+  std::vector<MoELayer*> moe_layers() override;
+  std::unique_ptr<KVCache> make_cache() const override;
+  CheckpointBindings checkpoint_bindings() override;
+  const ModelConfig& config() const override { return config_; }
+
+ private:
+  ModelConfig config_;
+  DecoderSpec spec_;
+  std::shared_ptr<DecoderBody> model_;
+  std::shared_ptr<Linear> lm_head_;
+  RotaryEmbedding rotary_;
+};
+
+}  // namespace esft::nn

@@ -1,0 +1,46 @@
+#pragma once
+// Leaf modules whose parameter names match Hugging Face's (`weight`, `bias`), so a module tree built with HF
+// attribute names yields checkpoint keys from named_parameters(). Parameters are allocated uninitialised: every
+// value comes from a checkpoint (or the meta device, when only shapes are needed).
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+namespace esft::nn {
+
+class Linear : public torch::nn::Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const;
+
+  at::Tensor weight;  // [out, in]
+  at::Tensor bias;    // [out] or undefined
+};
+
+class Embedding : public torch::nn::Module {
+ public:
+  Embedding(int64_t num_embeddings, int64_t dim, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& ids) const;
+
+  at::Tensor weight;  // [num_embeddings, dim]
+};
+
+// y = w * (x / sqrt(mean(x^2) + eps)), computed in float32 and cast back, as every HF family does.
+class RMSNorm : public torch::nn::Module {
+ public:
+  RMSNorm(int64_t dim, double eps, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const;
+
+  at::Tensor weight;
+  double eps;
+};
+
+// down(silu(gate(x)) * up(x)): dense layers and shared experts.
+class SwiGLU : public torch::nn::Module {
+ public:
+  SwiGLU(int64_t hidden, int64_t intermediate, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const;
+
+  std::shared_ptr<Linear> gate_proj, up_proj, down_proj;
+};
+
+}  // namespace esft::nn

@@ -1,0 +1,54 @@
+#pragma once
+// The one MoE layer every family uses: router (`gate`), routed expert bank (`experts`), optional shared expert(s).
+// It is the only place that emits RouterEvents.
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <string>
+#include <vector>
+
+#include "esft/nn/expert_bank.h"
+#include "esft/nn/linear.h"
+#include "esft/nn/router.h"
+#include "esft/router_event.h"
+
+namespace esft::nn {
+
+struct MoESpec {
+  RouterSpec router;
+  int64_t expert_intermediate = 0;
+  int64_t shared_intermediate = 0;           // 0 = no shared expert
+  std::string shared_name = "shared_expert";  // module name of the shared expert (HF differs per family)
+  bool shared_expert_gate = false;            // qwen2_moe: sigmoid(x W^T) scales the shared expert
+};
+
+// Who listens to routing in this forward, and which tokens are real.
+struct RoutingContext {
+  at::Tensor token_mask;  // [N] bool or undefined
+  const std::vector<RouterHook*>* hooks = nullptr;
+};
+
+class MoELayer : public torch::nn::Module {
+ public:
+  MoELayer(const MoESpec& spec, int64_t hidden, int layer, const ParamNaming& naming, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x, const RoutingContext& routing) const;  // x [B, T, H]
+
+  int layer_index() const { return layer_; }
+  int64_t num_experts() const { return spec_.router.num_experts; }
+  int64_t top_k() const { return spec_.router.top_k; }
+  Router& router() { return *gate; }
+  ExpertBank& experts() { return *experts_; }
+  SwiGLU* shared_experts() { return shared_.get(); }  // null when the family has none
+  void set_trainable_experts(const std::vector<int64_t>& experts) { experts_->set_trainable_experts(experts); }
+
+  std::shared_ptr<Router> gate;
+
+ private:
+  MoESpec spec_;
+  int layer_;
+  std::shared_ptr<ExpertBank> experts_;
+  std::shared_ptr<SwiGLU> shared_;
+  std::shared_ptr<Linear> shared_gate_;
+};
+
+}  // namespace esft::nn

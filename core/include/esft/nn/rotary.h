@@ -1,0 +1,38 @@
+#pragma once
+// Rotary position embeddings, non-interleaved ("rotate_half") as in Hugging Face. `rotary_dim` may be smaller
+// than head_dim (partial rotary): only the first rotary_dim channels rotate, the rest pass through.
+#include <ATen/core/Tensor.h>
+
+#include <utility>
+
+#include "esft/model_config.h"
+
+namespace esft::nn {
+
+struct RopeSpec {
+  int64_t head_dim = 0;
+  int64_t rotary_dim = 0;  // <= head_dim
+  double theta = 10000.0;
+  double attention_scaling = 1.0;  // multiplies cos and sin (YaRN sets it; 1 otherwise)
+};
+
+// Builds the spec from a config's rope settings; throws esft::Error for a rope_type this code does not implement,
+// so a family never runs with silently wrong positions.
+RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim);
+
+class RotaryEmbedding {
+ public:
+  RotaryEmbedding(const RopeSpec& spec, const at::Device& device);
+  // positions [B, T] or [1, T] int64 -> (cos, sin), each [B, T, rotary_dim] in `dtype`.
+  std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions, at::ScalarType dtype) const;
+  const RopeSpec& spec() const { return spec_; }
+
+ private:
+  RopeSpec spec_;
+  at::Tensor inv_freq_;  // [rotary_dim / 2] float32
+};
+
+// x [B, heads, T, head_dim]; cos/sin [B, T, rotary_dim].
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+}  // namespace esft::nn

@@ -1,0 +1,29 @@
+#pragma once
+// Filling a model from a checkpoint. The set of checkpoint keys must equal the set of keys the model binds: a
+// missing tensor or a tensor nothing uses is an error, so a wrong naming table can never load half a model.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "esft/model_family.h"
+#include "esft/safetensors.h"
+
+namespace esft {
+
+struct KeySetDiff {
+  std::vector<std::string> missing;     // bound by the model, absent from the checkpoint
+  std::vector<std::string> unexpected;  // in the checkpoint, bound by nothing
+  bool empty() const { return missing.empty() && unexpected.empty(); }
+};
+
+KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& checkpoint);
+
+// Copies every bound tensor from the checkpoint, converting dtype and device. Throws esft::Error for a key-set
+// difference or a shape mismatch, naming the tensor.
+void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std::string& where);
+
+// config.json + family + weights -> a ready model (eval mode, weights loaded).
+std::shared_ptr<MoECausalLM> load_model(const ModelFamily& family, const ModelConfig& config,
+                                        const c10::Device& device, c10::ScalarType dtype);
+
+}  // namespace esft

@@ -1,0 +1,135 @@
+#include "esft/nn/decoder.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/container/modulelist.h>
+
+#include "esft/losses.h"
+
+namespace esft::nn {
+
+DecoderLayer::DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming& naming,
+                           const at::TensorOptions& options) {
+  const int64_t H = spec.hidden_size;
+  self_attn = register_module("self_attn", std::make_shared<Attention>(spec.attention, layer, options));
+  if (spec.moe_layers.at(layer)) {
+    moe = register_module("mlp", std::make_shared<MoELayer>(spec.moe, H, layer, naming, options));
+  } else {
+    dense = register_module("mlp", std::make_shared<SwiGLU>(H, spec.dense_intermediate, options));
+  }
+  input_layernorm = register_module("input_layernorm", std::make_shared<RMSNorm>(H, spec.rms_norm_eps, options));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", std::make_shared<RMSNorm>(H, spec.rms_norm_eps, options));
+}
+
+at::Tensor DecoderLayer::forward(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
+                                 const at::Tensor& bias, KVCache* cache, const RoutingContext& routing) const {
+  auto x = h + self_attn->forward(input_layernorm->forward(h), cos, sin, bias, cache);
+  auto normed = post_attention_layernorm->forward(x);
+  return x + (moe ? moe->forward(normed, routing) : dense->forward(normed));
+}
+
+DecoderBody::DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, const at::TensorOptions& options) {
+  embed_tokens = register_module("embed_tokens", std::make_shared<Embedding>(spec.vocab_size, spec.hidden_size, options));
+  torch::nn::ModuleList list;
+  for (int i = 0; i < static_cast<int>(spec.moe_layers.size()); ++i) {
+    layers.push_back(std::make_shared<DecoderLayer>(spec, i, naming, options));
+    list->push_back(layers.back());
+  }
+  register_module("layers", list);
+  norm = register_module("norm", std::make_shared<RMSNorm>(spec.hidden_size, spec.rms_norm_eps, options));
+}
+
+DecoderLM::DecoderLM(ModelConfig config, const DecoderSpec& spec, const ParamNaming& naming, const at::Device& device,
+                     at::ScalarType dtype)
+    : config_(std::move(config)), spec_(spec), rotary_(spec.rope, device) {
+  const auto options = at::TensorOptions().device(device).dtype(dtype);
+  model_ = register_module("model", std::make_shared<DecoderBody>(spec, naming, options));
+  if (!spec.tie_word_embeddings) {
+    lm_head_ = register_module("lm_head", std::make_shared<Linear>(spec.hidden_size, spec.vocab_size, false, options));
+  }
+}
+
+namespace {
+// Keeps every MoE layer's router logits of one forward, for the load-balancing loss.
+class RouterLogitsCollector : public RouterHook {
+ public:
+  void on_route(const RouterEvent& event) override { logits.push_back(event.router_logits); }
+  std::vector<at::Tensor> logits;
+};
+}  // namespace
+
+ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                 const ForwardOptions& options) {
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const int64_t past = options.cache ? options.cache->length() : 0;
+  const auto device = input_ids.device();
+  const auto dtype = model_->norm->weight.scalar_type();
+
+  auto positions = at::arange(past, past + T, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0);
+  auto [cos, sin] = rotary_.cos_sin(positions, dtype);
+  auto bias = causal_attention_bias(attention_mask, B, T, past, dtype, device);
+
+  RouterLogitsCollector collector;
+  std::vector<RouterHook*> hooks = options.hooks;
+  if (options.aux_loss) hooks.push_back(&collector);
+  RoutingContext routing;
+  if (attention_mask.defined()) routing.token_mask = attention_mask.narrow(1, past, T).reshape({-1}).to(at::kBool);
+  routing.hooks = &hooks;
+
+  ForwardOutput out;
+  auto h = model_->embed_tokens->forward(input_ids);
+  if (options.hidden_states) out.hidden_states.push_back(h);
+  const size_t L = model_->layers.size();
+  for (size_t i = 0; i < L; ++i) {
+    h = model_->layers[i]->forward(h, cos, sin, bias, options.cache, routing);
+    if (options.hidden_states && i + 1 < L) out.hidden_states.push_back(h);
+  }
+  h = model_->norm->forward(h);
+  if (options.hidden_states) out.hidden_states.push_back(h);
+
+  if (options.logits != LogitsMode::None) {
+    auto last = options.logits == LogitsMode::Last ? h.narrow(1, T - 1, 1) : h;
+    out.logits = lm_head_ ? lm_head_->forward(last) : at::linear(last, model_->embed_tokens->weight);
+  }
+  if (options.aux_loss && !collector.logits.empty()) {
+    out.aux_loss = load_balancing_loss(collector.logits, spec_.moe.router.top_k, routing.token_mask);
+  }
+  return out;
+}
+
+std::vector<MoELayer*> DecoderLM::moe_layers() {
+  std::vector<MoELayer*> out;
+  for (auto& layer : model_->layers)
+    if (layer->moe) out.push_back(layer->moe.get());
+  return out;
+}
+
+std::unique_ptr<KVCache> DecoderLM::make_cache() const {
+  return std::make_unique<KVCache>(static_cast<int64_t>(model_->layers.size()));
+}
+
+CheckpointBindings DecoderLM::checkpoint_bindings() {
+  CheckpointBindings out;
+  // Parameters and buffers bind under their module path, except those of expert banks, which bind per expert.
+  std::vector<std::string> bank_prefixes;
+  for (auto* layer : moe_layers()) {
+    for (auto& b : layer->experts().bindings()) out.push_back(std::move(b));
+  }
+  for (const auto& item : named_modules()) {
+    if (dynamic_cast<const ExpertBank*>(item.value().get())) bank_prefixes.push_back(item.key() + ".");
+  }
+  auto in_bank = [&](const std::string& name) {
+    for (const auto& prefix : bank_prefixes)
+      if (name.compare(0, prefix.size(), prefix) == 0) return true;
+    return false;
+  };
+  for (const auto& item : named_parameters()) {
+    if (!in_bank(item.key())) out.push_back({item.key(), item.value(), {}});
+  }
+  for (const auto& item : named_buffers()) {
+    if (!in_bank(item.key())) out.push_back({item.key(), item.value(), {}});
+  }
+  return out;
+}
+
+}  // namespace esft::nn

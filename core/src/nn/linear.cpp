@@ -1,0 +1,42 @@
+#include "esft/nn/linear.h"
+
+#include <ATen/ATen.h>
+
+namespace esft::nn {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({out_features, in_features}, options));
+  if (with_bias) bias = register_parameter("bias", at::empty({out_features}, options));
+}
+
+at::Tensor Linear::forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+
+Embedding::Embedding(int64_t num_embeddings, int64_t dim, const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({num_embeddings, dim}, options));
+}
+
+at::Tensor Embedding::forward(const at::Tensor& ids) const { return at::embedding(weight, ids); }
+
+RMSNorm::RMSNorm(int64_t dim, double eps_, const at::TensorOptions& options) : eps(eps_) {
+  weight = register_parameter("weight", at::empty({dim}, options));
+}
+
+at::Tensor RMSNorm::forward(const at::Tensor& x) const {
+  const auto input_dtype = x.scalar_type();
+  auto h = x.to(at::kFloat);
+  auto variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * at::rsqrt(variance + eps);
+  return weight * h.to(input_dtype);
+}
+
+SwiGLU::SwiGLU(int64_t hidden, int64_t intermediate, const at::TensorOptions& options) {
+  gate_proj = register_module("gate_proj", std::make_shared<Linear>(hidden, intermediate, false, options));
+  up_proj = register_module("up_proj", std::make_shared<Linear>(hidden, intermediate, false, options));
+  down_proj = register_module("down_proj", std::make_shared<Linear>(intermediate, hidden, false, options));
+}
+
+at::Tensor SwiGLU::forward(const at::Tensor& x) const {
+  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+}  // namespace esft::nn

@@ -1,0 +1,109 @@
+#include "cli.h"
+
+#include <iostream>
+
+#include "esft/compat.h"
+#include "esft/error.h"
+#include "esft/plugin_abi.h"
+#include "esft/version.h"
+
+namespace esft::host {
+
+namespace {
+
+std::vector<Command> all_commands() {
+  return {plugins_command(), info_command(), forward_command(), generate_command()};
+}
+
+po::options_description global_options(GlobalOptions& g) {
+  po::options_description d("Global options");
+  d.add_options()
+      ("plugin", po::value<std::string>(), "family plugin to use (default: chosen from config.json's model_type)")
+      ("plugin-dir", po::value<std::string>(), "directory searched first for libesft_<name>.so")
+      ("device", po::value<std::string>(&g.device)->default_value("auto"), "auto | cpu | cuda | cuda:N")
+      ("dtype", po::value<std::string>(&g.dtype)->default_value("auto"),
+       "auto | float32 | bfloat16 (auto: bfloat16 on CUDA, float32 on CPU)")
+      ("help,h", "show help (also after a command)")
+      ("version", "print the version");
+  return d;
+}
+
+void print_overview(std::ostream& out, const po::options_description& global) {
+  out << "esft-host: expert-specialized fine-tuning of Mixture-of-Experts models\n\n"
+      << "usage: esft-host [global options] <command> [command options]\n\nCommands:\n";
+  for (const auto& c : all_commands()) {
+    out << "  " << c.name << std::string(c.name.size() < 12 ? 12 - c.name.size() : 1, ' ') << c.summary << "\n";
+  }
+  out << "\n" << global << "\nRun `esft-host <command> --help` for a command's options.\n";
+}
+
+[[noreturn]] void rethrow_as_usage(const po::error& e, const std::string& command) {
+  std::string what = e.what();
+  if (!command.empty()) what += " (command '" + command + "'; see `esft-host " + command + " --help`)";
+  else what += " (see `esft-host --help`)";
+  throw UsageError(what);
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  GlobalOptions global;
+  auto global_desc = global_options(global);
+  po::options_description positional_desc;
+  positional_desc.add_options()("command", po::value<std::string>())("args", po::value<std::vector<std::string>>());
+  po::options_description all;
+  all.add(global_desc).add(positional_desc);
+  po::positional_options_description positional;
+  positional.add("command", 1).add("args", -1);
+
+  po::variables_map vm;
+  po::parsed_options parsed(nullptr);
+  try {
+    parsed = po::command_line_parser(argc, argv).options(all).positional(positional).allow_unregistered().run();
+    po::store(parsed, vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    rethrow_as_usage(e, "");
+  }
+  if (vm.count("plugin")) global.plugin = vm["plugin"].as<std::string>();
+  if (vm.count("plugin-dir")) global.plugin_dir = vm["plugin-dir"].as<std::string>();
+
+  if (vm.count("version")) {
+    std::cout << "esft-host " << ESFT_VERSION_STRING << " (libtorch " << ESFT_TORCH_VERSION_STRING << ", plugin ABI "
+              << ESFT_PLUGIN_ABI_VERSION << ")\n";
+    return 0;
+  }
+  if (!vm.count("command")) {
+    print_overview(vm.count("help") ? std::cout : std::cerr, global_desc);
+    if (vm.count("help")) return 0;
+    throw UsageError("no command given (see `esft-host --help`)");
+  }
+
+  const auto name = vm["command"].as<std::string>();
+  const auto commands = all_commands();
+  auto it = std::find_if(commands.begin(), commands.end(), [&](const Command& c) { return c.name == name; });
+  if (it == commands.end()) throw UsageError("unknown command '" + name + "' (see `esft-host --help`)");
+  const Command& command = *it;
+
+  po::options_description command_desc("Options of '" + command.name + "'");
+  command.add_options(command_desc);
+  if (vm.count("help")) {
+    std::cout << "usage: esft-host [global options] " << command.usage << "\n\n" << command.summary << "\n\n"
+              << command_desc << "\n" << global_desc;
+    return 0;
+  }
+
+  // Everything the first pass did not recognise belongs to the command (the command name itself comes first).
+  auto rest = po::collect_unrecognized(parsed.options, po::include_positional);
+  rest.erase(rest.begin());
+  po::variables_map command_vm;
+  try {
+    po::store(po::command_line_parser(rest).options(command_desc).run(), command_vm);
+    po::notify(command_vm);
+  } catch (const po::error& e) {
+    rethrow_as_usage(e, command.name);
+  }
+  return command.run(global, command_vm);
+}
+
+}  // namespace esft::host

@@ -1,0 +1,61 @@
+#pragma once
+// esft-host's command line: global options, the command table, and what commands share.
+#include <boost/program_options.hpp>
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "esft/model_family.h"
+
+namespace esft::host {
+
+namespace po = boost::program_options;
+
+struct GlobalOptions {
+  std::optional<std::string> plugin;
+  std::optional<std::filesystem::path> plugin_dir;
+  std::string device = "auto";
+  std::string dtype = "auto";
+};
+
+struct Command {
+  std::string name;
+  std::string summary;                                 // one line for the command list
+  std::string usage;                                   // "forward --model DIR --inputs IN --out OUT"
+  std::function<void(po::options_description&)> add_options;
+  std::function<int(const GlobalOptions&, const po::variables_map&)> run;
+};
+
+Command plugins_command();   // commands/plugins.cpp
+Command info_command();      // commands/info.cpp
+Command forward_command();   // commands/forward.cpp
+Command generate_command();  // commands/generate.cpp
+
+// Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
+int run_cli(int argc, char** argv);
+
+// The family for a model: the one named by --plugin, else the plugin that declares the config's model_type.
+std::shared_ptr<ModelFamily> resolve_family(const GlobalOptions& global, const ModelConfig& config);
+
+struct LoadedModel {
+  ModelConfig config;
+  std::shared_ptr<ModelFamily> family;
+  std::shared_ptr<MoECausalLM> model;
+  c10::Device device = c10::Device(c10::kCPU);
+  c10::ScalarType dtype = c10::kFloat;
+};
+
+// config.json, plugin, device and dtype choice, weights: everything a model-running command needs.
+LoadedModel open_model(const GlobalOptions& global, const std::filesystem::path& model_dir);
+
+// Fails early (before any work) when `path` could not be created: its directory must exist.
+void check_output_path(const std::filesystem::path& path, const std::string& flag);
+
+}  // namespace esft::host

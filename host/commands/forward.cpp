@@ -1,0 +1,96 @@
+// `esft-host forward`: one forward pass over given token ids, writing everything needed to compare a family with
+// transformers, under the names of shared/fixtures/hf/*/reference.safetensors.
+#include <ATen/ATen.h>
+
+#include <iostream>
+#include <map>
+
+#include "../cli.h"
+#include "esft/error.h"
+#include "esft/losses.h"
+#include "esft/safetensors.h"
+
+namespace esft::host {
+
+namespace {
+
+// Records every MoE layer's routing in this forward.
+class RoutingRecorder : public RouterHook {
+ public:
+  void on_route(const RouterEvent& e) override { events.push_back(e); }
+  std::vector<RouterEvent> events;
+};
+
+at::Tensor read_ids(const SafetensorsFile& file, const std::string& name, bool required) {
+  if (!file.find(name)) {
+    if (!required) return {};
+    throw Error("no tensor '" + name + "' in " + file.path().string());
+  }
+  auto t = file.load(name);
+  if (t.dim() != 2) throw Error("'" + name + "' must be 2-D [batch, tokens] in " + file.path().string());
+  if (!at::isIntegralType(t.scalar_type(), /*includeBool=*/true)) {
+    throw Error("'" + name + "' must hold integers in " + file.path().string());
+  }
+  return t.to(at::kLong);
+}
+
+}  // namespace
+
+Command forward_command() {
+  Command c;
+  c.name = "forward";
+  c.summary = "run one forward pass; write logits, hidden states and per-layer routing (safetensors)";
+  c.usage = "forward --model DIR --inputs IN.safetensors --out OUT.safetensors";
+  c.add_options = [](po::options_description& d) {
+    d.add_options()
+        ("model", po::value<std::string>()->required(), "model directory")
+        ("inputs", po::value<std::string>()->required(), "safetensors with input_ids [B,T] and optional attention_mask")
+        ("out", po::value<std::string>()->required(), "output safetensors file");
+  };
+  c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
+    const std::filesystem::path out_path = vm["out"].as<std::string>();
+    check_output_path(out_path, "--out");
+    const SafetensorsFile inputs(vm["inputs"].as<std::string>());
+    auto input_ids = read_ids(inputs, "input_ids", true);
+    auto attention_mask = read_ids(inputs, "attention_mask", false);
+    if (attention_mask.defined() && attention_mask.sizes() != input_ids.sizes()) {
+      throw Error("attention_mask and input_ids have different shapes in " + inputs.path().string());
+    }
+
+    auto m = open_model(global, vm["model"].as<std::string>());
+    const int64_t vocab = m.config.vocab_size;
+    if (input_ids.numel() > 0 && (input_ids.min().item<int64_t>() < 0 || input_ids.max().item<int64_t>() >= vocab)) {
+      throw Error("input_ids outside the vocabulary [0, " + std::to_string(vocab) + ") in " + inputs.path().string());
+    }
+    input_ids = input_ids.to(m.device);
+    if (attention_mask.defined()) attention_mask = attention_mask.to(m.device);
+
+    at::NoGradGuard no_grad;
+    RoutingRecorder recorder;
+    ForwardOptions options;
+    options.hidden_states = true;
+    options.aux_loss = true;
+    options.hooks.push_back(&recorder);
+    auto out = m.model->forward(input_ids, attention_mask, options);
+
+    NamedTensors tensors;
+    auto add = [&](const std::string& name, const at::Tensor& t) { tensors.emplace_back(name, t.detach().cpu()); };
+    add("logits", out.logits.to(at::kFloat));
+    for (size_t i = 0; i < out.hidden_states.size(); ++i)
+      add("hidden_states." + std::to_string(i), out.hidden_states[i].to(at::kFloat));
+    for (const auto& e : recorder.events) {
+      const auto l = std::to_string(e.layer);
+      add("router_logits." + l, e.router_logits.to(at::kFloat));
+      add("topk_idx." + l, e.topk_idx);
+      add("topk_weight." + l, e.topk_weight.to(at::kFloat));
+    }
+    add("ce_loss", causal_lm_loss(out.logits, labels_from_inputs(input_ids, attention_mask)).reshape({1}));
+    if (out.aux_loss.defined()) add("aux_loss", out.aux_loss.to(at::kFloat).reshape({1}));
+    save_safetensors(out_path, tensors, {{"producer", "esft-host forward"}, {"model_type", m.config.model_type}});
+    std::cerr << "wrote " << tensors.size() << " tensors to " << out_path.string() << "\n";
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace esft::host

@@ -1,0 +1,39 @@
+// `esft-host plugins`: every plugin found in the search path, usable or refused.
+#include <iomanip>
+#include <iostream>
+
+#include "../cli.h"
+#include "../plugin_loader.h"
+
+namespace esft::host {
+
+Command plugins_command() {
+  Command c;
+  c.name = "plugins";
+  c.summary = "list the family plugins found, with name, version, model types and file";
+  c.usage = "plugins";
+  c.add_options = [](po::options_description&) {};
+  c.run = [](const GlobalOptions& global, const po::variables_map&) {
+    PluginLoader loader(global.plugin_dir);
+    const auto records = loader.discover();
+    std::cout << std::left << std::setw(16) << "name" << std::setw(10) << "version" << std::setw(24) << "model types"
+              << "file\n";
+    for (const auto& r : records) {
+      std::string types;
+      for (const auto& t : r.model_types) types += (types.empty() ? "" : ",") + t;
+      std::cout << std::setw(16) << r.name << std::setw(10) << (r.version.empty() ? "-" : r.version) << std::setw(24)
+                << (types.empty() ? "-" : types) << r.file;
+      if (!r.refusal.empty()) std::cout << "  [refused: " << r.refusal << "]";
+      std::cout << "\n";
+    }
+    if (records.empty()) {
+      std::cout << "(no plugins found; searched:";
+      for (const auto& d : loader.search_dirs()) std::cout << " " << d.string();
+      std::cout << ")\n";
+    }
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace esft::host

@@ -1,0 +1,36 @@
+// esft-host: every error a user can cause ends as one line on stderr and a non-zero exit code (2 for usage).
+#include <c10/util/Exception.h>
+
+#include <iostream>
+#include <string>
+
+#include "cli.h"
+#include "esft/error.h"
+
+namespace {
+
+std::string one_line(std::string text) {
+  const auto end = text.find('\n');
+  if (end != std::string::npos) text.resize(end);
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return esft::host::run_cli(argc, argv);
+  } catch (const esft::UsageError& e) {
+    std::cerr << "esft-host: error: " << one_line(e.what()) << "\n";
+    return 2;
+  } catch (const esft::Error& e) {
+    std::cerr << "esft-host: error: " << one_line(e.what()) << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "esft-host: error: " << one_line(e.what_without_backtrace()) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "esft-host: internal error: " << one_line(e.what()) << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,41 @@
+#include <iostream>
+
+#include "cli.h"
+#include "esft/error.h"
+#include "esft/runtime.h"
+#include "esft/weights.h"
+#include "plugin_loader.h"
+
+namespace esft::host {
+
+std::shared_ptr<ModelFamily> resolve_family(const GlobalOptions& global, const ModelConfig& config) {
+  PluginLoader loader(global.plugin_dir);
+  if (!global.plugin) return loader.load_for_model_type(config.model_type);
+  auto family = loader.load(*global.plugin);
+  const auto types = family->model_types();
+  if (std::find(types.begin(), types.end(), config.model_type) == types.end()) {
+    throw Error("plugin '" + *global.plugin + "' does not serve model_type '" + config.model_type + "' (" +
+                config.source + ")");
+  }
+  return family;
+}
+
+LoadedModel open_model(const GlobalOptions& global, const std::filesystem::path& model_dir) {
+  LoadedModel m;
+  m.config = ModelConfig::load(model_dir);
+  m.device = parse_device(global.device);
+  m.dtype = parse_dtype(global.dtype, m.device);
+  m.family = resolve_family(global, m.config);
+  m.model = load_model(*m.family, m.config, m.device, m.dtype);
+  return m;
+}
+
+void check_output_path(const std::filesystem::path& path, const std::string& flag) {
+  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    throw Error(flag + " " + path.string() + ": directory " + dir.string() + " does not exist");
+  }
+}
+
+}  // namespace esft::host

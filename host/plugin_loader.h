@@ -1,0 +1,50 @@
+#pragma once
+// Finding and loading family plugins (shared/DESIGN.md §2). A plugin is `libesft_<name>.so` exporting
+// `esft_plugin_v1`; the loader refuses one whose ABI version or build fingerprint differs from the host's, and says
+// both values. Loaded libraries stay loaded for the life of the process, and every family object also holds a
+// reference to its library (Boost.DLL's library-holding pattern), so plugin code never outlives its library.
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "esft/model_family.h"
+#include "esft/plugin_abi.h"
+
+namespace esft::host {
+
+struct PluginRecord {
+  std::string name;
+  std::string version;
+  std::vector<std::string> model_types;
+  std::string file;     // path of the library, or "(built in)" for static plugins
+  std::string refusal;  // empty when usable; otherwise why the host refuses it
+};
+
+class PluginLoader {
+ public:
+  // Search order: `plugin_dir` (--plugin-dir), $ESFT_PLUGIN_PATH (colon-separated), the install directory compiled
+  // into the host, then the directory of the executable.
+  explicit PluginLoader(const std::optional<std::filesystem::path>& plugin_dir);
+  explicit PluginLoader(std::vector<std::filesystem::path> search_dirs);
+
+  const std::vector<std::filesystem::path>& search_dirs() const { return dirs_; }
+
+  // Every plugin found: built-in ones, then each directory's `libesft_*.so` (the first of a name wins).
+  std::vector<PluginRecord> discover() const;
+  // The family of plugin `name`; throws esft::Error when it is not found or refused.
+  std::shared_ptr<ModelFamily> load(const std::string& name) const;
+  // The family whose plugin declares `model_type`; throws esft::Error when none does.
+  std::shared_ptr<ModelFamily> load_for_model_type(const std::string& model_type) const;
+
+ private:
+  std::shared_ptr<ModelFamily> load_file(const std::filesystem::path& file) const;
+
+  std::vector<std::filesystem::path> dirs_;
+};
+
+// Checks an info struct against this host's ABI version and fingerprint; returns the refusal reason or "".
+std::string check_plugin_info(const EsftPluginInfo& info);
+
+}  // namespace esft::host

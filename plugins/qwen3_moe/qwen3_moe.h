@@ -1,0 +1,13 @@
+#pragma once
+// qwen3_moe (Qwen3-30B-A3B, Qwen3-Coder-30B-A3B): softmax top-k router with renormalisation, per-head q/k RMSNorm,
+// no shared expert, no attention biases. Math: shared/spec/MODELS.md.
+#include "esft/model_config.h"
+#include "esft/nn/decoder.h"
+#include "esft/param_naming.h"
+
+namespace qwen3_moe {
+
+esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& config);  // config.cpp
+const esft::ParamNaming& naming();                                   // naming.cpp
+
+}  // namespace qwen3_moe

@@ -1,0 +1,217 @@
+#pragma once
+// One parity harness for every family (the llama.cpp test-llama-archs habit): load the family's plugin and the
+// tiny fixture model made with transformers, then compare logits, hidden states, routing, losses, gradients (with
+// and without ESFT freezing) and greedy generation against shared/fixtures/hf/<family>, copied to tests/data/hf.
+// Tolerances are those of the fixtures' README. Measured errors are printed, so `ctest -V` shows the figures.
+#include <ATen/ATen.h>
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+
+#include "esft/generate.h"
+#include "esft/losses.h"
+#include "esft/safetensors.h"
+#include "esft/weights.h"
+#include "plugin_loader.h"
+
+namespace parity {
+
+constexpr double kValueTol = 1e-4;     // logits, hidden states, router logits, top-k weights: max abs diff
+constexpr double kLossRelTol = 1e-5;   // losses: relative
+constexpr double kGradRelTol = 1e-4;   // gradients: ||a-b|| / ||b|| per tensor
+
+struct Family {
+  std::string plugin;
+  std::filesystem::path dir;  // tests/data/hf/<fixture>
+  std::shared_ptr<esft::ModelFamily> family;
+  esft::ModelConfig config;
+  std::shared_ptr<esft::MoECausalLM> model;
+};
+
+inline Family load(const std::string& plugin, const std::string& fixture) {
+  Family f;
+  f.plugin = plugin;
+  f.dir = std::filesystem::path(ESFT_TEST_DATA_DIR) / "hf" / fixture;
+  esft::host::PluginLoader loader(std::vector<std::filesystem::path>{ESFT_BIN_DIR});
+  f.family = loader.load(plugin);
+  f.config = esft::ModelConfig::load(f.dir / "model");
+  f.model = esft::load_model(*f.family, f.config, c10::Device(c10::kCPU), c10::kFloat);
+  return f;
+}
+
+inline void report(const Family& f, const std::string& what, double value) {
+  std::printf("parity %s: %-28s %.3e\n", f.plugin.c_str(), what.c_str(), value);
+}
+
+// Max |a - b| over positions where `row_mask` [B*T] is true (all when undefined).
+inline double max_diff(const at::Tensor& a, const at::Tensor& b, const at::Tensor& row_mask = {}) {
+  REQUIRE(a.sizes() == b.sizes());
+  auto d = (a.to(at::kDouble) - b.to(at::kDouble)).abs();
+  if (row_mask.defined()) d = d.reshape({row_mask.size(0), -1}).index({row_mask});
+  return d.numel() ? d.max().item<double>() : 0.0;
+}
+
+class RoutingRecorder : public esft::RouterHook {
+ public:
+  void on_route(const esft::RouterEvent& e) override { events[e.layer] = e; }
+  std::map<int, esft::RouterEvent> events;
+};
+
+inline void check_key_sets(Family& f) {
+  auto checkpoint = esft::Checkpoint::open(f.dir / "model");
+  auto diff = esft::compare_keys(f.model->checkpoint_bindings(), checkpoint);
+  CHECK_MESSAGE(diff.missing.empty(), "bound but not in checkpoint: ", diff.missing.size());
+  CHECK_MESSAGE(diff.unexpected.empty(), "in checkpoint but not bound: ", diff.unexpected.size());
+}
+
+inline void check_forward(Family& f) {
+  const esft::SafetensorsFile ref(f.dir / "reference.safetensors");
+  auto ids = ref.load("input_ids");
+  auto mask = ref.load("attention_mask");
+  auto real = mask.reshape({-1}).to(at::kBool);
+
+  at::NoGradGuard no_grad;
+  RoutingRecorder recorder;
+  esft::ForwardOptions options;
+  options.hidden_states = true;
+  options.aux_loss = true;
+  options.hooks.push_back(&recorder);
+  auto out = f.model->forward(ids, mask, options);
+
+  const double logits = max_diff(out.logits, ref.load("logits"), real);
+  report(f, "logits max|diff|", logits);
+  CHECK(logits <= kValueTol);
+
+  double hidden = 0;
+  size_t n_hidden = 0;
+  for (; ref.find("hidden_states." + std::to_string(n_hidden)); ++n_hidden) {
+    hidden = std::max(hidden, max_diff(out.hidden_states.at(n_hidden), ref.load("hidden_states." + std::to_string(n_hidden)), real));
+  }
+  CHECK(out.hidden_states.size() == n_hidden);
+  report(f, "hidden states max|diff|", hidden);
+  CHECK(hidden <= kValueTol);
+
+  std::set<int> reference_layers;
+  for (const auto& t : ref.tensors())
+    if (t.name.rfind("router_logits.", 0) == 0) reference_layers.insert(std::stoi(t.name.substr(14)));
+  std::set<int> our_layers;
+  for (const auto& [layer, _] : recorder.events) our_layers.insert(layer);
+  CHECK(our_layers == reference_layers);
+
+  double router = 0, weights = 0;
+  int64_t set_mismatches = 0;
+  for (int layer : reference_layers) {
+    const auto& e = recorder.events.at(layer);
+    const auto l = std::to_string(layer);
+    router = std::max(router, max_diff(e.router_logits, ref.load("router_logits." + l)));  // padded rows included
+    // Indices compare as sets (glm4 does not sort); weights compare in expert order.
+    auto ours_idx = std::get<0>(e.topk_idx.sort(-1));
+    auto ours_order = std::get<1>(e.topk_idx.sort(-1));
+    auto ref_idx_raw = ref.load("topk_idx." + l);
+    auto ref_idx = std::get<0>(ref_idx_raw.sort(-1));
+    auto ref_order = std::get<1>(ref_idx_raw.sort(-1));
+    set_mismatches += (ours_idx != ref_idx).any(-1).index({real}).sum().item<int64_t>();
+    weights = std::max(weights, max_diff(e.topk_weight.gather(-1, ours_order),
+                                         ref.load("topk_weight." + l).gather(-1, ref_order), real));
+  }
+  report(f, "router logits max|diff|", router);
+  report(f, "top-k weights max|diff|", weights);
+  report(f, "top-k sets differing", static_cast<double>(set_mismatches));
+  CHECK(router <= kValueTol);
+  CHECK(weights <= kValueTol);
+  CHECK(set_mismatches == 0);
+
+  auto ce = esft::causal_lm_loss(out.logits, esft::labels_from_inputs(ids, mask)).item<double>();
+  const double ce_ref = ref.load("ce_loss").item<double>();
+  report(f, "ce loss rel diff", std::abs(ce - ce_ref) / std::abs(ce_ref));
+  CHECK(std::abs(ce - ce_ref) <= kLossRelTol * std::abs(ce_ref));
+
+  if (ref.find("aux_loss")) {
+    REQUIRE(out.aux_loss.defined());
+    const double aux = out.aux_loss.item<double>(), aux_ref = ref.load("aux_loss").item<double>();
+    report(f, "aux loss rel diff", std::abs(aux - aux_ref) / std::abs(aux_ref));
+    CHECK(std::abs(aux - aux_ref) <= kLossRelTol * std::abs(aux_ref));
+  }
+}
+
+// Backward of the CE loss; every bound tensor with a gradient is compared with grads.safetensors.
+// Returns the keys that had a gradient.
+inline std::set<std::string> check_gradients(Family& f, const std::string& label) {
+  const esft::SafetensorsFile ref(f.dir / "reference.safetensors");
+  const esft::SafetensorsFile grads(f.dir / "grads.safetensors");
+  auto ids = ref.load("input_ids");
+  auto mask = ref.load("attention_mask");
+  f.model->zero_grad();
+  esft::ForwardOptions options;
+  auto out = f.model->forward(ids, mask, options);
+  esft::causal_lm_loss(out.logits, esft::labels_from_inputs(ids, mask)).backward();
+
+  std::set<std::string> with_grad;
+  double worst = 0;
+  std::string worst_key;
+  for (const auto& b : f.model->checkpoint_bindings()) {
+    auto g = b.grad();
+    if (!g.defined()) continue;
+    with_grad.insert(b.key);
+    REQUIRE_MESSAGE(grads.find(b.key), "no reference gradient for ", b.key);
+    auto expected = grads.load(b.key).to(at::kDouble);
+    // An expert no token reached has a zero reference gradient: then ours must be zero too.
+    const double diff = (g.to(at::kDouble) - expected).norm().item<double>();
+    const double scale = expected.norm().item<double>();
+    const double rel = scale > 0 ? diff / scale : diff;
+    if (rel > worst) worst = rel, worst_key = b.key;
+    CHECK_MESSAGE(rel <= kGradRelTol, b.key, " relative error ", rel);
+  }
+  report(f, label + " worst grad rel err", worst);
+  return with_grad;
+}
+
+inline void check_all_gradients(Family& f) {
+  const esft::SafetensorsFile grads(f.dir / "grads.safetensors");
+  auto with_grad = check_gradients(f, "all trainable:");
+  std::set<std::string> reference;
+  for (const auto& t : grads.tensors()) reference.insert(t.name);
+  CHECK(with_grad == reference);
+}
+
+// ESFT freezing: only experts {l % E, (l + 3) % E} of each MoE layer train. Their gradients must equal the
+// fixture's, frozen experts get none, and they are not parameters at all (no optimizer state possible).
+inline void check_frozen_gradients(Family& f) {
+  std::set<std::string> trainable_keys;
+  for (auto* layer : f.model->moe_layers()) {
+    const int64_t E = layer->num_experts();
+    layer->set_trainable_experts({layer->layer_index() % E, (layer->layer_index() + 3) % E});
+    for (const auto& b : layer->experts().bindings())
+      if (b.tensor.requires_grad()) trainable_keys.insert(b.key);
+  }
+  auto with_grad = check_gradients(f, "esft-frozen:");
+  size_t expert_grads = 0, frozen_grads = 0;
+  for (auto* layer : f.model->moe_layers()) {
+    for (const auto& b : layer->experts().bindings()) {
+      const bool has = with_grad.count(b.key) != 0;
+      expert_grads += has;
+      frozen_grads += has && !trainable_keys.count(b.key);
+    }
+  }
+  CHECK(frozen_grads == 0);
+  CHECK(expert_grads == 3 * 2 * f.model->moe_layers().size());  // gate, up, down of 2 experts per layer
+  int64_t bank_rows = 0;
+  for (const auto& p : f.model->named_parameters())
+    if (p.key().find(".experts.") != std::string::npos) bank_rows += p.value().size(0);
+  CHECK(bank_rows == 2 * 2 * static_cast<int64_t>(f.model->moe_layers().size()));  // gate_up and down rows
+}
+
+inline void check_generation(Family& f) {
+  const esft::SafetensorsFile ref(f.dir / "reference.safetensors");
+  auto prompt = ref.load("generate.prompt");
+  auto expected = ref.load("generate.output");
+  auto output = esft::greedy_generate(*f.model, prompt, expected.size(1) - prompt.size(1), {});
+  CHECK(output.sizes() == expected.sizes());
+  if (output.sizes() == expected.sizes()) CHECK(output.equal(expected));
+}
+
+}  // namespace parity
