@@ -93,9 +93,15 @@ int run_cli(int argc, char** argv) {
     return 0;
   }
 
-  // Everything the first pass did not recognise belongs to the command (the command name itself comes first).
-  auto rest = po::collect_unrecognized(parsed.options, po::include_positional);
-  rest.erase(rest.begin());
+  // Everything but the global options and the command name belongs to the command: its flags, and any stray
+  // positional argument, which the command's parser then rejects.
+  std::vector<std::string> rest;
+  for (const auto& option : parsed.options) {
+    if (option.string_key == "command") continue;
+    if (option.unregistered || option.string_key == "args") {
+      rest.insert(rest.end(), option.original_tokens.begin(), option.original_tokens.end());
+    }
+  }
   po::variables_map command_vm;
   try {
     po::store(po::command_line_parser(rest).options(command_desc).run(), command_vm);

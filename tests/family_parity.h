@@ -17,8 +17,11 @@
 #include "esft/safetensors.h"
 #include "esft/weights.h"
 #include "plugin_loader.h"
+#include "test_support.h"
 
 namespace parity {
+
+using test_support::max_diff;
 
 constexpr double kValueTol = 1e-4;     // logits, hidden states, router logits, top-k weights: max abs diff
 constexpr double kLossRelTol = 1e-5;   // losses: relative
@@ -45,14 +48,6 @@ inline Family load(const std::string& plugin, const std::string& fixture) {
 
 inline void report(const Family& f, const std::string& what, double value) {
   std::printf("parity %s: %-28s %.3e\n", f.plugin.c_str(), what.c_str(), value);
-}
-
-// Max |a - b| over positions where `row_mask` [B*T] is true (all when undefined).
-inline double max_diff(const at::Tensor& a, const at::Tensor& b, const at::Tensor& row_mask = {}) {
-  REQUIRE(a.sizes() == b.sizes());
-  auto d = (a.to(at::kDouble) - b.to(at::kDouble)).abs();
-  if (row_mask.defined()) d = d.reshape({row_mask.size(0), -1}).index({row_mask});
-  return d.numel() ? d.max().item<double>() : 0.0;
 }
 
 class RoutingRecorder : public esft::RouterHook {

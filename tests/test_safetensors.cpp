@@ -26,47 +26,15 @@
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+#include "test_support.h"
+
+using namespace test_support;
+
 namespace {
-
-// A fresh empty directory, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<unsigned> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = fs::temp_directory_path() / ("esft_st_test_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter++) + "_" + std::to_string(stamp));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string u64_le(uint64_t v) {
-  std::string s;
-  for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  return s;
-}
 
 // A raw safetensors file: length prefix, header text as given, `data_bytes` zero bytes of data.
 std::string craft(const std::string& header, std::size_t data_bytes) {
-  return u64_le(header.size()) + header + std::string(data_bytes, '\0');
+  return craft_safetensors(header, std::string(data_bytes, '\0'));
 }
 
 // Runs `fn`, requires an esft::Error, and returns its message.

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "../cli.h"
+#include "esft/runtime.h"
 #include "esft/safetensors.h"
 
 namespace esft::host {
@@ -34,6 +35,7 @@ Command info_command() {
     d.add_options()("model", po::value<std::string>()->required(), "model directory (config.json + safetensors)");
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
+    parse_dtype(global.dtype, parse_device(global.device));  // not used here, but a wrong value is still an error
     const std::filesystem::path dir = vm["model"].as<std::string>();
     const auto config = ModelConfig::load(dir);
     const auto checkpoint = Checkpoint::open(dir);

@@ -6,11 +6,6 @@
 #define ESFT_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
-// at::_grouped_mm (bf16 grouped GEMM for the expert banks) appeared in PyTorch 2.8.
-#define ESFT_HAS_GROUPED_MM ESFT_TORCH_AT_LEAST(2, 8)
-// at::scaled_dot_product_attention appeared in PyTorch 2.0.
-#define ESFT_HAS_SDPA ESFT_TORCH_AT_LEAST(2, 0)
-
 #define ESFT_STRINGIFY_IMPL(x) #x
 #define ESFT_STRINGIFY(x) ESFT_STRINGIFY_IMPL(x)
 

@@ -109,14 +109,14 @@ std::unique_ptr<KVCache> DecoderLM::make_cache() const {
 }
 
 CheckpointBindings DecoderLM::checkpoint_bindings() {
-  CheckpointBindings out;
   // Parameters and buffers bind under their module path, except those of expert banks, which bind per expert.
+  CheckpointBindings out;
   std::vector<std::string> bank_prefixes;
-  for (auto* layer : moe_layers()) {
-    for (auto& b : layer->experts().bindings()) out.push_back(std::move(b));
-  }
   for (const auto& item : named_modules()) {
-    if (dynamic_cast<const ExpertBank*>(item.value().get())) bank_prefixes.push_back(item.key() + ".");
+    if (const auto* bank = dynamic_cast<const ExpertBank*>(item.value().get())) {
+      bank_prefixes.push_back(item.key() + ".");
+      for (auto& b : bank->bindings()) out.push_back(std::move(b));
+    }
   }
   auto in_bank = [&](const std::string& name) {
     for (const auto& prefix : bank_prefixes)

@@ -1,0 +1,548 @@
+// esft-host as a user meets it: the real executable run as a child process, its exit code, stdout and stderr.
+// Good runs must reproduce the transformers reference through the command line; bad input must end in exactly one
+// line `esft-host: error: ...` naming what is wrong, exit code 2 for command-line mistakes and 1 for the rest, and
+// a failed `forward` must leave nothing behind in its output folder (no partial file, no temporary).
+#include <ATen/ATen.h>
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "esft/plugin_abi.h"
+#include "esft/safetensors.h"
+
+#if !defined(ESFT_BIN_DIR) || !defined(ESFT_TEST_DATA_DIR) || !defined(ESFT_WRONG_ABI_PLUGIN_DIR)
+#error "ESFT_BIN_DIR, ESFT_TEST_DATA_DIR and ESFT_WRONG_ABI_PLUGIN_DIR must be defined by the build"
+#endif
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+#include "test_support.h"
+
+using namespace test_support;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fixtures and tolerances (shared/fixtures/README.md)
+
+constexpr double kValueTol = 1e-4;    // logits, hidden states, router logits, top-k weights: max abs diff
+constexpr double kLossRelTol = 1e-5;  // losses: relative
+
+const fs::path kHost = fs::path(ESFT_BIN_DIR) / "esft-host";
+const fs::path kFixture = fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe";
+const fs::path kModel = kFixture / "model";
+const fs::path kReference = kFixture / "reference.safetensors";
+const fs::path kWrongAbiDir = ESFT_WRONG_ABI_PLUGIN_DIR;
+const std::string kErrorPrefix = "esft-host: error: ";
+
+// The refusal text of check_plugin_info for the test plugin, which reports ABI version host + 1000.
+std::string wrong_abi_text() {
+  return "plugin has " + std::to_string(ESFT_PLUGIN_ABI_VERSION + 1000) + ", esft-host supports " +
+         std::to_string(ESFT_PLUGIN_ABI_VERSION);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Files and folders
+
+json read_json(const fs::path& p) { return json::parse(read_bytes(p)); }
+void write_json(const fs::path& p, const json& j) { write_bytes(p, j.dump(2) + "\n"); }
+
+std::vector<std::string> entries_of(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : " ") + s;
+  return out;
+}
+
+// A writable copy of the fixture model in `dir`/model (the fixture itself is never touched).
+fs::path copy_model(const TempDir& dir) {
+  const fs::path copy = dir / "model";
+  fs::copy(kModel, copy, fs::copy_options::recursive);
+  return copy;
+}
+
+// The shard file that the index of `model_dir` names for `tensor`.
+fs::path shard_of(const fs::path& model_dir, const std::string& tensor) {
+  const auto index = read_json(model_dir / "model.safetensors.index.json");
+  REQUIRE(index["weight_map"].contains(tensor));
+  return model_dir / index["weight_map"][tensor].get<std::string>();
+}
+
+// Rewrites a well-formed safetensors file through `edit`, which may change its parsed header and its data bytes.
+// The result is written raw, without any validation, so it can be as broken as a test needs.
+void rewrite_safetensors(const fs::path& file, const std::function<void(json& header, std::string& data)>& edit) {
+  const std::string bytes = read_bytes(file);
+  REQUIRE(bytes.size() >= 8);
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[i]);
+  REQUIRE(8 + header_len <= bytes.size());
+  json header = json::parse(bytes.substr(8, header_len));
+  std::string data = bytes.substr(8 + header_len);
+  edit(header, data);
+  write_bytes(file, craft_safetensors(header.dump(), data));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Running esft-host
+
+struct Run {
+  int code = -1;  // exit status; 128 + signal when killed by a signal
+  std::string out, err;
+  std::string command;  // for failure messages
+};
+
+// Runs esft-host with `args` (no shell: every argument reaches argv as is). The child inherits this environment
+// without ESFT_PLUGIN_PATH, so plugin search depends only on the arguments; `env` adds or overrides variables.
+// stdin is /dev/null; stdout and stderr go to files, so a chatty child can never block on a full pipe.
+Run run_host(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env = {}) {
+  Run r;
+  r.command = kHost.string();
+  for (const auto& a : args) r.command += " '" + a + "'";
+
+  TempDir io;
+  const auto out_path = (io / "stdout").string(), err_path = (io / "stderr").string();
+
+  std::vector<std::string> env_strings;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string entry = *e;
+    const std::string key = entry.substr(0, entry.find('='));
+    const bool overridden =
+        std::any_of(env.begin(), env.end(), [&](const auto& kv) { return kv.first == key; });
+    if (key != "ESFT_PLUGIN_PATH" && !overridden) env_strings.push_back(entry);
+  }
+  for (const auto& [key, value] : env) env_strings.push_back(key + "=" + value);
+
+  std::vector<std::string> argv_strings = {kHost.string()};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv, envp;
+  for (auto& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  REQUIRE(posix_spawn_file_actions_init(&actions) == 0);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE_MESSAGE(spawned == 0, "cannot start ", r.command, ": ", std::strerror(spawned));
+
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) REQUIRE_MESSAGE(errno == EINTR, "waitpid: ", std::strerror(errno));
+  if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status)) r.code = 128 + WTERMSIG(status);
+  r.out = read_bytes(out_path);
+  r.err = read_bytes(err_path);
+  return r;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A successful run: exit 0 (stderr shown on failure).
+void expect_success(const Run& r) {
+  INFO("command: ", r.command);
+  INFO("stderr: ", r.err);
+  CHECK(r.code == 0);
+}
+
+// A refused run: the exit code, nothing on stdout, and on stderr exactly one line `esft-host: error: <message>\n`
+// whose message contains every one of `needles`.
+void expect_error(const Run& r, int code, std::initializer_list<std::string> needles) {
+  INFO("command: ", r.command);
+  INFO("stdout: ", r.out);
+  INFO("stderr: ", r.err);
+  CHECK(r.code == code);
+  CHECK(r.out.empty());
+  CHECK(r.err.rfind(kErrorPrefix, 0) == 0);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK((!r.err.empty() && r.err.back() == '\n'));
+  for (const auto& needle : needles) CHECK_MESSAGE(contains(r.err, needle), "error should mention '", needle, "'");
+}
+
+// `esft-host [global...] forward --model M --inputs reference --out <fresh empty folder>/out.safetensors [extra...]`
+// must fail with `code` and `needles`, and the output folder must still be empty afterwards.
+void expect_forward_error(const fs::path& model, int code, std::initializer_list<std::string> needles,
+                          const std::vector<std::string>& global = {}, const std::vector<std::string>& extra = {}) {
+  TempDir out_dir;
+  const auto out = out_dir / "out.safetensors";
+  std::vector<std::string> args = global;
+  for (const auto& a : {std::string("forward"), std::string("--model"), model.string(), std::string("--inputs"),
+                        kReference.string(), std::string("--out"), out.string()})
+    args.push_back(a);
+  args.insert(args.end(), extra.begin(), extra.end());
+  const Run r = run_host(args);
+  expect_error(r, code, needles);
+  INFO("command: ", r.command);
+  CHECK_FALSE(fs::exists(out));
+  CHECK_MESSAGE(entries_of(out_dir.path).empty(), "left in the output folder: ", joined(entries_of(out_dir.path)));
+}
+
+std::string comma_joined(const at::Tensor& ids) {
+  const auto flat = ids.reshape({-1}).to(at::kLong).contiguous();
+  std::string out;
+  for (int64_t i = 0; i < flat.numel(); ++i) out += (i ? "," : "") + std::to_string(flat[i].item<int64_t>());
+  return out;
+}
+
+bool in_forward_output(const std::string& name) {
+  for (const char* prefix : {"hidden_states.", "router_logits.", "topk_idx.", "topk_weight."})
+    if (name.rfind(prefix, 0) == 0) return true;
+  return name == "logits" || name == "ce_loss" || name == "aux_loss";
+}
+
+}  // namespace
+
+// ===============================================================================================================
+// Good runs
+
+TEST_CASE("cli: --version prints the program name and exits 0") {
+  const Run r = run_host({"--version"});
+  expect_success(r);
+  CHECK(r.out.rfind("esft-host ", 0) == 0);
+}
+
+TEST_CASE("cli: --help lists every command and a command's --help its options") {
+  const Run r = run_host({"--help"});
+  expect_success(r);
+  for (const char* command : {"plugins", "info", "forward", "generate"})
+    CHECK_MESSAGE(contains(r.out, std::string("\n  ") + command + " "), "--help should list '", command, "'");
+
+  const Run f = run_host({"forward", "--help"});
+  expect_success(f);
+  CHECK(contains(f.out, "--inputs"));
+  CHECK(contains(f.out, "--out"));
+}
+
+TEST_CASE("cli: plugins lists qwen3_moe, and a wrong-ABI plugin as refused with both versions") {
+  // Lines are `name version model-types file [refused: why]`; find the one whose first field is `name`.
+  const auto line_of = [](const std::string& out, const std::string& name) -> std::optional<std::string> {
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream fields(line);
+      std::string first;
+      if (fields >> first && first == name) return line;
+    }
+    return std::nullopt;
+  };
+
+  const Run r = run_host({"plugins"});
+  expect_success(r);
+  INFO("stdout: ", r.out);
+  const auto qwen = line_of(r.out, "qwen3_moe");
+  REQUIRE(qwen);
+  std::istringstream fields(*qwen);
+  std::string name, version, types, file;
+  fields >> name >> version >> types >> file;
+  CHECK(types == "qwen3_moe");
+  std::error_code ec;
+  CHECK_MESSAGE(fs::equivalent(file, fs::path(ESFT_BIN_DIR) / "libesft_qwen3_moe.so", ec), "file field: ", file);
+  CHECK_FALSE(contains(*qwen, "refused"));
+  CHECK_FALSE(line_of(r.out, "wrong_abi"));  // it lives outside the default search path
+
+  const Run w = run_host({"--plugin-dir", kWrongAbiDir.string(), "plugins"});
+  expect_success(w);
+  INFO("stdout: ", w.out);
+  const auto wrong = line_of(w.out, "wrong_abi");
+  REQUIRE(wrong);
+  CHECK(contains(*wrong, "wrong_abi_model"));
+  CHECK(contains(*wrong, "[refused:"));
+  CHECK(contains(*wrong, wrong_abi_text()));
+  const auto still_qwen = line_of(w.out, "qwen3_moe");
+  REQUIRE(still_qwen);
+  CHECK_FALSE(contains(*still_qwen, "refused"));
+}
+
+TEST_CASE("cli: info reports the fixture's tensors, files and parameter total") {
+  const Run r = run_host({"info", "--model", kModel.string()});
+  expect_success(r);
+  INFO("stdout: ", r.out);
+  CHECK(contains(r.out, "102 tensors"));
+  CHECK(contains(r.out, "17 files"));
+  CHECK(contains(r.out, "total 254,032"));
+  CHECK(contains(r.out, "qwen3_moe"));
+}
+
+TEST_CASE("cli: forward reproduces the transformers reference") {
+  TempDir tmp;
+  const auto out_path = tmp / "out.safetensors";
+  // --device cpu: the reference is float32 on CPU; `auto` would pick bfloat16 on a CUDA machine.
+  const Run r = run_host({"--device", "cpu", "forward", "--model", kModel.string(), "--inputs", kReference.string(),
+                          "--out", out_path.string()});
+  expect_success(r);
+  REQUIRE(fs::exists(out_path));
+  CHECK(entries_of(tmp.path) == std::vector<std::string>{"out.safetensors"});  // no temporaries left
+
+  const esft::SafetensorsFile out(out_path);
+  const esft::SafetensorsFile ref(kReference);
+
+  // Exactly the reference's names for what forward writes: no layer or hidden state missing, none extra.
+  std::set<std::string> expected_names, names;
+  for (const auto& t : ref.tensors())
+    if (in_forward_output(t.name)) expected_names.insert(t.name);
+  for (const auto& t : out.tensors()) names.insert(t.name);
+  CHECK(names == expected_names);
+  REQUIRE(expected_names.count("logits"));
+
+  const auto real = ref.load("attention_mask").reshape({-1}).to(at::kBool);  // non-padded rows b*T + t
+  const double logits = max_diff(out.load("logits"), ref.load("logits"), real);
+  CHECK(logits <= kValueTol);
+
+  for (const auto& name : expected_names) {
+    if (!out.find(name)) continue;  // reported by the name comparison above
+    INFO("tensor: ", name);
+    if (name.rfind("hidden_states.", 0) == 0) {
+      CHECK(max_diff(out.load(name), ref.load(name), real) <= kValueTol);
+    } else if (name.rfind("router_logits.", 0) == 0) {
+      CHECK(max_diff(out.load(name), ref.load(name)) <= kValueTol);  // padded rows included
+    } else if (name.rfind("topk_idx.", 0) == 0) {
+      // Sets of experts per token; compare sorted indices at the non-padded rows.
+      const auto ours = std::get<0>(out.load(name).to(at::kLong).sort(-1));
+      const auto theirs = std::get<0>(ref.load(name).to(at::kLong).sort(-1));
+      REQUIRE(ours.sizes() == theirs.sizes());
+      CHECK((ours != theirs).any(-1).index({real}).sum().item<int64_t>() == 0);
+    } else if (name.rfind("topk_weight.", 0) == 0) {
+      // Weights in expert order, so that the order of the k choices does not matter.
+      const auto layer = name.substr(std::strlen("topk_weight."));
+      const auto ours_order = std::get<1>(out.load("topk_idx." + layer).sort(-1));
+      const auto ref_order = std::get<1>(ref.load("topk_idx." + layer).sort(-1));
+      CHECK(max_diff(out.load(name).gather(-1, ours_order), ref.load(name).gather(-1, ref_order), real) <= kValueTol);
+    } else if (name == "ce_loss" || name == "aux_loss") {
+      const double ours = out.load(name).to(at::kDouble).item<double>();
+      const double theirs = ref.load(name).to(at::kDouble).item<double>();
+      CHECK(std::abs(ours - theirs) <= kLossRelTol * std::abs(theirs));
+    }
+  }
+}
+
+TEST_CASE("cli: global options are accepted before and after the command") {
+  TempDir tmp;
+  const auto before = tmp / "before.safetensors", after = tmp / "after.safetensors";
+  const Run a = run_host({"--plugin", "qwen3_moe", "forward", "--model", kModel.string(), "--inputs",
+                          kReference.string(), "--out", before.string()});
+  expect_success(a);
+  CHECK(fs::exists(before));
+
+  const Run b = run_host({"forward", "--device", "cpu", "--model", kModel.string(), "--inputs", kReference.string(),
+                          "--out", after.string()});
+  expect_success(b);
+  CHECK(fs::exists(after));
+}
+
+TEST_CASE("cli: generate prints the reference's greedy tokens") {
+  const esft::SafetensorsFile ref(kReference);
+  const auto prompt = ref.load("generate.prompt");
+  const auto expected = ref.load("generate.output");
+  const auto new_tokens = expected.size(-1) - prompt.size(-1);
+  REQUIRE(new_tokens == 10);
+  const Run r = run_host({"--device", "cpu", "generate", "--model", kModel.string(), "--ids", comma_joined(prompt),
+                          "--max-new-tokens", std::to_string(new_tokens)});
+  expect_success(r);
+  CHECK(r.out == comma_joined(expected) + "\n");
+}
+
+// ===============================================================================================================
+// Bad model directories and checkpoints: exit 1, one line naming the problem, nothing written
+
+TEST_CASE("cli: a missing model directory is named") {
+  TempDir tmp;
+  const auto missing = tmp / "no_such_model";
+  expect_forward_error(missing, 1, {missing.string()});
+  expect_error(run_host({"info", "--model", missing.string()}), 1, {missing.string()});
+  expect_error(run_host({"generate", "--model", missing.string(), "--ids", "1,2"}), 1, {missing.string()});
+}
+
+TEST_CASE("cli: config.json without model_type") {
+  TempDir tmp;
+  const auto model = copy_model(tmp);
+  auto config = read_json(model / "config.json");
+  config.erase("model_type");
+  write_json(model / "config.json", config);
+  expect_forward_error(model, 1, {"model_type", "config.json"});
+  expect_error(run_host({"info", "--model", model.string()}), 1, {"model_type", "config.json"});
+}
+
+TEST_CASE("cli: a model_type that no plugin serves") {
+  TempDir tmp;
+  const auto model = copy_model(tmp);
+  auto config = read_json(model / "config.json");
+  config["model_type"] = "no_such_family";
+  write_json(model / "config.json", config);
+  expect_forward_error(model, 1, {"model_type", "no_such_family"});
+  expect_error(run_host({"info", "--model", model.string()}), 1, {"no_such_family"});
+}
+
+TEST_CASE("cli: a plugin with the wrong ABI version is refused, naming both versions") {
+  TempDir tmp;
+  const auto model = copy_model(tmp);
+  auto config = read_json(model / "config.json");
+  config["model_type"] = "wrong_abi_model";
+  write_json(model / "config.json", config);
+  // Found through the config's model_type...
+  expect_forward_error(model, 1, {"wrong_abi_model", "libesft_wrong_abi.so", wrong_abi_text()},
+                       {"--plugin-dir", kWrongAbiDir.string()});
+  // ...and named directly (the model is a good qwen3_moe one: the plugin must be refused before anything else).
+  expect_forward_error(kModel, 1, {"libesft_wrong_abi.so", wrong_abi_text()},
+                       {"--plugin", "wrong_abi", "--plugin-dir", kWrongAbiDir.string()});
+  expect_error(run_host({"--plugin", "wrong_abi", "--plugin-dir", kWrongAbiDir.string(), "info", "--model",
+                         kModel.string()}),
+               1, {"libesft_wrong_abi.so", wrong_abi_text()});
+}
+
+TEST_CASE("cli: a truncated shard") {
+  TempDir tmp;
+  const auto model = copy_model(tmp);
+  const auto shard = shard_of(model, "model.embed_tokens.weight");
+  fs::resize_file(shard, 5);
+  expect_forward_error(model, 1, {"truncated", shard.filename().string()});
+  expect_error(run_host({"info", "--model", model.string()}), 1, {"truncated", shard.filename().string()});
+}
+
+TEST_CASE("cli: a shard whose header length runs past the end of the file") {
+  TempDir tmp;
+  const auto model = copy_model(tmp);
+  const auto shard = shard_of(model, "model.embed_tokens.weight");
+  const auto size = fs::file_size(shard);
+  write_bytes(shard, u64_le(size + 1000) + read_bytes(shard).substr(8));  // same file, larger length prefix
+  expect_forward_error(model, 1, {"header length " + std::to_string(size + 1000), shard.filename().string()});
+}
+
+TEST_CASE("cli: a shard whose data_offsets end beyond its data") {
+  TempDir tmp;
+  const auto model = copy_model(tmp);
+  const std::string victim = "model.embed_tokens.weight";
+  const auto shard = shard_of(model, victim);
+  rewrite_safetensors(shard, [&](json& header, std::string& data) {
+    auto& offsets = header[victim]["data_offsets"];
+    const uint64_t n = offsets[1].get<uint64_t>() - offsets[0].get<uint64_t>();
+    offsets = {data.size() + 64 - n, data.size() + 64};  // right size, 64 bytes past the end
+  });
+  expect_forward_error(model, 1, {victim, "out of range", shard.filename().string()});
+}
+
+TEST_CASE("cli: a shard whose byte range does not match dtype and shape") {
+  TempDir tmp;
+  const auto model = copy_model(tmp);
+  const std::string victim = "model.embed_tokens.weight";
+  const auto shard = shard_of(model, victim);
+  rewrite_safetensors(shard, [&](json& header, std::string&) {
+    REQUIRE(header[victim]["dtype"] == "F32");
+    header[victim]["dtype"] = "F16";  // same offsets: now twice the bytes the shape needs
+  });
+  expect_forward_error(model, 1, {victim, "do not match", shard.filename().string()});
+}
+
+TEST_CASE("cli: an index that names a file outside the model directory") {
+  TempDir tmp;
+  const auto model = copy_model(tmp);
+  const std::string victim = "model.embed_tokens.weight";
+  // The outside file exists and is a valid shard: it must be refused for where it is, not for what it holds.
+  fs::copy_file(shard_of(model, victim), tmp / "evil.safetensors");
+  auto index = read_json(model / "model.safetensors.index.json");
+  index["weight_map"][victim] = "../evil.safetensors";
+  write_json(model / "model.safetensors.index.json", index);
+  expect_forward_error(model, 1, {"../evil.safetensors", "outside"});
+  expect_error(run_host({"info", "--model", model.string()}), 1, {"../evil.safetensors", "outside"});
+}
+
+TEST_CASE("cli: a tensor missing from the checkpoint is named") {
+  const std::string victim = "model.layers.1.post_attention_layernorm.weight";
+
+  SUBCASE("gone from both the index and its shard") {
+    TempDir tmp;
+    const auto model = copy_model(tmp);
+    const auto shard = shard_of(model, victim);
+    rewrite_safetensors(shard, [&](json& header, std::string&) { REQUIRE(header.erase(victim) == 1); });
+    auto index = read_json(model / "model.safetensors.index.json");
+    index["weight_map"].erase(victim);
+    write_json(model / "model.safetensors.index.json", index);
+    expect_forward_error(model, 1, {victim, "missing"});
+  }
+  SUBCASE("listed by the index but absent from its shard") {
+    TempDir tmp;
+    const auto model = copy_model(tmp);
+    const auto shard = shard_of(model, victim);
+    rewrite_safetensors(shard, [&](json& header, std::string&) { REQUIRE(header.erase(victim) == 1); });
+    expect_forward_error(model, 1, {victim, shard.filename().string()});
+  }
+  SUBCASE("single-file checkpoint without it") {
+    TempDir tmp;
+    const auto model = tmp / "model";
+    fs::create_directories(model);
+    fs::copy_file(kModel / "config.json", model / "config.json");
+    const auto checkpoint = esft::Checkpoint::open(kModel);
+    esft::NamedTensors tensors;
+    for (const auto& key : checkpoint.keys())
+      if (key != victim) tensors.emplace_back(key, checkpoint.load(key));
+    REQUIRE(tensors.size() + 1 == checkpoint.keys().size());
+    esft::save_safetensors(model / "model.safetensors", tensors);
+    expect_forward_error(model, 1, {victim, "missing"});
+  }
+}
+
+// ===============================================================================================================
+// Bad command lines: exit 2 (and 1 for an output folder that does not exist)
+
+TEST_CASE("cli: an unknown command") {
+  expect_error(run_host({"frobnicate"}), 2, {"frobnicate"});
+}
+
+TEST_CASE("cli: an unknown flag, after the command or before it") {
+  expect_forward_error(kModel, 2, {"--bogus"}, {}, {"--bogus", "1"});
+  expect_error(run_host({"--bogus", "plugins"}), 2, {"bogus"});
+}
+
+TEST_CASE("cli: a missing required option") {
+  expect_error(run_host({"forward", "--model", kModel.string()}), 2, {"--inputs"});
+  expect_error(run_host({"forward", "--model", kModel.string(), "--inputs", kReference.string()}), 2, {"--out"});
+  expect_error(run_host({"generate", "--model", kModel.string()}), 2, {"--ids"});
+}
+
+TEST_CASE("cli: an invalid --device") {
+  expect_forward_error(kModel, 2, {"--device", "nonsense"}, {"--device", "nonsense"});
+  expect_forward_error(kModel, 2, {"--device", "nonsense"}, {}, {"--device", "nonsense"});
+  expect_error(run_host({"--device", "nonsense", "generate", "--model", kModel.string(), "--ids", "1,2"}), 2,
+               {"nonsense"});
+}
+
+TEST_CASE("cli: forward --out in a directory that does not exist") {
+  TempDir tmp;
+  const auto missing_dir = tmp / "no_such_dir";
+  const auto out = missing_dir / "out.safetensors";
+  const Run r = run_host({"forward", "--model", kModel.string(), "--inputs", kReference.string(), "--out",
+                          out.string()});
+  expect_error(r, 1, {missing_dir.string()});
+  CHECK_FALSE(fs::exists(missing_dir));
+  CHECK(entries_of(tmp.path).empty());
+}

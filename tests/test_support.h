@@ -1,0 +1,70 @@
+#pragma once
+// Small helpers every test suite uses: temporary folders, raw file bytes, hand-made safetensors files, and tensor
+// comparison.
+#include <ATen/ATen.h>
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace test_support {
+
+namespace fs = std::filesystem;
+
+// A fresh empty directory, removed with everything in it at scope exit.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<unsigned> counter{0};
+    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = fs::temp_directory_path() /
+           ("esft_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" + std::to_string(stamp));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+inline std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void write_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+
+inline std::string u64_le(uint64_t v) {
+  std::string s;
+  for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  return s;
+}
+
+// A raw safetensors file, as broken as a test needs: 8-byte little-endian header length, header text, data bytes.
+inline std::string craft_safetensors(const std::string& header, const std::string& data) {
+  return u64_le(header.size()) + header + data;
+}
+
+// Max |a - b| over the rows [B*T] selected by `row_mask` (all rows when undefined).
+inline double max_diff(const at::Tensor& a, const at::Tensor& b, const at::Tensor& row_mask = {}) {
+  REQUIRE(a.sizes() == b.sizes());
+  auto d = (a.to(at::kDouble) - b.to(at::kDouble)).abs();
+  if (row_mask.defined()) d = d.reshape({row_mask.size(0), -1}).index({row_mask});
+  return d.numel() ? d.max().item<double>() : 0.0;
+}
+
+}  // namespace test_support
