@@ -104,7 +104,8 @@ int run_cli(int argc, char** argv) {
   }
   po::variables_map command_vm;
   try {
-    po::store(po::command_line_parser(rest).options(command_desc).run(), command_vm);
+    const po::positional_options_description none;  // commands take flags only: a stray word is an error
+    po::store(po::command_line_parser(rest).options(command_desc).positional(none).run(), command_vm);
     po::notify(command_vm);
   } catch (const po::error& e) {
     rethrow_as_usage(e, command.name);

@@ -523,6 +523,11 @@ TEST_CASE("cli: an unknown flag, after the command or before it") {
   expect_error(run_host({"--bogus", "plugins"}), 2, {"bogus"});
 }
 
+TEST_CASE("cli: a stray argument after the command") {
+  expect_error(run_host({"plugins", "junk"}), 2, {"positional"});
+  expect_error(run_host({"info", "--model", kModel.string(), "extra"}), 2, {"positional"});
+}
+
 TEST_CASE("cli: a missing required option") {
   expect_error(run_host({"forward", "--model", kModel.string()}), 2, {"--inputs"});
   expect_error(run_host({"forward", "--model", kModel.string(), "--inputs", kReference.string()}), 2, {"--out"});
