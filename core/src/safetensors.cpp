@@ -56,7 +56,7 @@ std::size_t dtype_size(DType dtype) {
   return 0;
 }
 
-bool parse_dtype(const std::string& name, DType& out) {
+bool parse_safetensors_dtype(const std::string& name, DType& out) {
   static const std::pair<const char*, DType> kNames[] = {
       {"F64", DType::F64}, {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"I64", DType::I64},
       {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8},   {"U8", DType::U8},     {"BOOL", DType::BOOL}};
@@ -147,7 +147,7 @@ TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data
 
   auto dt = entry.find("dtype");
   if (dt == entry.end() || !dt->is_string()) throw Error(where + "missing or non-string dtype" + in(path));
-  if (!parse_dtype(dt->get<std::string>(), info.dtype))
+  if (!parse_safetensors_dtype(dt->get<std::string>(), info.dtype))
     throw Error(where + "unknown dtype '" + dt->get<std::string>() +
                 "' (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)" + in(path));
 

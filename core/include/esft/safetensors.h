@@ -20,7 +20,7 @@ enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
 
 const char* dtype_name(DType dtype);           // "F32", ...
 std::size_t dtype_size(DType dtype);           // bytes per element
-bool parse_dtype(const std::string& name, DType& out);
+bool parse_safetensors_dtype(const std::string& name, DType& out);
 c10::ScalarType to_scalar_type(DType dtype);
 DType from_scalar_type(c10::ScalarType type);  // throws esft::Error for types safetensors cannot hold
 
