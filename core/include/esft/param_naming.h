@@ -60,6 +60,11 @@ class ParamNaming {
   std::vector<NamingRule> rules_;
 };
 
+// The names transformers gives a pre-norm MoE decoder whose routed experts are stored per expert under
+// `model.layers.{layer}.mlp.experts.{expert}` (qwen2_moe, qwen3_moe, olmoe, glm4_moe, ...). `extra` rules (a
+// family's shared experts, router bias, ...) are matched before the catch-all rule for dense-layer MLPs.
+ParamNaming hf_moe_decoder_naming(std::vector<NamingRule> extra = {});
+
 // Substitutes {layer} and {expert} in a pattern.
 std::string format_pattern(const std::string& pattern, int layer, int expert);
 

@@ -42,16 +42,33 @@ Attention::Attention(const AttentionSpec& spec, int64_t layer_index, const at::T
   if (spec.qk_norm == QKNorm::PerHead) {
     q_norm = register_module("q_norm", std::make_shared<RMSNorm>(spec.head_dim, spec.norm_eps, options));
     k_norm = register_module("k_norm", std::make_shared<RMSNorm>(spec.head_dim, spec.norm_eps, options));
+  } else if (spec.qk_norm == QKNorm::Full) {
+    q_norm = register_module("q_norm", std::make_shared<RMSNorm>(q_width, spec.norm_eps, options));
+    k_norm = register_module("k_norm", std::make_shared<RMSNorm>(kv_width, spec.norm_eps, options));
   }
 }
 
 at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                               const at::Tensor& bias, KVCache* cache) const {
   const int64_t B = x.size(0), T = x.size(1), D = spec_.head_dim;
-  auto q = q_proj->forward(x).view({B, T, spec_.num_heads, D});
-  auto k = k_proj->forward(x).view({B, T, spec_.num_kv_heads, D});
-  auto v = v_proj->forward(x).view({B, T, spec_.num_kv_heads, D}).transpose(1, 2);
-  if (q_norm) {
+  auto q = q_proj->forward(x);
+  auto k = k_proj->forward(x);
+  auto v = v_proj->forward(x);
+  // Order as in transformers: a whole-width norm (olmoe) acts on the projection, then q/k/v are clipped, then the
+  // reshape into heads, then a per-head norm (qwen3_moe, glm4_moe).
+  if (spec_.qk_norm == QKNorm::Full) {
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
+  if (spec_.clip_qkv > 0) {
+    q = q.clamp(-spec_.clip_qkv, spec_.clip_qkv);
+    k = k.clamp(-spec_.clip_qkv, spec_.clip_qkv);
+    v = v.clamp(-spec_.clip_qkv, spec_.clip_qkv);
+  }
+  q = q.view({B, T, spec_.num_heads, D});
+  k = k.view({B, T, spec_.num_kv_heads, D});
+  v = v.view({B, T, spec_.num_kv_heads, D}).transpose(1, 2);
+  if (spec_.qk_norm == QKNorm::PerHead) {
     q = q_norm->forward(q);
     k = k_norm->forward(k);
   }

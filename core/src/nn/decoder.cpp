@@ -41,7 +41,7 @@ DecoderBody::DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, con
 
 DecoderLM::DecoderLM(ModelConfig config, const DecoderSpec& spec, const ParamNaming& naming, const at::Device& device,
                      at::ScalarType dtype)
-    : config_(std::move(config)), spec_(spec), rotary_(spec.rope, device) {
+    : config_(std::move(config)), spec_(spec), rotary_(spec.rope, device, dtype) {
   const auto options = at::TensorOptions().device(device).dtype(dtype);
   model_ = register_module("model", std::make_shared<DecoderBody>(spec, naming, options));
   if (!spec.tie_word_embeddings) {

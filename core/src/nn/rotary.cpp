@@ -20,13 +20,21 @@ RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim) {
                 ")");
   }
   spec.theta = config.rope.theta;
+  const auto declared = config.get<std::string>("dtype", config.get<std::string>("torch_dtype", "float32"));
+  if (declared == "bfloat16") spec.checkpoint_dtype = at::kBFloat16;
+  if (declared == "float16") spec.checkpoint_dtype = at::kHalf;
   return spec;
 }
 
-RotaryEmbedding::RotaryEmbedding(const RopeSpec& spec, const at::Device& device) : spec_(spec) {
+RotaryEmbedding::RotaryEmbedding(const RopeSpec& spec, const at::Device& device, at::ScalarType model_dtype)
+    : spec_(spec) {
   // Same op sequence as transformers: 1 / base^(arange(0, d, 2) / d), in float32.
   auto exponent = at::arange(0, spec.rotary_dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(spec.rotary_dim);
-  inv_freq_ = at::pow(spec.theta, exponent).reciprocal().to(device);
+  auto inv_freq = at::pow(spec.theta, exponent).reciprocal();
+  for (auto dtype : {spec.checkpoint_dtype, model_dtype}) {
+    if (dtype == at::kBFloat16 || dtype == at::kHalf) inv_freq = inv_freq.to(dtype).to(at::kFloat);
+  }
+  inv_freq_ = inv_freq.to(device);
 }
 
 std::pair<at::Tensor, at::Tensor> RotaryEmbedding::cos_sin(const at::Tensor& positions, at::ScalarType dtype) const {

@@ -1,6 +1,7 @@
 #pragma once
-// Multi-head attention with grouped key/value heads, rotary positions and optional per-head q/k RMSNorm, computed
-// the way transformers' eager path does (float32 softmax over `q k^T * scale + mask`).
+// Multi-head attention with grouped key/value heads, rotary positions, optional q/k RMSNorm (per head or over the
+// whole projection) and optional q/k/v clipping, computed the way transformers' eager path does (float32 softmax over
+// `q k^T * scale + mask`).
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
@@ -12,6 +13,8 @@ namespace esft::nn {
 enum class QKNorm {
   None,
   PerHead,  // RMSNorm over head_dim of every head, after the reshape into heads (qwen3_moe, glm4_moe)
+  Full,     // RMSNorm over the whole projection width (weights [n_heads*head_dim], [n_kv_heads*head_dim]), before
+            // the reshape into heads (olmoe)
 };
 
 struct AttentionSpec {
@@ -23,6 +26,9 @@ struct AttentionSpec {
   bool o_bias = false;
   QKNorm qk_norm = QKNorm::None;
   double norm_eps = 1e-6;
+  // > 0: clamp q, k and v to [-clip_qkv, clip_qkv] after the projections (and after a Full q/k norm, as
+  // transformers' OlmoeAttention does); 0 = off.
+  double clip_qkv = 0;
 };
 
 // The additive mask [B, 1, T, past + T]: 0 where query t may see key s (s <= past + t and key s is not padding),

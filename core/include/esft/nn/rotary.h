@@ -14,6 +14,11 @@ struct RopeSpec {
   int64_t rotary_dim = 0;  // <= head_dim
   double theta = 10000.0;
   double attention_scaling = 1.0;  // multiplies cos and sin (YaRN sets it; 1 otherwise)
+  // The precision the checkpoint declares (config `dtype` / `torch_dtype`). transformers keeps `inv_freq` as a
+  // floating buffer, so a model materialised in bfloat16 rounds it to bfloat16 (and keeps it rounded after a later
+  // upcast); its forward then upcasts with `.float()`. We round the same way, through this dtype and through the
+  // dtype the model runs in, so positions match transformers to float32 precision in both cases.
+  at::ScalarType checkpoint_dtype = at::kFloat;
 };
 
 // Builds the spec from a config's rope settings; throws esft::Error for a rope_type this code does not implement,
@@ -22,7 +27,7 @@ RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim);
 
 class RotaryEmbedding {
  public:
-  RotaryEmbedding(const RopeSpec& spec, const at::Device& device);
+  RotaryEmbedding(const RopeSpec& spec, const at::Device& device, at::ScalarType model_dtype);
   // positions [B, T] or [1, T] int64 -> (cos, sin), each [B, T, rotary_dim] in `dtype`.
   std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions, at::ScalarType dtype) const;
   const RopeSpec& spec() const { return spec_; }

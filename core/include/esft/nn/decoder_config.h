@@ -1,0 +1,22 @@
+#pragma once
+// Reading a DecoderSpec from config.json: the parts every family reads the same way live here, so a family's
+// config.cpp only states what makes it different.
+#include <string>
+#include <vector>
+
+#include "esft/model_config.h"
+#include "esft/nn/decoder.h"
+
+namespace esft::nn {
+
+// Sizes, norms, attention shape, rotary embedding, and a softmax-then-top-k router with the config's
+// norm_topk_prob; every layer MoE, dense layers (if a family sets any) of `intermediate_size`. Requires the keys
+// every family needs and throws esft::Error, naming key and file, for a missing key or a value no family supports
+// (hidden_act other than silu, heads not a multiple of kv heads, no experts).
+DecoderSpec common_decoder_spec(const ModelConfig& config, const std::string& family);
+
+// Qwen's layer pattern: layer i is MoE unless listed in `mlp_only_layers`, and only every
+// `decoder_sparse_step`-th layer is ((i + 1) % step == 0). Requires `intermediate_size` when a layer is dense.
+std::vector<bool> sparse_step_moe_layers(const ModelConfig& config);
+
+}  // namespace esft::nn

@@ -1,0 +1,33 @@
+#pragma once
+// A ModelFamily whose models are DecoderLMs: a family plugin supplies its name, model types, config reader and
+// naming table, and nothing else.
+#include <string>
+#include <vector>
+
+#include "esft/model_family.h"
+#include "esft/nn/decoder.h"
+
+namespace esft::nn {
+
+class DecoderFamily final : public ModelFamily {
+ public:
+  using SpecReader = DecoderSpec (*)(const ModelConfig&);
+  DecoderFamily(std::string name, std::vector<std::string> model_types, SpecReader read_spec, const ParamNaming& naming)
+      : name_(std::move(name)), model_types_(std::move(model_types)), read_spec_(read_spec), naming_(naming) {}
+
+  std::string name() const override { return name_; }
+  std::vector<std::string> model_types() const override { return model_types_; }
+  const ParamNaming& naming() const override { return naming_; }
+  std::shared_ptr<MoECausalLM> create(const ModelConfig& config, const c10::Device& device,
+                                      c10::ScalarType dtype) const override {
+    return std::make_shared<DecoderLM>(config, read_spec_(config), naming_, device, dtype);
+  }
+
+ private:
+  std::string name_;
+  std::vector<std::string> model_types_;
+  SpecReader read_spec_;
+  const ParamNaming& naming_;
+};
+
+}  // namespace esft::nn

@@ -1,0 +1,14 @@
+#pragma once
+// olmoe (OLMoE-1B-7B-0125, the base of Select-MoE): every layer MoE, softmax top-k router, no shared expert,
+// q/k RMSNorm over the whole projection width before the head reshape, optional clip_qkv. Math:
+// shared/spec/MODELS.md. This folder will also host the Select-MoE variant, hence the olmoe_select plugin name.
+#include "esft/model_config.h"
+#include "esft/nn/decoder.h"
+#include "esft/param_naming.h"
+
+namespace olmoe {
+
+esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& config);  // config.cpp
+const esft::ParamNaming& naming();                                   // naming.cpp
+
+}  // namespace olmoe

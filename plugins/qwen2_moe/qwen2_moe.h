@@ -1,0 +1,14 @@
+#pragma once
+// qwen2_moe (Qwen1.5-MoE-A2.7B, Qwen2-57B-A14B): softmax top-k router (renormalisation per norm_topk_prob), q/k/v
+// biases, no q/k norm, a shared expert scaled by a sigmoid gate, optional dense layers (mlp_only_layers,
+// decoder_sparse_step). Math: shared/spec/MODELS.md.
+#include "esft/model_config.h"
+#include "esft/nn/decoder.h"
+#include "esft/param_naming.h"
+
+namespace qwen2_moe {
+
+esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& config);  // config.cpp
+const esft::ParamNaming& naming();                                   // naming.cpp
+
+}  // namespace qwen2_moe

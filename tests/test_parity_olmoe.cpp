@@ -1,0 +1,27 @@
+// olmoe against transformers 5.17 (shared/fixtures/hf/olmoe), through the olmoe_select plugin.
+#include "family_parity.h"
+
+TEST_CASE("olmoe: checkpoint keys equal the keys the plugin loads") {
+  auto f = parity::load("olmoe_select", "olmoe");
+  parity::check_key_sets(f);
+}
+
+TEST_CASE("olmoe: logits, hidden states, routing and losses match") {
+  auto f = parity::load("olmoe_select", "olmoe");
+  parity::check_forward(f);
+}
+
+TEST_CASE("olmoe: every gradient matches") {
+  auto f = parity::load("olmoe_select", "olmoe");
+  parity::check_all_gradients(f);
+}
+
+TEST_CASE("olmoe: ESFT freezing leaves the trainable experts' gradients unchanged") {
+  auto f = parity::load("olmoe_select", "olmoe");
+  parity::check_frozen_gradients(f);
+}
+
+TEST_CASE("olmoe: greedy generation with the KV cache matches") {
+  auto f = parity::load("olmoe_select", "olmoe");
+  parity::check_generation(f);
+}
