@@ -47,7 +47,7 @@ TEST_CASE("model config: rope_scaling (Hub) and rope_parameters (v5) carry the r
   CHECK(v5.rope.partial_rotary_factor == 0.5);
 }
 
-TEST_CASE("model config: head_dim defaults to hidden / heads; kv heads default to heads") {
+TEST_CASE("model config: head_dim defaults to hidden / heads, kv heads to heads") {
   const auto c = ModelConfig::from_json({{"model_type", "x"}, {"hidden_size", 64}, {"num_attention_heads", 4}}, "t");
   CHECK(c.head_dim == 16);
   CHECK(c.num_key_value_heads == 4);
