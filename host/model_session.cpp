@@ -1,5 +1,3 @@
-#include <iostream>
-
 #include "cli.h"
 #include "esft/error.h"
 #include "esft/runtime.h"

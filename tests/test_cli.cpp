@@ -90,6 +90,15 @@ fs::path copy_model(const TempDir& dir) {
   return copy;
 }
 
+// A copy of the fixture model whose config.json went through `edit`.
+fs::path copy_model_with_config(const TempDir& dir, const std::function<void(json&)>& edit) {
+  const fs::path model = copy_model(dir);
+  auto config = read_json(model / "config.json");
+  edit(config);
+  write_json(model / "config.json", config);
+  return model;
+}
+
 // The shard file that the index of `model_dir` names for `tensor`.
 fs::path shard_of(const fs::path& model_dir, const std::string& tensor) {
   const auto index = read_json(model_dir / "model.safetensors.index.json");
@@ -385,30 +394,21 @@ TEST_CASE("cli: a missing model directory is named") {
 
 TEST_CASE("cli: config.json without model_type") {
   TempDir tmp;
-  const auto model = copy_model(tmp);
-  auto config = read_json(model / "config.json");
-  config.erase("model_type");
-  write_json(model / "config.json", config);
+  const auto model = copy_model_with_config(tmp, [](json& config) { config.erase("model_type"); });
   expect_forward_error(model, 1, {"model_type", "config.json"});
   expect_error(run_host({"info", "--model", model.string()}), 1, {"model_type", "config.json"});
 }
 
 TEST_CASE("cli: a model_type that no plugin serves") {
   TempDir tmp;
-  const auto model = copy_model(tmp);
-  auto config = read_json(model / "config.json");
-  config["model_type"] = "no_such_family";
-  write_json(model / "config.json", config);
+  const auto model = copy_model_with_config(tmp, [](json& config) { config["model_type"] = "no_such_family"; });
   expect_forward_error(model, 1, {"model_type", "no_such_family"});
   expect_error(run_host({"info", "--model", model.string()}), 1, {"no_such_family"});
 }
 
 TEST_CASE("cli: a plugin with the wrong ABI version is refused, naming both versions") {
   TempDir tmp;
-  const auto model = copy_model(tmp);
-  auto config = read_json(model / "config.json");
-  config["model_type"] = "wrong_abi_model";
-  write_json(model / "config.json", config);
+  const auto model = copy_model_with_config(tmp, [](json& config) { config["model_type"] = "wrong_abi_model"; });
   // Found through the config's model_type...
   expect_forward_error(model, 1, {"wrong_abi_model", "libesft_wrong_abi.so", wrong_abi_text()},
                        {"--plugin-dir", kWrongAbiDir.string()});

@@ -55,7 +55,8 @@ void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std
       throw Error("tensor '" + b.key + "' has shape " + shape_string(info.shape) + " in the checkpoint but the model expects " +
                   shape_string(target.sizes()) + " (" + where + ")");
     }
-    target.copy_(checkpoint.load(b.key, at::TensorOptions().dtype(target.scalar_type()).device(target.device())));
+    // One copy, straight from the mapped file into the model; copy_ converts dtype and moves across devices.
+    target.copy_(checkpoint.file_of(b.key).view(b.key));
   }
 }
 
