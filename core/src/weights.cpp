@@ -2,10 +2,12 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
 #include <set>
 #include <sstream>
 
 #include "esft/error.h"
+#include "esft/mxfp4.h"
 
 namespace esft {
 
@@ -25,21 +27,25 @@ std::string list_some(const std::vector<std::string>& names) {
 }
 }  // namespace
 
-KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& checkpoint) {
+KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& checkpoint,
+                        const std::function<bool(const std::string&)>& skip) {
   KeySetDiff diff;
-  std::set<std::string> bound;
+  std::set<std::string> bound, stored;
+  for (const auto& t : checkpoint_tensors(checkpoint))
+    if (!skip || !skip(t.key)) stored.insert(t.key);
   for (const auto& b : bindings) {
-    bound.insert(b.key);
-    if (!checkpoint.contains(b.key)) diff.missing.push_back(b.key);
+    bound.insert(b.key());
+    if (!stored.count(b.key())) diff.missing.push_back(b.key());
   }
-  for (const auto& key : checkpoint.keys())
+  for (const auto& key : stored)
     if (!bound.count(key)) diff.unexpected.push_back(key);
   return diff;
 }
 
 void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std::string& where) {
   auto bindings = model.checkpoint_bindings();
-  auto diff = compare_keys(bindings, checkpoint);
+  auto skip = [&model](const std::string& key) { return model.skips_checkpoint_key(key); };
+  auto diff = compare_keys(bindings, checkpoint, skip);
   if (!diff.missing.empty()) {
     throw Error("tensor " + list_some(diff.missing) + " is missing from the checkpoint (" + where + ")");
   }
@@ -47,16 +53,17 @@ void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std
     throw Error("checkpoint tensor " + list_some(diff.unexpected) + " is not part of a " + model.config().model_type +
                 " model (" + where + ")");
   }
-  at::NoGradGuard no_grad;
+  std::map<std::string, CheckpointTensor> stored;
+  for (auto& t : checkpoint_tensors(checkpoint)) stored.emplace(t.key, std::move(t));
   for (const auto& b : bindings) {
-    auto target = b.value();
-    const auto& info = checkpoint.info(b.key);
-    if (at::IntArrayRef(info.shape) != target.sizes()) {
-      throw Error("tensor '" + b.key + "' has shape " + shape_string(info.shape) + " in the checkpoint but the model expects " +
-                  shape_string(target.sizes()) + " (" + where + ")");
+    const auto& tensor = stored.at(b.key());
+    const auto expected = b.shape();
+    if (tensor.shape != expected) {
+      throw Error("tensor '" + b.key() + "' has shape " + shape_string(tensor.shape) + " in the checkpoint but the model expects " +
+                  shape_string(expected) + " (" + where + ")");
     }
-    // One copy, straight from the mapped file into the model; copy_ converts dtype and moves across devices.
-    target.copy_(checkpoint.file_of(b.key).view(b.key));
+    // Plain tensors go in one copy, straight from the mapped file; assign converts dtype and moves across devices.
+    b.assign(read_checkpoint_tensor(checkpoint, tensor));
   }
 }
 

@@ -43,14 +43,14 @@ Command info_command() {
     auto model = family->create(config, c10::Device(c10::kMeta), c10::kFloat);
 
     uint64_t total = 0;
-    for (const auto& b : model->checkpoint_bindings()) total += static_cast<uint64_t>(b.value().numel());
+    for (const auto& b : model->checkpoint_bindings()) total += static_cast<uint64_t>(b.numel());
     uint64_t routed = 0;
     double active_routed = 0;
     std::string moe_list;
     const auto moe_layers = model->moe_layers();
     for (auto* layer : moe_layers) {
       uint64_t in_layer = 0;
-      for (const auto& b : layer->experts().bindings()) in_layer += static_cast<uint64_t>(b.value().numel());
+      for (const auto& b : layer->experts().bindings()) in_layer += static_cast<uint64_t>(b.numel());
       routed += in_layer;
       active_routed += static_cast<double>(in_layer) * layer->top_k() / layer->num_experts();
       moe_list += (moe_list.empty() ? "" : ",") + std::to_string(layer->layer_index());

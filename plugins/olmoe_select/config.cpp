@@ -14,7 +14,7 @@ esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& c) {
   s.attention.o_bias = s.attention.qkv_bias;
   s.attention.qk_norm = esft::nn::QKNorm::Full;
   s.attention.clip_qkv = clip_qkv;
-  s.moe.expert_intermediate = c.require<int64_t>("intermediate_size");  // olmoe's intermediate_size is the expert size
+  s.moe.experts.intermediate = c.require<int64_t>("intermediate_size");  // olmoe's intermediate_size is the expert size
   return s;
 }
 

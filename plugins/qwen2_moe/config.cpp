@@ -11,7 +11,7 @@ esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& c) {
   }
   s.attention.qkv_bias = c.get<bool>("qkv_bias", true);  // transformers' Qwen2MoeConfig; o_proj never has a bias
   s.moe_layers = esft::nn::sparse_step_moe_layers(c);
-  s.moe.expert_intermediate = c.require<int64_t>("moe_intermediate_size");
+  s.moe.experts.intermediate = c.require<int64_t>("moe_intermediate_size");
   // The shared expert, scaled by sigmoid(x W^T) of `shared_expert_gate`.
   s.moe.shared_intermediate = c.require<int64_t>("shared_expert_intermediate_size");
   if (s.moe.shared_intermediate <= 0) {

@@ -13,7 +13,7 @@ esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& c) {
   s.attention.o_bias = s.attention.qkv_bias;
   s.attention.qk_norm = esft::nn::QKNorm::PerHead;
   s.moe_layers = esft::nn::sparse_step_moe_layers(c);
-  s.moe.expert_intermediate = c.require<int64_t>("moe_intermediate_size");
+  s.moe.experts.intermediate = c.require<int64_t>("moe_intermediate_size");
   return s;
 }
 

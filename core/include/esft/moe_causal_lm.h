@@ -40,6 +40,9 @@ class MoECausalLM : public torch::nn::Module {
   virtual std::vector<nn::MoELayer*> moe_layers() = 0;
   virtual std::unique_ptr<nn::KVCache> make_cache() const = 0;
   virtual CheckpointBindings checkpoint_bindings() = 0;
+  // Checkpoint tensors this model deliberately leaves out (glm4_moe's next-token-prediction layers); any other
+  // checkpoint tensor that nothing binds is an error when loading.
+  virtual bool skips_checkpoint_key(const std::string& /*key*/) const { return false; }
   virtual const ModelConfig& config() const = 0;
 };
 

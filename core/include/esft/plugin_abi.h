@@ -14,7 +14,7 @@ class ModelFamily;
 }
 
 // Bump when EsftPluginInfo or any SDK interface that plugins implement changes incompatibly.
-#define ESFT_PLUGIN_ABI_VERSION 1u
+#define ESFT_PLUGIN_ABI_VERSION 2u
 
 #if defined(__clang__)
 #define ESFT_COMPILER_ID "clang " ESFT_STRINGIFY(__clang_major__)

@@ -1,6 +1,7 @@
 #pragma once
 // Filling a model from a checkpoint. The set of checkpoint keys must equal the set of keys the model binds: a
 // missing tensor or a tensor nothing uses is an error, so a wrong naming table can never load half a model.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,10 +17,14 @@ struct KeySetDiff {
   bool empty() const { return missing.empty() && unexpected.empty(); }
 };
 
-KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& checkpoint);
+// Compares against the checkpoint's tensors as checkpoint_tensors() presents them (MXFP4 pairs under their base
+// name). Keys `skip` accepts are neither bound nor unexpected.
+KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& checkpoint,
+                        const std::function<bool(const std::string&)>& skip = {});
 
-// Copies every bound tensor from the checkpoint, converting dtype and device. Throws esft::Error for a key-set
-// difference or a shape mismatch, naming the tensor.
+// Copies every bound tensor from the checkpoint, converting dtype and device (and dequantizing MXFP4 pairs).
+// Checkpoint keys the model skips (MoECausalLM::skips_checkpoint_key) are left alone. Throws esft::Error for a
+// key-set difference or a shape mismatch, naming the tensor.
 void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std::string& where);
 
 // config.json + family + weights -> a ready model (eval mode, weights loaded).

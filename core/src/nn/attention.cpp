@@ -19,11 +19,13 @@ static at::Scalar lowest_value(at::ScalarType dtype) {
 }
 
 at::Tensor causal_attention_bias(const at::Tensor& attention_mask, int64_t batch, int64_t query_len, int64_t past_len,
-                                 at::ScalarType dtype, const at::Device& device) {
+                                 at::ScalarType dtype, const at::Device& device, int64_t sliding_window) {
   const int64_t key_len = past_len + query_len;
   auto q_pos = at::arange(past_len, key_len, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(1);
   auto k_pos = at::arange(0, key_len, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0);
-  auto allowed = (k_pos <= q_pos).unsqueeze(0).expand({batch, query_len, key_len});  // [B, T, S]
+  auto visible = k_pos <= q_pos;
+  if (sliding_window > 0) visible = visible & (k_pos > q_pos - sliding_window);
+  auto allowed = visible.unsqueeze(0).expand({batch, query_len, key_len});  // [B, T, S]
   if (attention_mask.defined()) allowed = allowed & attention_mask.to(at::kBool).unsqueeze(1);
   // transformers fills masked positions with finfo(dtype).min rather than -inf, so a fully masked row becomes a
   // uniform distribution instead of NaN; we do the same to match it.
@@ -46,6 +48,7 @@ Attention::Attention(const AttentionSpec& spec, int64_t layer_index, const at::T
     q_norm = register_module("q_norm", std::make_shared<RMSNorm>(q_width, spec.norm_eps, options));
     k_norm = register_module("k_norm", std::make_shared<RMSNorm>(kv_width, spec.norm_eps, options));
   }
+  if (spec.sinks) sinks = register_parameter("sinks", at::empty({spec.num_heads}, options));
 }
 
 at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
@@ -84,7 +87,17 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& cos, const 
   }
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   auto scores = at::matmul(q, k.transpose(2, 3)) * scale + bias;
-  auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor probs;
+  if (sinks.defined()) {
+    // transformers' GptOssAttention: append the sink column, subtract the row max, softmax in the scores' dtype,
+    // drop the sink column.
+    auto sink = sinks.view({1, -1, 1, 1}).expand({B, -1, T, 1});
+    auto combined = at::cat({scores, sink}, -1);
+    combined = combined - std::get<0>(combined.max(-1, /*keepdim=*/true));
+    probs = at::softmax(combined, -1, combined.scalar_type()).narrow(-1, 0, scores.size(-1));
+  } else {
+    probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  }
   auto out = at::matmul(probs, v).transpose(1, 2).reshape({B, T, spec_.num_heads * D});
   return o_proj->forward(out);
 }

@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <cctype>
+#include <map>
+
 #include "esft/losses.h"
 
 namespace esft::nn {
@@ -10,15 +13,17 @@ namespace esft::nn {
 DecoderLayer::DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming& naming,
                            const at::TensorOptions& options) {
   const int64_t H = spec.hidden_size;
+  if (!spec.sliding_windows.empty()) sliding_window_ = spec.sliding_windows.at(layer);
   self_attn = register_module("self_attn", std::make_shared<Attention>(spec.attention, layer, options));
   if (spec.moe_layers.at(layer)) {
     moe = register_module("mlp", std::make_shared<MoELayer>(spec.moe, H, layer, naming, options));
   } else {
     dense = register_module("mlp", std::make_shared<SwiGLU>(H, spec.dense_intermediate, options));
   }
-  input_layernorm = register_module("input_layernorm", std::make_shared<RMSNorm>(H, spec.rms_norm_eps, options));
+  const bool f32 = spec.norm_scale_in_float32;
+  input_layernorm = register_module("input_layernorm", std::make_shared<RMSNorm>(H, spec.rms_norm_eps, options, f32));
   post_attention_layernorm =
-      register_module("post_attention_layernorm", std::make_shared<RMSNorm>(H, spec.rms_norm_eps, options));
+      register_module("post_attention_layernorm", std::make_shared<RMSNorm>(H, spec.rms_norm_eps, options, f32));
 }
 
 at::Tensor DecoderLayer::forward(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
@@ -36,7 +41,8 @@ DecoderBody::DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, con
     list->push_back(layers.back());
   }
   register_module("layers", list);
-  norm = register_module("norm", std::make_shared<RMSNorm>(spec.hidden_size, spec.rms_norm_eps, options));
+  norm = register_module("norm", std::make_shared<RMSNorm>(spec.hidden_size, spec.rms_norm_eps, options,
+                                                           spec.norm_scale_in_float32));
 }
 
 DecoderLM::DecoderLM(ModelConfig config, const DecoderSpec& spec, const ParamNaming& naming, const at::Device& device,
@@ -67,11 +73,20 @@ ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& 
 
   auto positions = at::arange(past, past + T, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0);
   auto [cos, sin] = rotary_.cos_sin(positions, dtype);
-  auto bias = causal_attention_bias(attention_mask, B, T, past, dtype, device);
+  // One mask per distinct window (gpt-oss alternates sliding and full layers).
+  std::map<int64_t, at::Tensor> bias_by_window;
+  auto bias_for = [&](int64_t window) -> const at::Tensor& {
+    auto it = bias_by_window.find(window);
+    if (it == bias_by_window.end()) {
+      it = bias_by_window.emplace(window, causal_attention_bias(attention_mask, B, T, past, dtype, device, window)).first;
+    }
+    return it->second;
+  };
 
   RouterLogitsCollector collector;
   std::vector<RouterHook*> hooks = options.hooks;
-  if (options.aux_loss) hooks.push_back(&collector);
+  const bool aux_loss = options.aux_loss && spec_.load_balancing_loss;
+  if (aux_loss) hooks.push_back(&collector);
   RoutingContext routing;
   if (attention_mask.defined()) routing.token_mask = attention_mask.narrow(1, past, T).reshape({-1}).to(at::kBool);
   routing.hooks = &hooks;
@@ -81,7 +96,8 @@ ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& 
   if (options.hidden_states) out.hidden_states.push_back(h);
   const size_t L = model_->layers.size();
   for (size_t i = 0; i < L; ++i) {
-    h = model_->layers[i]->forward(h, cos, sin, bias, options.cache, routing);
+    const auto& layer = *model_->layers[i];
+    h = layer.forward(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
     if (options.hidden_states && i + 1 < L) out.hidden_states.push_back(h);
   }
   h = model_->norm->forward(h);
@@ -91,7 +107,7 @@ ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& 
     auto last = options.logits == LogitsMode::Last ? h.narrow(1, T - 1, 1) : h;
     out.logits = lm_head_ ? lm_head_->forward(last) : at::linear(last, model_->embed_tokens->weight);
   }
-  if (options.aux_loss && !collector.logits.empty()) {
+  if (aux_loss && !collector.logits.empty()) {
     out.aux_loss = load_balancing_loss(collector.logits, spec_.moe.router.top_k, routing.token_mask);
   }
   return out;
@@ -124,12 +140,22 @@ CheckpointBindings DecoderLM::checkpoint_bindings() {
     return false;
   };
   for (const auto& item : named_parameters()) {
-    if (!in_bank(item.key())) out.push_back({item.key(), item.value(), {}});
+    if (!in_bank(item.key())) out.emplace_back(item.key(), item.value());
   }
   for (const auto& item : named_buffers()) {
-    if (!in_bank(item.key())) out.push_back({item.key(), item.value(), {}});
+    if (!in_bank(item.key())) out.emplace_back(item.key(), item.value());
   }
   return out;
+}
+
+bool DecoderLM::skips_checkpoint_key(const std::string& key) const {
+  if (!spec_.skip_extra_checkpoint_layers) return false;
+  static const std::string prefix = "model.layers.";
+  if (key.compare(0, prefix.size(), prefix) != 0) return false;
+  size_t end = prefix.size();
+  while (end < key.size() && std::isdigit(static_cast<unsigned char>(key[end]))) ++end;
+  if (end == prefix.size() || end >= key.size() || key[end] != '.' || end - prefix.size() > 9) return false;
+  return std::stoll(key.substr(prefix.size(), end - prefix.size())) >= static_cast<int64_t>(model_->layers.size());
 }
 
 }  // namespace esft::nn

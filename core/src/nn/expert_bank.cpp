@@ -8,32 +8,79 @@
 
 namespace esft::nn {
 
+namespace {
+bool names_each_expert(const ParamNaming& naming, Role role) {
+  return naming.has(role) && naming.pattern(role).find("{expert}") != std::string::npos;
+}
+}  // namespace
+
 ExpertBank::ExpertBank(const ExpertBankSpec& spec, int layer, const ParamNaming& naming,
                        const at::TensorOptions& options)
-    : spec_(spec),
-      layer_(layer),
-      gate_pattern_(naming.pattern(Role::EXPERT_GATE)),
-      up_pattern_(naming.pattern(Role::EXPERT_UP)),
-      down_pattern_(naming.pattern(Role::EXPERT_DOWN)) {
+    : spec_(spec), layer_(layer), fused_(!names_each_expert(naming, Role::EXPERT_DOWN)) {
   const int64_t E = spec.num_experts, H = spec.hidden, I = spec.intermediate;
-  gate_up_.trainable = register_parameter("gate_up", at::empty({E, 2 * I, H}, options));
-  down_.trainable = register_parameter("down", at::empty({E, H, I}, options));
-  gate_up_.frozen = register_buffer("frozen_gate_up", at::empty({0, 2 * I, H}, options));
-  down_.frozen = register_buffer("frozen_down", at::empty({0, H, I}, options));
+  if (fused_) {
+    gate_up_pattern_ = naming.pattern(Role::EXPERT_GATE_UP);
+    down_pattern_ = naming.pattern(Role::EXPERT_DOWN);
+    if (spec.bias) {
+      gate_up_bias_pattern_ = naming.pattern(Role::EXPERT_GATE_UP_BIAS);
+      down_bias_pattern_ = naming.pattern(Role::EXPERT_DOWN_BIAS);
+    }
+  } else {
+    if (spec.bias) throw Error("expert biases need a fused expert layout in the naming table (layer " + std::to_string(layer) + ")");
+    gate_pattern_ = naming.pattern(Role::EXPERT_GATE);
+    up_pattern_ = naming.pattern(Role::EXPERT_UP);
+    down_pattern_ = naming.pattern(Role::EXPERT_DOWN);
+  }
+  gate_up_ = make_split("gate_up", {2 * I, H}, options);
+  down_ = make_split("down", {H, I}, options);
+  if (spec.bias) {
+    gate_up_bias_ = make_split("gate_up_bias", {2 * I}, options);
+    down_bias_ = make_split("down_bias", {H}, options);
+  }
   slot_.resize(E);
   for (int64_t e = 0; e < E; ++e) slot_[e] = e;
 }
 
-at::Tensor ExpertBank::row(const Split& w, int64_t expert) const {
-  const int64_t s = slot_.at(expert);
-  return s >= 0 ? w.trainable[s] : w.frozen[-s - 1];
+ExpertBank::Split ExpertBank::make_split(const std::string& name, std::vector<int64_t> row_shape,
+                                         const at::TensorOptions& options) {
+  row_shape.insert(row_shape.begin(), spec_.num_experts);
+  Split s;
+  s.trainable = register_parameter(name, at::empty(row_shape, options));
+  row_shape[0] = 0;
+  s.frozen = register_buffer("frozen_" + name, at::empty(row_shape, options));
+  return s;
 }
 
-at::Tensor ExpertBank::gate_up(int64_t expert) const { return row(gate_up_, expert); }
-at::Tensor ExpertBank::down(int64_t expert) const { return row(down_, expert); }
+ExpertBank::Row ExpertBank::row(const Split& w, int64_t expert) const {
+  const int64_t s = slot_.at(expert);
+  return s >= 0 ? Row{w.trainable, s} : Row{w.frozen, -s - 1};
+}
+
+at::Tensor ExpertBank::row_value(const Split& w, int64_t expert) const {
+  const auto r = row(w, expert);
+  return r.tensor[r.index];
+}
+
+at::Tensor ExpertBank::activate(const at::Tensor& gu) const {
+  const int64_t I = spec_.intermediate;
+  auto gate = gu.narrow(-1, 0, I);
+  auto up = gu.narrow(-1, I, I);
+  switch (spec_.activation) {
+    case ExpertActivation::SiLU: return at::silu(gate) * up;
+    case ExpertActivation::ClampedSwiGLU: {
+      // Same op order as transformers' GptOssExperts._apply_gate.
+      const double limit = spec_.swiglu_limit;
+      gate = gate.clamp_max(limit);
+      up = up.clamp(-limit, limit);
+      auto glu = gate * at::sigmoid(gate * spec_.swiglu_alpha);
+      return (up + 1) * glu;
+    }
+  }
+  throw Error("unknown expert activation");
+}
 
 at::Tensor ExpertBank::forward(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& weight) const {
-  const int64_t k = idx.size(1), E = spec_.num_experts, I = spec_.intermediate;
+  const int64_t k = idx.size(1), E = spec_.num_experts;
   auto flat_idx = idx.reshape({-1});
   // Sort the N*k (token, slot) pairs by expert once; each expert then works on one contiguous block.
   auto order = at::argsort(flat_idx);
@@ -47,15 +94,17 @@ at::Tensor ExpertBank::forward(const at::Tensor& x, const at::Tensor& idx, const
   for (int64_t e = 0; e < E; ++e) {
     if (count[e] == 0) continue;
     auto block = xs.narrow(0, offset, count[e]);
-    auto gu = at::linear(block, gate_up(e));
-    auto h = at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
-    outputs.push_back(at::linear(h, down(e)));
+    at::Tensor b1, b2;
+    if (spec_.bias) b1 = row_value(gate_up_bias_, e), b2 = row_value(down_bias_, e);
+    auto h = activate(at::linear(block, row_value(gate_up_, e), b1));
+    outputs.push_back(at::linear(h, row_value(down_, e), b2));
     offset += count[e];
   }
   auto y = at::zeros_like(x);
   if (outputs.empty()) return y;
+  // The weights may be float32 while x is not (sigmoid routers): weigh in the wider type, then cast, as HF does.
   auto w = weight.reshape({-1}).index_select(0, order).unsqueeze(1);
-  return y.index_add(0, token_of, at::cat(outputs, 0) * w);
+  return y.index_add(0, token_of, (at::cat(outputs, 0) * w).to(x.scalar_type()));
 }
 
 void ExpertBank::set_trainable_experts(const std::vector<int64_t>& experts) {
@@ -71,6 +120,10 @@ void ExpertBank::set_trainable_experts(const std::vector<int64_t>& experts) {
   }
   resplit(gate_up_, trainable);
   resplit(down_, trainable);
+  if (spec_.bias) {
+    resplit(gate_up_bias_, trainable);
+    resplit(down_bias_, trainable);
+  }
   int64_t t = 0, f = 0;
   for (int64_t e = 0; e < E; ++e) slot_[e] = trainable[e] ? t++ : -(++f);
 }
@@ -78,7 +131,7 @@ void ExpertBank::set_trainable_experts(const std::vector<int64_t>& experts) {
 void ExpertBank::resplit(Split& w, const std::vector<bool>& trainable) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> train_rows, frozen_rows;
-  for (int64_t e = 0; e < spec_.num_experts; ++e) (trainable[e] ? train_rows : frozen_rows).push_back(row(w, e));
+  for (int64_t e = 0; e < spec_.num_experts; ++e) (trainable[e] ? train_rows : frozen_rows).push_back(row_value(w, e));
   auto stacked = [&](const std::vector<at::Tensor>& rows) {
     if (!rows.empty()) return at::stack(rows);
     auto sizes = w.trainable.sizes().vec();
@@ -99,20 +152,46 @@ std::vector<int64_t> ExpertBank::trainable_experts() const {
   return out;
 }
 
-CheckpointBindings ExpertBank::bindings() const {
+CheckpointBindings ExpertBank::bindings() const { return fused_ ? fused_bindings() : per_expert_bindings(); }
+
+CheckpointBindings ExpertBank::per_expert_bindings() const {
   CheckpointBindings out;
   const int64_t I = spec_.intermediate;
   for (int64_t e = 0; e < spec_.num_experts; ++e) {
-    const int64_t s = slot_[e];
-    const bool train = s >= 0;
-    const int64_t r = train ? s : -s - 1;
-    const auto& gate_up = train ? gate_up_.trainable : gate_up_.frozen;
-    const auto& down = train ? down_.trainable : down_.frozen;
-    out.push_back({format_pattern(gate_pattern_, layer_, e), gate_up,
-                   [r, I](const at::Tensor& t) { return t[r].narrow(0, 0, I); }});
-    out.push_back({format_pattern(up_pattern_, layer_, e), gate_up,
-                   [r, I](const at::Tensor& t) { return t[r].narrow(0, I, I); }});
-    out.push_back({format_pattern(down_pattern_, layer_, e), down, [r](const at::Tensor& t) { return t[r]; }});
+    const auto gu = row(gate_up_, e);
+    const auto dn = row(down_, e);
+    const int64_t r = gu.index;
+    out.emplace_back(format_pattern(gate_pattern_, layer_, e), gu.tensor,
+                     [r, I](const at::Tensor& t) { return t[r].narrow(0, 0, I); });
+    out.emplace_back(format_pattern(up_pattern_, layer_, e), gu.tensor,
+                     [r, I](const at::Tensor& t) { return t[r].narrow(0, I, I); });
+    out.emplace_back(format_pattern(down_pattern_, layer_, e), dn.tensor, [r](const at::Tensor& t) { return t[r]; });
+  }
+  return out;
+}
+
+CheckpointBindings ExpertBank::fused_bindings() const {
+  const int64_t H = spec_.hidden, I = spec_.intermediate;
+  std::vector<BoundPart> gate_up, down, gate_up_bias, down_bias;
+  for (int64_t e = 0; e < spec_.num_experts; ++e) {
+    const int64_t r = row(gate_up_, e).index;  // every Split puts expert e in the same row
+    // Checkpoint [H, 2I] with column 2j = gate j and 2j+1 = up j is our [2I, H] row seen as [2, I, H] -> [H, I, 2].
+    gate_up.push_back({row(gate_up_, e).tensor,
+                       [r, I, H](const at::Tensor& t) { return t[r].view({2, I, H}).permute({2, 1, 0}); },
+                       {H, 2 * I}});
+    down.push_back({row(down_, e).tensor, [r](const at::Tensor& t) { return t[r].t(); }, {}});  // [I, H]
+    if (spec_.bias) {
+      gate_up_bias.push_back({row(gate_up_bias_, e).tensor,
+                              [r, I](const at::Tensor& t) { return t[r].view({2, I}).t(); }, {2 * I}});
+      down_bias.push_back({row(down_bias_, e).tensor, [r](const at::Tensor& t) { return t[r]; }, {}});
+    }
+  }
+  CheckpointBindings out;
+  out.push_back(CheckpointBinding::stacked(format_pattern(gate_up_pattern_, layer_, -1), std::move(gate_up)));
+  out.push_back(CheckpointBinding::stacked(format_pattern(down_pattern_, layer_, -1), std::move(down)));
+  if (spec_.bias) {
+    out.push_back(CheckpointBinding::stacked(format_pattern(gate_up_bias_pattern_, layer_, -1), std::move(gate_up_bias)));
+    out.push_back(CheckpointBinding::stacked(format_pattern(down_bias_pattern_, layer_, -1), std::move(down_bias)));
   }
   return out;
 }

@@ -17,7 +17,8 @@ Embedding::Embedding(int64_t num_embeddings, int64_t dim, const at::TensorOption
 
 at::Tensor Embedding::forward(const at::Tensor& ids) const { return at::embedding(weight, ids); }
 
-RMSNorm::RMSNorm(int64_t dim, double eps_, const at::TensorOptions& options) : eps(eps_) {
+RMSNorm::RMSNorm(int64_t dim, double eps_, const at::TensorOptions& options, bool scale_in_float32_)
+    : eps(eps_), scale_in_float32(scale_in_float32_) {
   weight = register_parameter("weight", at::empty({dim}, options));
 }
 
@@ -26,6 +27,7 @@ at::Tensor RMSNorm::forward(const at::Tensor& x) const {
   auto h = x.to(at::kFloat);
   auto variance = h.pow(2).mean(-1, /*keepdim=*/true);
   h = h * at::rsqrt(variance + eps);
+  if (scale_in_float32) return (weight * h).to(input_dtype);
   return weight * h.to(input_dtype);
 }
 

@@ -7,8 +7,10 @@ namespace esft::nn {
 MoELayer::MoELayer(const MoESpec& spec, int64_t hidden, int layer, const ParamNaming& naming,
                    const at::TensorOptions& options)
     : spec_(spec), layer_(layer) {
-  gate = register_module("gate", std::make_shared<Router>(spec.router, hidden, options));
-  ExpertBankSpec bank{spec.router.num_experts, hidden, spec.expert_intermediate};
+  router_ = register_module(spec.router_name, std::make_shared<Router>(spec.router, hidden, options));
+  ExpertBankSpec bank = spec.experts;
+  bank.num_experts = spec.router.num_experts;
+  bank.hidden = hidden;
   experts_ = register_module("experts", std::make_shared<ExpertBank>(bank, layer, naming, options));
   if (spec.shared_intermediate > 0) {
     shared_ = register_module(spec.shared_name, std::make_shared<SwiGLU>(hidden, spec.shared_intermediate, options));
@@ -20,7 +22,7 @@ MoELayer::MoELayer(const MoESpec& spec, int64_t hidden, int layer, const ParamNa
 
 at::Tensor MoELayer::forward(const at::Tensor& x, const RoutingContext& routing) const {
   auto flat = x.reshape({-1, x.size(-1)});
-  auto r = gate->forward(flat);
+  auto r = router_->forward(flat);
   if (routing.hooks && !routing.hooks->empty()) {
     RouterEvent event{layer_, routing.token_mask, r.logits, r.idx, r.weight};
     for (auto* hook : *routing.hooks) hook->on_route(event);

@@ -2,12 +2,61 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "esft/error.h"
 
 namespace esft::nn {
 
+namespace {
+
+double number(const nlohmann::json& params, const char* key, double fallback, const ModelConfig& config) {
+  if (!params.contains(key) || params.at(key).is_null()) return fallback;
+  if (!params.at(key).is_number()) {
+    throw Error(std::string("rope parameter '") + key + "' must be a number (" + config.source + ")");
+  }
+  return params.at(key).get<double>();
+}
+
+// transformers' get_mscale.
+double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
+
+void read_yarn(const ModelConfig& config, RopeSpec& spec) {
+  const auto& p = config.rope.parameters;
+  YarnSpec y;
+  y.original_max_position_embeddings =
+      number(p, "original_max_position_embeddings", static_cast<double>(config.max_position_embeddings), config);
+  if (y.original_max_position_embeddings <= 0) {
+    throw Error("yarn rope needs original_max_position_embeddings or max_position_embeddings (" + config.source + ")");
+  }
+  // An absent factor is the ratio of the two context lengths (transformers does the same).
+  y.factor = number(p, "factor", static_cast<double>(config.max_position_embeddings) / y.original_max_position_embeddings,
+                    config);
+  if (!(y.factor > 0)) throw Error("yarn rope factor must be positive (" + config.source + ")");
+  // `or` semantics: 0 or null means the default, as in transformers.
+  y.beta_fast = number(p, "beta_fast", 0, config);
+  if (y.beta_fast == 0) y.beta_fast = 32;
+  y.beta_slow = number(p, "beta_slow", 0, config);
+  if (y.beta_slow == 0) y.beta_slow = 1;
+  if (p.contains("truncate") && !p.at("truncate").is_null()) {
+    if (!p.at("truncate").is_boolean()) throw Error("rope parameter 'truncate' must be a boolean (" + config.source + ")");
+    y.truncate = p.at("truncate").get<bool>();
+  }
+  const double mscale = number(p, "mscale", 0, config), mscale_all_dim = number(p, "mscale_all_dim", 0, config);
+  double attention = number(p, "attention_factor", -1, config);
+  if (attention < 0) {
+    attention = (mscale != 0 && mscale_all_dim != 0) ? yarn_mscale(y.factor, mscale) / yarn_mscale(y.factor, mscale_all_dim)
+                                                     : yarn_mscale(y.factor, 1);
+  }
+  spec.attention_scaling = attention;
+  spec.yarn = y;
+}
+
+}  // namespace
+
 RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim) {
-  if (config.rope.type != "default") {
+  if (config.rope.type != "default" && config.rope.type != "yarn") {
     throw Error("rope_type '" + config.rope.type + "' is not supported for model_type '" + config.model_type +
                 "' (" + config.source + ")");
   }
@@ -20,17 +69,37 @@ RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim) {
                 ")");
   }
   spec.theta = config.rope.theta;
+  if (config.rope.type == "yarn") read_yarn(config, spec);
   const auto declared = config.get<std::string>("dtype", config.get<std::string>("torch_dtype", "float32"));
   if (declared == "bfloat16") spec.checkpoint_dtype = at::kBFloat16;
   if (declared == "float16") spec.checkpoint_dtype = at::kHalf;
   return spec;
 }
 
+at::Tensor rope_inv_freq(const RopeSpec& spec) {
+  // Same op sequence as transformers, in float32: base^(arange(0, d, 2) / d), then 1 / that.
+  const double d = static_cast<double>(spec.rotary_dim);
+  auto pos_freqs = at::pow(spec.theta, at::arange(0, spec.rotary_dim, 2, at::kLong).to(at::kFloat) / d);
+  if (!spec.yarn) return pos_freqs.reciprocal();
+  const auto& y = *spec.yarn;
+  auto extrapolation = pos_freqs.reciprocal();
+  auto interpolation = (pos_freqs * y.factor).reciprocal();
+  auto correction_dim = [&](double rotations) {
+    return d * std::log(y.original_max_position_embeddings / (rotations * 2 * M_PI)) / (2 * std::log(spec.theta));
+  };
+  double low = correction_dim(y.beta_fast), high = correction_dim(y.beta_slow);
+  if (y.truncate) low = std::floor(low), high = std::ceil(high);
+  low = std::max(low, 0.0);
+  high = std::min(high, d - 1);
+  if (low == high) high += 0.001;  // avoids a zero-width ramp, as transformers does
+  auto ramp = ((at::arange(spec.rotary_dim / 2, at::kFloat) - low) / (high - low)).clamp(0, 1);
+  auto extrapolation_factor = 1 - ramp;
+  return interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor;
+}
+
 RotaryEmbedding::RotaryEmbedding(const RopeSpec& spec, const at::Device& device, at::ScalarType model_dtype)
     : spec_(spec) {
-  // Same op sequence as transformers: 1 / base^(arange(0, d, 2) / d), in float32.
-  auto exponent = at::arange(0, spec.rotary_dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(spec.rotary_dim);
-  auto inv_freq = at::pow(spec.theta, exponent).reciprocal();
+  auto inv_freq = rope_inv_freq(spec);
   for (auto dtype : {spec.checkpoint_dtype, model_dtype}) {
     if (dtype == at::kBFloat16 || dtype == at::kHalf) inv_freq = inv_freq.to(dtype).to(at::kFloat);
   }

@@ -2,17 +2,49 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
+
+#include "esft/error.h"
+
 namespace esft::nn {
 
 Router::Router(const RouterSpec& spec, int64_t hidden, const at::TensorOptions& options) : spec_(spec) {
-  weight = register_parameter("weight", at::empty({spec.num_experts, hidden}, options));
+  const int64_t E = spec.num_experts;
+  if (spec.top_k < 1 || spec.top_k > E) {
+    throw Error("num_experts_per_tok " + std::to_string(spec.top_k) + " is outside [1, " + std::to_string(E) + "]");
+  }
+  weight = register_parameter("weight", at::empty({E, hidden}, options));
+  if (spec.bias) bias = register_parameter("bias", at::empty({E}, options));
+  if (spec.scoring == RouterScoring::SigmoidGroupLimited) {
+    if (spec.n_group < 1 || E % spec.n_group != 0 || E / spec.n_group < 2) {
+      throw Error("n_group " + std::to_string(spec.n_group) + " must divide " + std::to_string(E) +
+                  " experts into groups of at least 2");
+    }
+    if (spec.topk_group < 1 || spec.topk_group > spec.n_group || spec.topk_group * (E / spec.n_group) < spec.top_k) {
+      throw Error("topk_group " + std::to_string(spec.topk_group) + " of " + std::to_string(spec.n_group) +
+                  " groups cannot hold " + std::to_string(spec.top_k) + " experts per token");
+    }
+    // A buffer, as in transformers: it is adjusted outside backprop (auxiliary-loss-free balancing), never trained.
+    e_score_correction_bias = register_buffer("e_score_correction_bias", at::empty({E}, options.dtype(at::kFloat)));
+  }
+}
+
+at::Tensor Router::choose_in_groups(const at::Tensor& c) const {
+  const int64_t E = spec_.num_experts, G = spec_.n_group;
+  auto group_scores = std::get<0>(c.view({-1, G, E / G}).topk(2, -1)).sum(-1);  // [N, G]
+  auto group_idx = std::get<1>(at::topk(group_scores, spec_.topk_group, -1));
+  auto group_mask = at::zeros_like(group_scores).scatter_(1, group_idx, 1);
+  auto score_mask = group_mask.unsqueeze(-1).expand({-1, G, E / G}).reshape({-1, E});
+  // Experts outside the kept groups score 0 (not -inf), exactly as transformers masks them.
+  auto masked = c.masked_fill(score_mask.to(at::kBool).logical_not(), 0.0);
+  return std::get<1>(at::topk(masked, spec_.top_k, -1));
 }
 
 Routing Router::forward(const at::Tensor& x) const {
   Routing r;
-  r.logits = at::linear(x, weight);
   switch (spec_.scoring) {
     case RouterScoring::SoftmaxThenTopK: {
+      r.logits = at::linear(x, weight, bias);
       auto probs = at::softmax(r.logits, -1, at::kFloat);
       auto [values, idx] = at::topk(probs, spec_.top_k, -1);
       if (spec_.norm_topk_prob) values = values / values.sum(-1, /*keepdim=*/true);
@@ -20,7 +52,23 @@ Routing Router::forward(const at::Tensor& x) const {
       r.weight = values.to(r.logits.scalar_type());
       break;
     }
+    case RouterScoring::TopKThenSoftmax: {
+      r.logits = at::linear(x, weight, bias);
+      auto [values, idx] = at::topk(r.logits, spec_.top_k, -1);
+      r.idx = idx;
+      r.weight = at::softmax(values, -1);
+      break;
+    }
+    case RouterScoring::SigmoidGroupLimited: {
+      r.logits = at::linear(x.to(at::kFloat), weight.to(at::kFloat), bias.defined() ? bias.to(at::kFloat) : bias);
+      auto scores = at::sigmoid(r.logits);
+      r.idx = choose_in_groups(scores + e_score_correction_bias);
+      r.weight = scores.gather(1, r.idx);
+      if (spec_.norm_topk_prob) r.weight = r.weight / (r.weight.sum(-1, /*keepdim=*/true) + 1e-20);
+      break;
+    }
   }
+  if (spec_.routed_scaling_factor != 1.0) r.weight = r.weight * spec_.routed_scaling_factor;
   return r;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // Multi-head attention with grouped key/value heads, rotary positions, optional q/k RMSNorm (per head or over the
-// whole projection) and optional q/k/v clipping, computed the way transformers' eager path does (float32 softmax over
-// `q k^T * scale + mask`).
+// whole projection), optional q/k/v clipping and optional learned attention sinks, computed the way transformers'
+// eager path does (float32 softmax over `q k^T * scale + mask`). Sliding windows live in the mask.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
@@ -29,12 +29,15 @@ struct AttentionSpec {
   // > 0: clamp q, k and v to [-clip_qkv, clip_qkv] after the projections (and after a Full q/k norm, as
   // transformers' OlmoeAttention does); 0 = off.
   double clip_qkv = 0;
+  // gpt-oss: a learned logit per head (`sinks` [num_heads]) joins every softmax as an extra key with no value.
+  bool sinks = false;
 };
 
-// The additive mask [B, 1, T, past + T]: 0 where query t may see key s (s <= past + t and key s is not padding),
-// the dtype's lowest value elsewhere. `attention_mask` [B, past + T] (1 = real token) may be undefined.
+// The additive mask [B, 1, T, past + T]: 0 where query t may see key s (s <= past + t, key s is not padding, and
+// with a sliding window W > 0 also s > past + t - W), the dtype's lowest value elsewhere. `attention_mask`
+// [B, past + T] (1 = real token) may be undefined.
 at::Tensor causal_attention_bias(const at::Tensor& attention_mask, int64_t batch, int64_t query_len, int64_t past_len,
-                                 at::ScalarType dtype, const at::Device& device);
+                                 at::ScalarType dtype, const at::Device& device, int64_t sliding_window = 0);
 
 class Attention : public torch::nn::Module {
  public:
@@ -45,6 +48,7 @@ class Attention : public torch::nn::Module {
 
   std::shared_ptr<Linear> q_proj, k_proj, v_proj, o_proj;
   std::shared_ptr<RMSNorm> q_norm, k_norm;  // null without q/k norm
+  at::Tensor sinks;                         // [num_heads] with spec.sinks, else undefined
 
  private:
   AttentionSpec spec_;

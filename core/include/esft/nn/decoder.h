@@ -24,8 +24,15 @@ struct DecoderSpec {
   AttentionSpec attention;
   RopeSpec rope;
   std::vector<bool> moe_layers;  // one entry per decoder layer: MoE (true) or dense SwiGLU (false)
+  // Sliding-window size per decoder layer (0 = full attention); empty = every layer full (gpt-oss alternates).
+  std::vector<int64_t> sliding_windows;
   int64_t dense_intermediate = 0;
   MoESpec moe;
+  bool norm_scale_in_float32 = false;  // RMSNorm multiplies by its weight before casting back (gpt-oss)
+  bool load_balancing_loss = true;     // transformers computes one for this family (glm4_moe has none)
+  // The checkpoint may hold layers at index >= the number of decoder layers (glm4_moe's next-token-prediction
+  // layers); they are skipped, not errors.
+  bool skip_extra_checkpoint_layers = false;
 };
 
 class DecoderLayer : public torch::nn::Module {
@@ -33,11 +40,15 @@ class DecoderLayer : public torch::nn::Module {
   DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming& naming, const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
                      KVCache* cache, const RoutingContext& routing) const;
+  int64_t sliding_window() const { return sliding_window_; }
 
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
   std::shared_ptr<Attention> self_attn;
   std::shared_ptr<MoELayer> moe;     // set for MoE layers (registered as `mlp`)
   std::shared_ptr<SwiGLU> dense;     // set for dense layers (registered as `mlp`)
+
+ private:
+  int64_t sliding_window_ = 0;
 };
 
 // `model.embed_tokens`, `model.layers.{i}`, `model.norm` and `lm_head`, as in Hugging Face.
@@ -60,6 +71,7 @@ class DecoderLM : public MoECausalLM {
   std::vector<MoELayer*> moe_layers() override;
   std::unique_ptr<KVCache> make_cache() const override;
   CheckpointBindings checkpoint_bindings() override;
+  bool skips_checkpoint_key(const std::string& key) const override;
   const ModelConfig& config() const override { return config_; }
 
  private:

@@ -1,9 +1,15 @@
 #pragma once
-// The routed experts of one MoE layer, fused: gate_up [E, 2I, H] (gate rows first, then up rows) and down [E, H, I],
-// so tokens are sorted by expert once and each expert runs one matrix product per projection.
+// The routed experts of one MoE layer, fused: gate_up [E, 2I, H] (gate rows first, then up rows), down [E, H, I]
+// and, for families with expert biases (gpt-oss), gate_up_bias [E, 2I] and down_bias [E, H]. Tokens are sorted by
+// expert once and each expert runs one matrix product per projection.
 //
-// ESFT freezing splits the bank: the rows of trainable experts live in parameters (`gate_up`, `down`), the rest in
-// buffers (`frozen_gate_up`, `frozen_down`) that never get a gradient or optimizer state. Backward through a frozen
+// The checkpoint layout is the naming table's business: per-expert tensors (`experts.{expert}.gate_proj.weight`,
+// most families) bind to row slices; fused tensors (gpt-oss: `experts.gate_up_proj [E, H, 2I]` with gate and up
+// interleaved column by column, `experts.down_proj [E, I, H]`) bind as stacked strided views. The math never
+// depends on the layout.
+//
+// ESFT freezing splits the bank: the rows of trainable experts live in parameters (`gate_up`, `down`, ...), the
+// rest in buffers (`frozen_gate_up`, ...) that never get a gradient or optimizer state. Backward through a frozen
 // expert computes only the input gradient. A fresh bank has every expert trainable.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
@@ -15,15 +21,26 @@
 
 namespace esft::nn {
 
+enum class ExpertActivation {
+  SiLU,           // silu(gate) * up
+  ClampedSwiGLU,  // gpt-oss: g = min(gate, limit); (clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g)
+};
+
 struct ExpertBankSpec {
   int64_t num_experts = 0;
   int64_t hidden = 0;
   int64_t intermediate = 0;
+  bool bias = false;  // biases on gate_up and down
+  ExpertActivation activation = ExpertActivation::SiLU;
+  double swiglu_limit = 7.0;    // ClampedSwiGLU only
+  double swiglu_alpha = 1.702;  // ClampedSwiGLU only
 };
 
 class ExpertBank : public torch::nn::Module {
  public:
-  // `naming` supplies the per-expert checkpoint names of layer `layer` (EXPERT_GATE, EXPERT_UP, EXPERT_DOWN).
+  // `naming` supplies the checkpoint names of layer `layer`: per expert (EXPERT_GATE, EXPERT_UP, EXPERT_DOWN with
+  // an {expert} placeholder) or fused (EXPERT_GATE_UP, EXPERT_DOWN and, with biases, EXPERT_GATE_UP_BIAS,
+  // EXPERT_DOWN_BIAS). Throws esft::Error when the table lacks the roles the spec needs.
   ExpertBank(const ExpertBankSpec& spec, int layer, const ParamNaming& naming, const at::TensorOptions& options);
 
   // x [N, H]; idx, weight [N, k] -> sum_k weight * expert_idx(x), [N, H].
@@ -34,27 +51,39 @@ class ExpertBank : public torch::nn::Module {
   void set_trainable_experts(const std::vector<int64_t>& experts);
   std::vector<int64_t> trainable_experts() const;
 
-  at::Tensor gate_up(int64_t expert) const;  // [2I, H]
-  at::Tensor down(int64_t expert) const;     // [H, I]
+  // Checkpoint bindings in the naming table's layout: three per expert, or one stacked binding per fused tensor
+  // whose parts are the experts in order.
   CheckpointBindings bindings() const;
   const ExpertBankSpec& spec() const { return spec_; }
+  bool fused_checkpoint_layout() const { return fused_; }
 
  private:
-  // One fused weight: rows of trainable experts (a parameter) and of frozen experts (a buffer). The handles stay
+  // One bank tensor: rows of trainable experts (a parameter) and of frozen experts (a buffer). The handles stay
   // valid for the module's life: re-splitting and Module::to() change their data in place (set_data).
   struct Split {
     at::Tensor trainable;
     at::Tensor frozen;
   };
-  at::Tensor row(const Split& w, int64_t expert) const;
+  struct Row {
+    const at::Tensor& tensor;  // the Split half holding the expert
+    int64_t index;             // its row there
+  };
+  Row row(const Split& w, int64_t expert) const;
+  at::Tensor row_value(const Split& w, int64_t expert) const;
+  Split make_split(const std::string& name, std::vector<int64_t> row_shape, const at::TensorOptions& options);
   void resplit(Split& w, const std::vector<bool>& trainable);
+  at::Tensor activate(const at::Tensor& gate_up) const;
+  CheckpointBindings per_expert_bindings() const;
+  CheckpointBindings fused_bindings() const;
 
   ExpertBankSpec spec_;
   int layer_;
-  std::string gate_pattern_, up_pattern_, down_pattern_;
+  bool fused_;
+  std::string gate_pattern_, up_pattern_, down_pattern_;  // per-expert layout
+  std::string gate_up_pattern_, gate_up_bias_pattern_, down_bias_pattern_;  // fused layout (+ down_pattern_)
   // slot_[e] >= 0: row of the trainable parameters; slot_[e] < 0: row -slot_[e]-1 of the frozen buffers.
   std::vector<int64_t> slot_;
-  Split gate_up_, down_;
+  Split gate_up_, down_, gate_up_bias_, down_bias_;  // the biases are empty Splits without spec.bias
 };
 
 }  // namespace esft::nn

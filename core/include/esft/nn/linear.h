@@ -24,14 +24,16 @@ class Embedding : public torch::nn::Module {
   at::Tensor weight;  // [num_embeddings, dim]
 };
 
-// y = w * (x / sqrt(mean(x^2) + eps)), computed in float32 and cast back, as every HF family does.
+// y = w * (x / sqrt(mean(x^2) + eps)), normalised in float32. Most HF families cast back to the input dtype and
+// then multiply by w; gpt-oss multiplies in float32 and casts last (`scale_in_float32`). Same value in float32.
 class RMSNorm : public torch::nn::Module {
  public:
-  RMSNorm(int64_t dim, double eps, const at::TensorOptions& options);
+  RMSNorm(int64_t dim, double eps, const at::TensorOptions& options, bool scale_in_float32 = false);
   at::Tensor forward(const at::Tensor& x) const;
 
   at::Tensor weight;
   double eps;
+  bool scale_in_float32;
 };
 
 // down(silu(gate(x)) * up(x)): dense layers and shared experts.

@@ -1,5 +1,5 @@
 #pragma once
-// The one MoE layer every family uses: router (`gate`), routed expert bank (`experts`), optional shared expert(s).
+// The one MoE layer every family uses: a router, the routed expert bank (`experts`) and optional shared expert(s).
 // It is the only place that emits RouterEvents.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
@@ -16,8 +16,10 @@ namespace esft::nn {
 
 struct MoESpec {
   RouterSpec router;
-  int64_t expert_intermediate = 0;
-  int64_t shared_intermediate = 0;           // 0 = no shared expert
+  std::string router_name = "gate";  // module name of the router (`gate`; gpt-oss: `router`)
+  // The routed experts; num_experts and hidden are filled in from the router and the layer.
+  ExpertBankSpec experts;
+  int64_t shared_intermediate = 0;            // 0 = no shared expert
   std::string shared_name = "shared_expert";  // module name of the shared expert (HF differs per family)
   bool shared_expert_gate = false;            // qwen2_moe: sigmoid(x W^T) scales the shared expert
 };
@@ -36,16 +38,15 @@ class MoELayer : public torch::nn::Module {
   int layer_index() const { return layer_; }
   int64_t num_experts() const { return spec_.router.num_experts; }
   int64_t top_k() const { return spec_.router.top_k; }
-  Router& router() { return *gate; }
+  Router& router() { return *router_; }
   ExpertBank& experts() { return *experts_; }
   SwiGLU* shared_experts() { return shared_.get(); }  // null when the family has none
   void set_trainable_experts(const std::vector<int64_t>& experts) { experts_->set_trainable_experts(experts); }
 
-  std::shared_ptr<Router> gate;
-
  private:
   MoESpec spec_;
   int layer_;
+  std::shared_ptr<Router> router_;
   std::shared_ptr<ExpertBank> experts_;
   std::shared_ptr<SwiGLU> shared_;
   std::shared_ptr<Linear> shared_gate_;

@@ -1,19 +1,32 @@
 #pragma once
 // Rotary position embeddings, non-interleaved ("rotate_half") as in Hugging Face. `rotary_dim` may be smaller
-// than head_dim (partial rotary): only the first rotary_dim channels rotate, the rest pass through.
+// than head_dim (partial rotary): only the first rotary_dim channels rotate, the rest pass through. Frequencies
+// are the default ones or YaRN's (gpt-oss); any other rope_type is refused.
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <utility>
 
 #include "esft/model_config.h"
 
 namespace esft::nn {
 
+// YaRN (transformers' _compute_yarn_parameters): frequencies blend interpolation (inv_freq / factor) and
+// extrapolation across a linear ramp between the correction dims of beta_fast and beta_slow.
+struct YarnSpec {
+  double factor = 1.0;
+  double original_max_position_embeddings = 0;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  bool truncate = true;  // floor/ceil the correction range
+};
+
 struct RopeSpec {
   int64_t head_dim = 0;
   int64_t rotary_dim = 0;  // <= head_dim
   double theta = 10000.0;
   double attention_scaling = 1.0;  // multiplies cos and sin (YaRN sets it; 1 otherwise)
+  std::optional<YarnSpec> yarn;    // unset: default frequencies
   // The precision the checkpoint declares (config `dtype` / `torch_dtype`). transformers keeps `inv_freq` as a
   // floating buffer, so a model materialised in bfloat16 rounds it to bfloat16 (and keeps it rounded after a later
   // upcast); its forward then upcasts with `.float()`. We round the same way, through this dtype and through the
@@ -21,7 +34,7 @@ struct RopeSpec {
   at::ScalarType checkpoint_dtype = at::kFloat;
 };
 
-// Builds the spec from a config's rope settings; throws esft::Error for a rope_type this code does not implement,
+// Builds the spec from a config's rope settings ("default" or "yarn"); throws esft::Error for any other rope_type,
 // so a family never runs with silently wrong positions.
 RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim);
 
@@ -36,6 +49,9 @@ class RotaryEmbedding {
   RopeSpec spec_;
   at::Tensor inv_freq_;  // [rotary_dim / 2] float32
 };
+
+// The inverse frequencies [rotary_dim / 2], float32 on the CPU, before any dtype rounding.
+at::Tensor rope_inv_freq(const RopeSpec& spec);
 
 // x [B, heads, T, head_dim]; cos/sin [B, T, rotary_dim].
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);

@@ -1,12 +1,20 @@
 #pragma once
-// The router of a MoE layer (`mlp.gate` in every family): scores tokens against experts and picks the top k.
+// The router of a MoE layer (`mlp.gate`, or `mlp.router` in gpt-oss): scores tokens against experts and picks the
+// top k. One module, three scoring rules; the exact math of each is in shared/spec/MODELS.md.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
 namespace esft::nn {
 
 enum class RouterScoring {
-  SoftmaxThenTopK,  // p = softmax(logits) over all experts; top-k of p; optional renormalisation (qwen, olmoe)
+  // p = softmax(logits) over all experts; top-k of p; optional renormalisation (qwen2_moe, qwen3_moe, olmoe).
+  SoftmaxThenTopK,
+  // top-k of the raw logits (router bias included), softmax over the k chosen (gpt-oss).
+  TopKThenSoftmax,
+  // s = sigmoid(logits) in float32; experts chosen on s + e_score_correction_bias within the best `topk_group` of
+  // `n_group` groups (group score = sum of its top-2); weights are the unbiased s of the chosen, optionally
+  // renormalised (sum + 1e-20) (glm4_moe, DeepSeek-V3's "noaux_tc").
+  SigmoidGroupLimited,
 };
 
 struct RouterSpec {
@@ -14,23 +22,31 @@ struct RouterSpec {
   int64_t top_k = 0;
   RouterScoring scoring = RouterScoring::SoftmaxThenTopK;
   bool norm_topk_prob = false;
+  bool bias = false;             // a learned bias on the logits (`bias`, gpt-oss)
+  int64_t n_group = 1;           // SigmoidGroupLimited only
+  int64_t topk_group = 1;        // SigmoidGroupLimited only
+  double routed_scaling_factor = 1.0;  // multiplies the final weights
 };
 
 struct Routing {
-  at::Tensor logits;  // [N, E] raw scores
+  at::Tensor logits;  // [N, E] raw scores (float32 for SigmoidGroupLimited, else the input dtype)
   at::Tensor idx;     // [N, k] int64
-  at::Tensor weight;  // [N, k] in the input dtype, as applied to expert outputs
+  at::Tensor weight;  // [N, k] in the logits' dtype, as applied to expert outputs
 };
 
 class Router : public torch::nn::Module {
  public:
+  // Throws esft::Error for an inconsistent spec (top_k outside [1, E], groups that do not divide E, ...).
   Router(const RouterSpec& spec, int64_t hidden, const at::TensorOptions& options);
   Routing forward(const at::Tensor& x) const;  // x [N, H]
   const RouterSpec& spec() const { return spec_; }
 
-  at::Tensor weight;  // [E, H]
+  at::Tensor weight;                   // [E, H]
+  at::Tensor bias;                     // [E] with spec.bias, else undefined
+  at::Tensor e_score_correction_bias;  // [E] float32 buffer for SigmoidGroupLimited (used only to choose)
 
  private:
+  at::Tensor choose_in_groups(const at::Tensor& scores_for_choice) const;
   RouterSpec spec_;
 };
 
