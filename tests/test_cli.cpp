@@ -406,6 +406,12 @@ TEST_CASE("cli: a model_type that no plugin serves") {
   expect_error(run_host({"info", "--model", model.string()}), 1, {"no_such_family"});
 }
 
+TEST_CASE("cli: a config value the family does not implement is refused") {
+  TempDir tmp;
+  const auto model = copy_model_with_config(tmp, [](json& config) { config["rope_parameters"]["rope_type"] = "longrope"; });
+  expect_forward_error(model, 1, {"rope_type 'longrope'", "config.json"});
+}
+
 TEST_CASE("cli: a plugin with the wrong ABI version is refused, naming both versions") {
   TempDir tmp;
   const auto model = copy_model_with_config(tmp, [](json& config) { config["model_type"] = "wrong_abi_model"; });

@@ -56,6 +56,8 @@ Command info_command() {
       moe_list += (moe_list.empty() ? "" : ",") + std::to_string(layer->layer_index());
     }
     const double active = static_cast<double>(total - routed) + active_routed;
+    // From the model, not config keys: families name the expert size differently (gpt-oss: intermediate_size).
+    const int64_t expert_intermediate = moe_layers.empty() ? 0 : moe_layers.front()->experts().spec().intermediate;
 
     std::cout << "model            " << dir.string() << "\n"
               << "model_type       " << config.model_type << " (plugin " << family->name() << ")\n"
@@ -64,7 +66,7 @@ Command info_command() {
               << "attention        hidden " << config.hidden_size << ", heads " << config.num_attention_heads
               << " (kv " << config.num_key_value_heads << "), head_dim " << config.head_dim << "\n"
               << "experts          " << config.num_experts << " routed per MoE layer, top-" << config.num_experts_per_tok
-              << ", expert intermediate " << config.moe_intermediate_size << "\n"
+              << ", expert intermediate " << expert_intermediate << "\n"
               << "vocabulary       " << config.vocab_size << "\n"
               << "parameters       total " << grouped(total) << "; active per token " << grouped(static_cast<uint64_t>(active))
               << " (" << percent(active, static_cast<double>(total)) << "); routed experts " << grouped(routed) << " ("

@@ -1,0 +1,89 @@
+// Every family refuses config values it does not implement, naming the key and the file, instead of building a
+// model that runs wrong math. Models are built on the meta device: only the config reading is exercised.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <functional>
+
+#include "esft/error.h"
+#include "esft/model_config.h"
+#include "plugin_loader.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct FamilyCase {
+  const char* plugin;
+  const char* fixture;
+};
+const FamilyCase kFamilies[] = {{"qwen3_moe", "qwen3_moe"}, {"qwen2_moe", "qwen2_moe"}, {"olmoe_select", "olmoe"},
+                                {"glm4_moe", "glm4_moe"},   {"gpt_oss", "gpt_oss"}};
+
+json fixture_config(const std::string& fixture) {
+  std::ifstream in(fs::path(ESFT_TEST_DATA_DIR) / "hf" / fixture / "model" / "config.json");
+  return json::parse(in);
+}
+
+// Builds the family's model from the fixture config after `edit`; returns the error message ("" if none).
+std::string build_error(const std::string& plugin, const std::string& fixture, const std::function<void(json&)>& edit) {
+  esft::host::PluginLoader loader(std::vector<fs::path>{ESFT_BIN_DIR});
+  auto family = loader.load(plugin);
+  auto raw = fixture_config(fixture);
+  edit(raw);
+  try {
+    auto config = esft::ModelConfig::from_json(raw, "edited/config.json");
+    family->create(config, c10::Device(c10::kMeta), c10::kFloat);
+  } catch (const esft::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("family configs: the fixture configs build") {
+  for (const auto& f : kFamilies) CHECK_MESSAGE(build_error(f.plugin, f.fixture, [](json&) {}) == "", f.plugin);
+}
+
+TEST_CASE("family configs: an unknown rope_type is refused by every family") {
+  for (const auto& f : kFamilies) {
+    const auto error = build_error(f.plugin, f.fixture, [](json& c) { c["rope_parameters"]["rope_type"] = "longrope"; });
+    CHECK_MESSAGE(contains(error, "rope_type 'longrope'"), f.plugin, ": ", error);
+    CHECK_MESSAGE(contains(error, "edited/config.json"), f.plugin, ": ", error);
+  }
+}
+
+TEST_CASE("family configs: an activation other than silu is refused by every family") {
+  for (const auto& f : kFamilies) {
+    const auto error = build_error(f.plugin, f.fixture, [](json& c) { c["hidden_act"] = "gelu"; });
+    CHECK_MESSAGE(contains(error, "hidden_act 'gelu'"), f.plugin, ": ", error);
+  }
+}
+
+TEST_CASE("family configs: glm4_moe refuses expert groups that do not fit") {
+  CHECK(contains(build_error("glm4_moe", "glm4_moe", [](json& c) { c["n_group"] = 3; }), "n_group 3"));
+  CHECK(contains(build_error("glm4_moe", "glm4_moe", [](json& c) { c["topk_group"] = 3; }), "topk_group 3"));
+  CHECK(contains(build_error("glm4_moe", "glm4_moe", [](json& c) { c["first_k_dense_replace"] = -1; }),
+                 "first_k_dense_replace"));
+}
+
+TEST_CASE("family configs: gpt_oss refuses unknown layer types and a missing window") {
+  CHECK(contains(build_error("gpt_oss", "gpt_oss",
+                             [](json& c) { c["layer_types"] = {"sliding_attention", "chunked_attention"}; }),
+                 "layer type 'chunked_attention'"));
+  CHECK(contains(build_error("gpt_oss", "gpt_oss", [](json& c) { c["layer_types"] = {"full_attention"}; }),
+                 "layer_types has 1 entries for 2 layers"));
+  CHECK(contains(build_error("gpt_oss", "gpt_oss", [](json& c) { c.erase("sliding_window"); }), "sliding_window"));
+  CHECK(contains(build_error("gpt_oss", "gpt_oss", [](json& c) { c["rope_parameters"]["truncate"] = "no"; }),
+                 "truncate"));
+}
+
+TEST_CASE("family configs: qwen families refuse sliding-window attention") {
+  for (const char* plugin : {"qwen2_moe", "qwen3_moe"}) {
+    CHECK(contains(build_error(plugin, plugin, [](json& c) { c["use_sliding_window"] = true; }), "use_sliding_window"));
+  }
+}

@@ -1,0 +1,79 @@
+// Rotary frequencies: the default ones and YaRN's (with and without truncation, with and without mscale) against
+// the formulas of shared/spec/MODELS.md evaluated in double precision.
+#include <ATen/ATen.h>
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "esft/model_config.h"
+#include "esft/nn/rotary.h"
+
+namespace {
+
+using json = nlohmann::json;
+
+esft::ModelConfig config_with_rope(const json& rope) {
+  json raw = {{"model_type", "test"},        {"hidden_size", 256},           {"num_attention_heads", 4},
+              {"head_dim", 64},              {"max_position_embeddings", 131072}, {"rope_parameters", rope}};
+  return esft::ModelConfig::from_json(raw, "test/config.json");
+}
+
+// YaRN's inverse frequencies in double.
+std::vector<double> yarn_reference(double base, double d, double factor, double original, double beta_fast,
+                                   double beta_slow, bool truncate) {
+  auto corr = [&](double r) { return d * std::log(original / (r * 2 * M_PI)) / (2 * std::log(base)); };
+  double low = corr(beta_fast), high = corr(beta_slow);
+  if (truncate) low = std::floor(low), high = std::ceil(high);
+  low = std::max(low, 0.0), high = std::min(high, d - 1);
+  std::vector<double> out;
+  for (int i = 0; i < d / 2; ++i) {
+    const double pos = std::pow(base, 2.0 * i / d);
+    const double ramp = std::min(1.0, std::max(0.0, (i - low) / (high - low)));
+    out.push_back((1 / (factor * pos)) * ramp + (1 / pos) * (1 - ramp));
+  }
+  return out;
+}
+
+double worst_relative(const at::Tensor& ours, const std::vector<double>& ref) {
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i)
+    worst = std::max(worst, std::abs(ours[static_cast<int64_t>(i)].item<double>() - ref[i]) / ref[i]);
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("rotary: default frequencies") {
+  auto spec = esft::nn::rope_spec_from_config(config_with_rope({{"rope_type", "default"}, {"rope_theta", 1e6}}), 64);
+  CHECK(spec.attention_scaling == 1.0);
+  CHECK_FALSE(spec.yarn.has_value());
+  std::vector<double> ref;
+  for (int i = 0; i < 32; ++i) ref.push_back(1 / std::pow(1e6, 2.0 * i / 64));
+  CHECK(worst_relative(esft::nn::rope_inv_freq(spec), ref) <= 1e-6);
+}
+
+TEST_CASE("rotary: YaRN as gpt-oss configures it (no truncation)") {
+  auto spec = esft::nn::rope_spec_from_config(
+      config_with_rope({{"rope_type", "yarn"}, {"rope_theta", 150000.0}, {"factor", 32.0}, {"beta_fast", 32.0},
+                        {"beta_slow", 1.0}, {"original_max_position_embeddings", 4096}, {"truncate", false}}),
+      64);
+  REQUIRE(spec.yarn.has_value());
+  CHECK(spec.attention_scaling == doctest::Approx(0.1 * std::log(32.0) + 1).epsilon(1e-12));
+  CHECK(worst_relative(esft::nn::rope_inv_freq(spec), yarn_reference(150000, 64, 32, 4096, 32, 1, false)) <= 1e-6);
+}
+
+TEST_CASE("rotary: YaRN with the default truncation, defaults for betas, and mscale") {
+  auto spec = esft::nn::rope_spec_from_config(
+      config_with_rope({{"rope_type", "yarn"}, {"rope_theta", 10000.0}, {"factor", 40.0},
+                        {"original_max_position_embeddings", 4096}, {"mscale", 1.0}, {"mscale_all_dim", 0.707}}),
+      64);
+  auto mscale = [](double s, double m) { return 0.1 * m * std::log(s) + 1; };
+  CHECK(spec.attention_scaling == doctest::Approx(mscale(40, 1.0) / mscale(40, 0.707)).epsilon(1e-12));
+  CHECK(worst_relative(esft::nn::rope_inv_freq(spec), yarn_reference(10000, 64, 40, 4096, 32, 1, true)) <= 1e-6);
+}
+
+TEST_CASE("rotary: a missing YaRN factor is the ratio of the context lengths") {
+  auto spec = esft::nn::rope_spec_from_config(
+      config_with_rope({{"rope_type", "yarn"}, {"original_max_position_embeddings", 4096}}), 64);
+  CHECK(spec.yarn->factor == 32.0);
+}
