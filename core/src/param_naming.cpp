@@ -111,19 +111,25 @@ std::optional<NameMatch> ParamNaming::match(const std::string& key) const {
   return std::nullopt;
 }
 
-ParamNaming hf_moe_decoder_naming(std::vector<NamingRule> extra) {
-  std::vector<NamingRule> rules = {
+std::vector<NamingRule> hf_decoder_common_rules() {
+  return {
       {Role::EMBED, "model.embed_tokens.weight"},
       {Role::FINAL_NORM, "model.norm.weight"},
       {Role::LM_HEAD, "lm_head.weight"},
       {Role::ATTENTION, "model.layers.{layer}.self_attn.*"},
       {Role::NORM, "model.layers.{layer}.input_layernorm.weight"},
       {Role::NORM, "model.layers.{layer}.post_attention_layernorm.weight"},
-      {Role::ROUTER, "model.layers.{layer}.mlp.gate.weight"},
-      {Role::EXPERT_GATE, "model.layers.{layer}.mlp.experts.{expert}.gate_proj.weight"},
-      {Role::EXPERT_UP, "model.layers.{layer}.mlp.experts.{expert}.up_proj.weight"},
-      {Role::EXPERT_DOWN, "model.layers.{layer}.mlp.experts.{expert}.down_proj.weight"},
   };
+}
+
+ParamNaming hf_moe_decoder_naming(std::vector<NamingRule> extra) {
+  std::vector<NamingRule> rules = hf_decoder_common_rules();
+  rules.insert(rules.end(), {
+                                {Role::ROUTER, "model.layers.{layer}.mlp.gate.weight"},
+                                {Role::EXPERT_GATE, "model.layers.{layer}.mlp.experts.{expert}.gate_proj.weight"},
+                                {Role::EXPERT_UP, "model.layers.{layer}.mlp.experts.{expert}.up_proj.weight"},
+                                {Role::EXPERT_DOWN, "model.layers.{layer}.mlp.experts.{expert}.down_proj.weight"},
+                            });
   rules.insert(rules.end(), extra.begin(), extra.end());
   rules.push_back({Role::DENSE_MLP, "model.layers.{layer}.mlp.*"});
   return ParamNaming(std::move(rules));

@@ -1,6 +1,7 @@
 #include "esft/runtime.h"
 
 #include <ATen/Context.h>
+#include <torch/cuda.h>
 
 #include "esft/error.h"
 
@@ -38,6 +39,10 @@ const char* dtype_label(c10::ScalarType dtype) {
     case c10::kHalf: return "float16";
     default: return "other";
   }
+}
+
+void synchronize(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
 }
 
 }  // namespace esft

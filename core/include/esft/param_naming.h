@@ -60,6 +60,10 @@ class ParamNaming {
   std::vector<NamingRule> rules_;
 };
 
+// The names every transformers pre-norm decoder shares: embedding, final norm, lm_head, each layer's attention
+// block and its two norms.
+std::vector<NamingRule> hf_decoder_common_rules();
+
 // The names transformers gives a pre-norm MoE decoder whose routed experts are stored per expert under
 // `model.layers.{layer}.mlp.experts.{expert}` (qwen2_moe, qwen3_moe, olmoe, glm4_moe, ...). `extra` rules (a
 // family's shared experts, router bias, ...) are matched before the catch-all rule for dense-layer MLPs.

@@ -13,5 +13,7 @@ c10::Device parse_device(const std::string& text);
 // "auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16".
 c10::ScalarType parse_dtype(const std::string& text, const c10::Device& device);
 const char* dtype_label(c10::ScalarType dtype);
+// Waits for the device's queued work (a no-op on the CPU), so wall-clock timings measure the work itself.
+void synchronize(const c10::Device& device);
 
 }  // namespace esft

@@ -70,6 +70,7 @@ class ExpertBank : public torch::nn::Module {
   };
   Row row(const Split& w, int64_t expert) const;
   at::Tensor row_value(const Split& w, int64_t expert) const;
+  std::vector<at::Tensor> expert_rows(const Split& w) const;  // every expert's row, for one forward
   Split make_split(const std::string& name, std::vector<int64_t> row_shape, const at::TensorOptions& options);
   void resplit(Split& w, const std::vector<bool>& trainable);
   at::Tensor activate(const at::Tensor& gate_up) const;

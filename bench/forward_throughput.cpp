@@ -1,0 +1,189 @@
+// Forward, full fine-tuning (forward + backward, every parameter trainable) and ESFT step (forward + backward with
+// only 6 of 64 experts per layer trainable, everything else frozen) throughput of every family on one larger random
+// configuration, through the same plugins esft-host loads. Weights are random (no checkpoint needed); the
+// configuration is printed with the table.
+//
+//   esft-bench-forward [--batch 4] [--seq 256] [--repeat 3] [--device cpu|cuda] [--dtype float32|bfloat16]
+//                      [--families qwen3_moe,gpt_oss]
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "esft/compat.h"
+#include "esft/error.h"
+#include "esft/losses.h"
+#include "esft/runtime.h"
+#include "plugin_loader.h"
+
+namespace {
+
+using json = nlohmann::json;
+
+// The shared sizes: about a tenth of a Qwen3-30B-A3B layer in width, four layers deep.
+json base_config() {
+  return {{"hidden_size", 512},          {"num_hidden_layers", 4},    {"num_attention_heads", 8},
+          {"num_key_value_heads", 2},    {"head_dim", 64},            {"vocab_size", 8192},
+          {"num_experts_per_tok", 4},    {"moe_intermediate_size", 256}, {"intermediate_size", 1024},
+          {"rms_norm_eps", 1e-6},        {"max_position_embeddings", 4096}, {"hidden_act", "silu"},
+          {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 10000.0}}}, {"dtype", "float32"}};
+}
+
+struct FamilyCase {
+  std::string plugin;
+  std::string note;  // what the family adds to the shared sizes
+  json config;
+};
+
+std::vector<FamilyCase> family_cases() {
+  std::vector<FamilyCase> out;
+  auto with = [](json extra) {
+    auto c = base_config();
+    c.update(extra);
+    return c;
+  };
+  out.push_back({"qwen3_moe", "64 experts, q/k norm",
+                 with({{"model_type", "qwen3_moe"}, {"num_experts", 64}, {"norm_topk_prob", true}})});
+  out.push_back({"qwen2_moe", "64 experts + gated shared expert 1024",
+                 with({{"model_type", "qwen2_moe"}, {"num_experts", 64}, {"shared_expert_intermediate_size", 1024}})});
+  out.push_back({"olmoe_select", "64 experts, full-width q/k norm",
+                 with({{"model_type", "olmoe"}, {"num_experts", 64}, {"intermediate_size", 256}})});
+  out.push_back({"glm4_moe", "64 experts in 8 groups, shared 256, layer 0 dense",
+                 with({{"model_type", "glm4_moe"}, {"n_routed_experts", 64}, {"n_group", 8}, {"topk_group", 4},
+                       {"n_shared_experts", 1}, {"first_k_dense_replace", 1}, {"routed_scaling_factor", 2.5},
+                       {"use_qk_norm", true}, {"attention_bias", true}, {"partial_rotary_factor", 0.5}})});
+  out.push_back({"gpt_oss", "64 experts (I=256, biases), sinks, window 128, YaRN",
+                 with({{"model_type", "gpt_oss"}, {"num_local_experts", 64}, {"intermediate_size", 256},
+                       {"sliding_window", 128}, {"attention_bias", true},
+                       {"rope_parameters", {{"rope_type", "yarn"}, {"rope_theta", 150000.0}, {"factor", 32.0},
+                                            {"original_max_position_embeddings", 4096}, {"truncate", false}}}})});
+  return out;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown CPU";
+}
+
+void randomize(esft::MoECausalLM& model) {
+  at::NoGradGuard no_grad;
+  for (const auto& b : model.checkpoint_bindings()) {
+    const bool norm = b.key().find("norm") != std::string::npos;
+    auto values = norm ? at::ones(b.shape()) : at::randn(b.shape()) * 0.02;
+    b.assign(values);
+  }
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <typename F>
+double time_ms(const at::Device& device, F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  esft::synchronize(device);
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t batch = 4, seq = 256, repeat = 3;
+  std::string device_name = "cpu", dtype_name = "float32", only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw esft::UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--batch") batch = std::stoll(value());
+    else if (arg == "--seq") seq = std::stoll(value());
+    else if (arg == "--repeat") repeat = std::stoll(value());
+    else if (arg == "--device") device_name = value();
+    else if (arg == "--dtype") dtype_name = value();
+    else if (arg == "--families") only = "," + value() + ",";
+    else if (arg == "-h" || arg == "--help") {
+      std::cout << "usage: esft-bench-forward [--batch N] [--seq N] [--repeat N] [--device cpu|cuda] "
+                   "[--dtype float32|bfloat16] [--families a,b]\n";
+      return 0;
+    } else {
+      std::cerr << "esft-bench-forward: error: unknown argument '" << arg << "'\n";
+      return 2;
+    }
+  }
+  try {
+    const auto device = esft::parse_device(device_name);
+    const auto dtype = esft::parse_dtype(dtype_name, device);
+    esft::host::PluginLoader loader(std::optional<std::filesystem::path>{});
+
+    std::printf("esft-bench-forward: %s, %d threads; libtorch %s; %s on %s\n", cpu_model().c_str(),
+                at::get_num_threads(), ESFT_TORCH_VERSION_STRING, esft::dtype_label(dtype), device.str().c_str());
+    std::printf("shared sizes: %s\n", base_config().dump().c_str());
+    std::printf("batch %lld x seq %lld = %lld tokens per step; median of %lld after one warm-up\n\n",
+                static_cast<long long>(batch), static_cast<long long>(seq), static_cast<long long>(batch * seq),
+                static_cast<long long>(repeat));
+    std::printf("| %-12s | %-52s | %8s | %13s | %13s | %13s |\n", "family", "configuration", "params",
+                "forward tok/s", "full FT tok/s", "ESFT tok/s");
+    std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(14, '-').c_str(), std::string(54, '-').c_str(),
+                std::string(10, '-').c_str(), std::string(15, '-').c_str(), std::string(15, '-').c_str(),
+                std::string(15, '-').c_str());
+
+    for (const auto& fc : family_cases()) {
+      if (!only.empty() && only.find("," + fc.plugin + ",") == std::string::npos) continue;
+      at::manual_seed(0);
+      auto family = loader.load(fc.plugin);
+      auto config = esft::ModelConfig::from_json(fc.config, "bench:" + fc.plugin);
+      auto model = family->create(config, device, dtype);
+      randomize(*model);
+      int64_t params = 0;
+      for (const auto& b : model->checkpoint_bindings()) params += b.numel();
+
+      auto ids = at::randint(config.vocab_size, {batch, seq}, at::TensorOptions().dtype(at::kLong).device(device));
+      auto mask = at::ones({batch, seq}, at::TensorOptions().dtype(at::kLong).device(device));
+      auto labels = esft::labels_from_inputs(ids, mask);
+      auto forward = [&] {
+        at::NoGradGuard no_grad;
+        model->forward(ids, mask, {});
+      };
+      auto train_step = [&] {
+        model->zero_grad(/*set_to_none=*/false);  // reuse gradient buffers, as a trainer does
+        esft::causal_lm_loss(model->forward(ids, mask, {}).logits, labels).backward();
+      };
+      auto measure = [&](const std::function<void()>& step) {
+        std::vector<double> ms;
+        for (int64_t r = 0; r <= repeat; ++r) {
+          const double t = time_ms(device, step);
+          if (r > 0) ms.push_back(t);  // run 0 warms up
+        }
+        return static_cast<double>(batch * seq) / (median(ms) / 1e3);
+      };
+      const double forward_rate = measure(forward);
+      const double full_rate = measure(train_step);
+      // ESFT: only experts 0..5 of each MoE layer train; attention, norms, embeddings, routers are frozen.
+      for (auto& p : model->named_parameters())
+        if (p.key().find(".experts.") == std::string::npos) p.value().set_requires_grad(false);
+      for (auto* layer : model->moe_layers()) layer->set_trainable_experts({0, 1, 2, 3, 4, 5});
+      const double esft_rate = measure(train_step);
+      std::printf("| %-12s | %-52s | %7.1fM | %13.0f | %13.0f | %13.0f |\n", fc.plugin.c_str(), fc.note.c_str(),
+                  static_cast<double>(params) / 1e6, forward_rate, full_rate, esft_rate);
+      std::fflush(stdout);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "esft-bench-forward: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
