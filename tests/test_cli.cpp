@@ -303,18 +303,22 @@ TEST_CASE("cli: info reports the fixture's tensors, files and parameter total") 
   CHECK(contains(r.out, "qwen3_moe"));
 }
 
-TEST_CASE("cli: forward reproduces the transformers reference") {
+// Every family's fixture, through the command line.
+const char* const kFamilyFixtures[] = {"qwen3_moe", "qwen2_moe", "olmoe", "glm4_moe", "gpt_oss"};
+
+void check_forward_reproduces(const fs::path& fixture) {
+  const auto model = fixture / "model", reference = fixture / "reference.safetensors";
   TempDir tmp;
   const auto out_path = tmp / "out.safetensors";
   // --device cpu: the reference is float32 on CPU; `auto` would pick bfloat16 on a CUDA machine.
-  const Run r = run_host({"--device", "cpu", "forward", "--model", kModel.string(), "--inputs", kReference.string(),
+  const Run r = run_host({"--device", "cpu", "forward", "--model", model.string(), "--inputs", reference.string(),
                           "--out", out_path.string()});
   expect_success(r);
   REQUIRE(fs::exists(out_path));
   CHECK(entries_of(tmp.path) == std::vector<std::string>{"out.safetensors"});  // no temporaries left
 
   const esft::SafetensorsFile out(out_path);
-  const esft::SafetensorsFile ref(kReference);
+  const esft::SafetensorsFile ref(reference);
 
   // Exactly the reference's names for what forward writes: no layer or hidden state missing, none extra.
   std::set<std::string> expected_names, names;
@@ -355,6 +359,12 @@ TEST_CASE("cli: forward reproduces the transformers reference") {
   }
 }
 
+TEST_CASE("cli: forward reproduces the transformers reference for every family") {
+  for (const char* family : kFamilyFixtures) {
+    SUBCASE(family) { check_forward_reproduces(fs::path(ESFT_TEST_DATA_DIR) / "hf" / family); }
+  }
+}
+
 TEST_CASE("cli: global options are accepted before and after the command") {
   TempDir tmp;
   const auto before = tmp / "before.safetensors", after = tmp / "after.safetensors";
@@ -369,16 +379,21 @@ TEST_CASE("cli: global options are accepted before and after the command") {
   CHECK(fs::exists(after));
 }
 
-TEST_CASE("cli: generate prints the reference's greedy tokens") {
-  const esft::SafetensorsFile ref(kReference);
-  const auto prompt = ref.load("generate.prompt");
-  const auto expected = ref.load("generate.output");
-  const auto new_tokens = expected.size(-1) - prompt.size(-1);
-  REQUIRE(new_tokens == 10);
-  const Run r = run_host({"--device", "cpu", "generate", "--model", kModel.string(), "--ids", comma_joined(prompt),
-                          "--max-new-tokens", std::to_string(new_tokens)});
-  expect_success(r);
-  CHECK(r.out == comma_joined(expected) + "\n");
+TEST_CASE("cli: generate prints the reference's greedy tokens for every family") {
+  for (const char* family : kFamilyFixtures) {
+    SUBCASE(family) {
+      const auto fixture = fs::path(ESFT_TEST_DATA_DIR) / "hf" / family;
+      const esft::SafetensorsFile ref(fixture / "reference.safetensors");
+      const auto prompt = ref.load("generate.prompt");
+      const auto expected = ref.load("generate.output");
+      const auto new_tokens = expected.size(-1) - prompt.size(-1);
+      REQUIRE(new_tokens == 10);
+      const Run r = run_host({"--device", "cpu", "generate", "--model", (fixture / "model").string(), "--ids",
+                              comma_joined(prompt), "--max-new-tokens", std::to_string(new_tokens)});
+      expect_success(r);
+      CHECK(r.out == comma_joined(expected) + "\n");
+    }
+  }
 }
 
 // ===============================================================================================================
