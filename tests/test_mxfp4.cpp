@@ -109,6 +109,20 @@ TEST_CASE("mxfp4: wrong dtypes and shapes are refused") {
   CHECK_THROWS_AS(esft::dequantize_mxfp4(blocks.to(at::kInt), scales), esft::Error);
   CHECK_THROWS_AS(esft::dequantize_mxfp4(at::zeros({2, 3, 8}, at::kByte), scales), esft::Error);
   CHECK_THROWS_AS(esft::dequantize_mxfp4(blocks, at::zeros({2, 4}, at::kByte)), esft::Error);
+  CHECK_THROWS_WITH_AS(esft::dequantize_mxfp4(blocks, at::full({2, 3}, 255, at::kByte)), doctest::Contains("255"),
+                       esft::Error);
+}
+
+TEST_CASE("mxfp4: bfloat16 output holds the same values, and long tensors go through in chunks") {
+  at::manual_seed(3);
+  auto blocks = at::randint(0, 256, {3, 40000, 16}, at::kByte);  // 120,000 blocks: several chunks
+  auto scales = at::randint(100, 150, {3, 40000}, at::kByte);
+  auto f32 = esft::dequantize_mxfp4(blocks, scales);
+  auto bf16 = esft::dequantize_mxfp4(blocks, scales, at::kBFloat16);
+  CHECK((bf16.scalar_type() == at::kBFloat16));
+  CHECK(bf16.to(at::kFloat).equal(f32));
+  CHECK(f32.narrow(1, 39999 * 32, 32).to(at::kDouble).equal(
+      reference_dequantize(blocks.narrow(1, 39999, 1), scales.narrow(1, 39999, 1)).view({3, 32})));
 }
 
 TEST_CASE("mxfp4: a gpt_oss checkpoint converted to MXFP4 loads the weights its blocks encode") {

@@ -12,6 +12,10 @@ CheckpointBinding::CheckpointBinding(std::string key, at::Tensor tensor,
 
 CheckpointBinding CheckpointBinding::stacked(std::string key, std::vector<BoundPart> parts) {
   if (parts.empty()) throw Error("stacked binding '" + key + "' has no parts");
+  auto shape_of = [](const BoundPart& p) { return p.shape.empty() ? p.view_of(p.tensor).sizes().vec() : p.shape; };
+  for (const auto& p : parts) {
+    if (shape_of(p) != shape_of(parts.front())) throw Error("stacked binding '" + key + "' has parts of different shapes");
+  }
   CheckpointBinding b;
   b.key_ = std::move(key);
   b.parts_ = std::move(parts);
@@ -55,12 +59,24 @@ at::Tensor CheckpointBinding::grad() const {
   for (const auto& p : parts_) {
     const auto& g = p.tensor.grad();
     any = any || g.defined();
-    slices.push_back(g.defined() ? part_value(p, g) : at::zeros_like(part_value(p, p.tensor)));
+    slices.push_back(g.defined() ? part_value(p, g) : at::Tensor());
   }
-  return any ? at::stack(slices) : at::Tensor();
+  if (!any) return at::Tensor();
+  auto one = shape();
+  one.erase(one.begin());
+  for (size_t i = 0; i < slices.size(); ++i) {
+    if (!slices[i].defined()) slices[i] = at::zeros(one, parts_[i].tensor.options());
+  }
+  return at::stack(slices);
 }
 
 void CheckpointBinding::assign(const at::Tensor& source) const {
+  if (source.sizes() != at::IntArrayRef(shape())) {
+    std::string have, want;
+    for (auto d : source.sizes()) have += (have.empty() ? "" : ",") + std::to_string(d);
+    for (auto d : shape()) want += (want.empty() ? "" : ",") + std::to_string(d);
+    throw Error("tensor '" + key_ + "' has shape [" + have + "] but the model expects [" + want + "]");
+  }
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < parts_.size(); ++i) {
     const auto& p = parts_[i];

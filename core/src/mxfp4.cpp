@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "esft/error.h"
 
 namespace esft {
@@ -17,26 +19,34 @@ bool ends_with(const std::string& s, const std::string& tail) {
 }
 }  // namespace
 
-at::Tensor dequantize_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
+at::Tensor dequantize_mxfp4(const at::Tensor& blocks, const at::Tensor& scales, at::ScalarType dtype) {
   if (blocks.scalar_type() != at::kByte || scales.scalar_type() != at::kByte) {
     throw Error("MXFP4 blocks and scales must be uint8");
   }
   if (blocks.dim() < 2 || blocks.size(-1) != 16) throw Error("MXFP4 blocks must have a last dimension of 16 bytes");
   const auto prefix = blocks.sizes().slice(0, blocks.dim() - 1);  // [..., G]
   if (scales.sizes() != prefix) throw Error("MXFP4 scales must have the blocks' shape without its last dimension");
+  if ((scales == 255).any().item<bool>()) throw Error("MXFP4 scale 255 (NaN) is not a weight");
 
-  auto table = at::from_blob(const_cast<float*>(kE2M1Values), {16}, at::kFloat).to(blocks.device());
-  auto bytes = blocks.to(at::kLong);
-  auto low = table.index_select(0, bytes.bitwise_and(0x0F).reshape({-1}));
-  auto high = table.index_select(0, at::div(bytes, 16, "floor").reshape({-1}));
-  std::vector<int64_t> grouped = prefix.vec();
-  grouped.push_back(32);
-  auto values = at::stack({low, high}, -1).reshape(grouped);  // [..., G, 32], low nibble first within each byte
-  // 2^(s - 127) exactly: ldexp scales by a power of two without rounding.
-  values = at::ldexp(values, (scales.to(at::kInt) - 127).unsqueeze(-1));
-  std::vector<int64_t> flat = prefix.slice(0, prefix.size() - 1).vec();
-  flat.push_back(prefix.back() * 32);
-  return values.reshape(flat);
+  std::vector<int64_t> shape = prefix.slice(0, prefix.size() - 1).vec();
+  shape.push_back(prefix.back() * 32);
+  auto out = at::empty(shape, blocks.options().dtype(dtype));
+  const auto rows = blocks.reshape({-1, 16});  // one row per block of 32 values
+  const auto exponents = scales.reshape({-1});
+  auto out_rows = out.view({-1, 32});
+  const auto table = at::tensor(at::ArrayRef<float>(kE2M1Values, 16)).to(blocks.device());
+  constexpr int64_t kChunk = 1 << 15;  // blocks per step: 1M values, a few MB of temporaries
+  for (int64_t start = 0; start < rows.size(0); start += kChunk) {
+    const int64_t n = std::min(kChunk, rows.size(0) - start);
+    const auto bytes = rows.narrow(0, start, n);
+    auto low = table.index_select(0, bytes.bitwise_and(0x0F).reshape({-1}).to(at::kLong));
+    auto high = table.index_select(0, at::div(bytes, 16, "floor").reshape({-1}).to(at::kLong));
+    auto values = at::stack({low, high}, -1).view({n, 32});  // low nibble first within each byte
+    // 2^(s - 127) exactly: ldexp scales by a power of two without rounding.
+    values = at::ldexp(values, (exponents.narrow(0, start, n).to(at::kInt) - 127).unsqueeze(-1));
+    out_rows.narrow(0, start, n).copy_(values);
+  }
+  return out;
 }
 
 std::vector<CheckpointTensor> checkpoint_tensors(const Checkpoint& checkpoint) {
@@ -59,13 +69,13 @@ std::vector<CheckpointTensor> checkpoint_tensors(const Checkpoint& checkpoint) {
   return out;
 }
 
-at::Tensor read_checkpoint_tensor(const Checkpoint& checkpoint, const CheckpointTensor& tensor) {
+at::Tensor read_checkpoint_tensor(const Checkpoint& checkpoint, const CheckpointTensor& tensor, at::ScalarType dtype) {
   if (!tensor.mxfp4) return checkpoint.file_of(tensor.key).view(tensor.key);
   const auto blocks_key = tensor.key + kBlocks, scales_key = tensor.key + kScales;
   try {
     auto blocks = checkpoint.file_of(blocks_key).view(blocks_key);
     auto scales = checkpoint.file_of(scales_key).view(scales_key);
-    return dequantize_mxfp4(blocks, scales).transpose(-2, -1);
+    return dequantize_mxfp4(blocks, scales, dtype).transpose(-2, -1);
   } catch (const Error& e) {
     throw Error("cannot dequantize '" + tensor.key + "': " + e.what());
   }

@@ -16,6 +16,7 @@ const char* role_name(Role role) {
     case Role::DENSE_MLP: return "DENSE_MLP";
     case Role::ROUTER: return "ROUTER";
     case Role::ROUTER_BIAS: return "ROUTER_BIAS";
+    case Role::ROUTER_SCORE_CORRECTION: return "ROUTER_SCORE_CORRECTION";
     case Role::EXPERT_GATE: return "EXPERT_GATE";
     case Role::EXPERT_UP: return "EXPERT_UP";
     case Role::EXPERT_DOWN: return "EXPERT_DOWN";
@@ -101,6 +102,10 @@ std::string ParamNaming::name(Role role, int layer, int expert) const {
     throw Error(std::string("role ") + role_name(role) + " names a group of tensors (" + p + "), not one");
   }
   return format_pattern(p, layer, expert);
+}
+
+bool ParamNaming::per_expert_tensors() const {
+  return has(Role::EXPERT_DOWN) && pattern(Role::EXPERT_DOWN).find("{expert}") != std::string::npos;
 }
 
 std::optional<NameMatch> ParamNaming::match(const std::string& key) const {

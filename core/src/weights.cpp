@@ -63,7 +63,7 @@ void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std
                   shape_string(expected) + " (" + where + ")");
     }
     // Plain tensors go in one copy, straight from the mapped file; assign converts dtype and moves across devices.
-    b.assign(read_checkpoint_tensor(checkpoint, tensor));
+    b.assign(read_checkpoint_tensor(checkpoint, tensor, b.parts().front().tensor.scalar_type()));
   }
 }
 

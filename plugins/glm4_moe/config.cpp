@@ -35,7 +35,7 @@ esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& c) {
   s.moe.shared_name = "shared_experts";
 
   s.load_balancing_loss = false;
-  s.skip_extra_checkpoint_layers = true;
+  s.skipped_checkpoint_layers = c.get<int64_t>("num_nextn_predict_layers", 0);
   return s;
 }
 

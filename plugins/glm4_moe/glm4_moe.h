@@ -2,8 +2,8 @@
 // glm4_moe (GLM-4.5, GLM-4.5-Air): dense layers below first_k_dense_replace, then MoE layers with a sigmoid,
 // group-limited router (e_score_correction_bias chooses, unbiased scores weigh, routed_scaling_factor scales) and
 // always-on shared experts; q/k/v biases, optional per-head q/k norm, partial rotary embeddings. The checkpoints'
-// next-token-prediction layers (index >= num_hidden_layers) are skipped. No load-balancing loss. Math:
-// shared/spec/MODELS.md.
+// next-token-prediction layers (num_nextn_predict_layers of them after the decoder layers) are skipped. No
+// load-balancing loss. Math: shared/spec/MODELS.md.
 #include "esft/model_config.h"
 #include "esft/nn/decoder.h"
 #include "esft/param_naming.h"

@@ -8,7 +8,7 @@ using esft::Role;
 // ungated shared experts.
 const esft::ParamNaming& naming() {
   static const esft::ParamNaming table = esft::hf_moe_decoder_naming({
-      {Role::ROUTER_BIAS, "model.layers.{layer}.mlp.gate.e_score_correction_bias"},
+      {Role::ROUTER_SCORE_CORRECTION, "model.layers.{layer}.mlp.gate.e_score_correction_bias"},
       {Role::SHARED_EXPERT, "model.layers.{layer}.mlp.shared_experts.*"},
   });
   return table;

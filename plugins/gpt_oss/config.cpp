@@ -49,6 +49,7 @@ esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& c) {
   auto& experts = s.moe.experts;
   experts.intermediate = c.require<int64_t>("intermediate_size");  // gpt-oss' intermediate_size is the expert size
   experts.bias = true;
+  experts.layout = esft::nn::ExpertCheckpointLayout::FusedInterleaved;
   experts.activation = esft::nn::ExpertActivation::ClampedSwiGLU;
   experts.swiglu_limit = c.get<double>("swiglu_limit", 7.0);
   experts.swiglu_alpha = 1.702;  // fixed in transformers' GptOssExperts

@@ -38,12 +38,14 @@ class CheckpointBinding {
   std::vector<int64_t> shape() const;  // checkpoint shape
   int64_t numel() const;
 
-  // The tensor in checkpoint layout: a view of the model's tensor when one exists, else a fresh copy.
+  // The tensor in checkpoint layout, to read: a view of the model's tensor for plain bindings, a fresh copy for
+  // stacked or reshaped ones (so never write through it; use assign).
   at::Tensor value() const;
   // The gradient in checkpoint layout; undefined when no part has one (frozen, or no backward yet). Parts of a
-  // stacked binding without a gradient (frozen experts) read as zeros.
+  // stacked binding without a gradient (frozen experts) read as zeros; walk parts() to skip them instead.
   at::Tensor grad() const;
-  // Copies `source` (checkpoint layout, any dtype/device) into the model's tensor.
+  // Copies `source` (checkpoint layout, any dtype/device) into the model's tensor. Throws esft::Error naming the
+  // key when the source's shape is not shape().
   void assign(const at::Tensor& source) const;
 
  private:

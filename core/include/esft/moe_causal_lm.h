@@ -1,7 +1,7 @@
 #pragma once
 // The model interface the host and the ESFT pipeline program against. Module trees use Hugging Face attribute
-// names, so named_parameters() yields checkpoint keys except for fused expert banks, which checkpoint_bindings()
-// maps to per-expert checkpoint names.
+// names, so named_parameters() yields checkpoint keys except for the expert banks, which checkpoint_bindings() maps
+// to the checkpoint's names (per-expert tensors, or gpt-oss' fused ones).
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 

@@ -16,9 +16,10 @@ namespace esft {
 // e2m1 value of each 4-bit code: sign bit 3, then 2 exponent bits and 1 mantissa bit.
 extern const float kE2M1Values[16];
 
-// blocks [..., G, 16] uint8 and scales [..., G] uint8 -> float32 [..., G * 32]. Throws esft::Error for wrong dtypes
-// or shapes.
-at::Tensor dequantize_mxfp4(const at::Tensor& blocks, const at::Tensor& scales);
+// blocks [..., G, 16] uint8 and scales [..., G] uint8 -> [..., G * 32] in `dtype` (exact in float32 and bfloat16,
+// which share float32's exponent range). Works through the rows in chunks, so the temporaries stay small next to
+// the output. Throws esft::Error for wrong dtypes or shapes, or a scale of 255 (NaN in the format).
+at::Tensor dequantize_mxfp4(const at::Tensor& blocks, const at::Tensor& scales, at::ScalarType dtype = at::kFloat);
 
 // A tensor as a model loads it: stored as is, or an MXFP4 pair presented under its base name in transformers'
 // layout (blocks [E, rows, G, 16] -> [E, G * 32, rows], the dequantized [E, rows, G * 32] with its last two dims
@@ -33,7 +34,8 @@ struct CheckpointTensor {
 // reverse) stays two plain tensors, which then fail the key-set check by name.
 std::vector<CheckpointTensor> checkpoint_tensors(const Checkpoint& checkpoint);
 
-// The tensor's values: a view of the mapped file for plain tensors, a fresh float32 tensor for MXFP4 pairs.
-at::Tensor read_checkpoint_tensor(const Checkpoint& checkpoint, const CheckpointTensor& tensor);
+// The tensor's values: a view of the mapped file for plain tensors, a fresh tensor of `dtype` for MXFP4 pairs.
+at::Tensor read_checkpoint_tensor(const Checkpoint& checkpoint, const CheckpointTensor& tensor,
+                                  at::ScalarType dtype = at::kFloat);
 
 }  // namespace esft

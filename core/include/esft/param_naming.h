@@ -16,7 +16,8 @@ enum class Role {
   NORM,                // per-layer norms
   DENSE_MLP,           // the MLP of a dense (non-MoE) layer
   ROUTER,              // router weight [E, H]
-  ROUTER_BIAS,         // router bias or score-correction bias [E]
+  ROUTER_BIAS,         // learned bias on the router logits [E] (gpt-oss)
+  ROUTER_SCORE_CORRECTION,  // bias used only to choose experts, not trained [E] (glm4_moe's e_score_correction_bias)
   EXPERT_GATE,         // routed expert, per-expert tensors
   EXPERT_UP,
   EXPERT_DOWN,
@@ -54,7 +55,7 @@ class ParamNaming {
   // The first rule (in table order) whose pattern matches the whole key.
   std::optional<NameMatch> match(const std::string& key) const;
   // True when the table stores routed experts one tensor per expert (EXPERT_GATE/UP/DOWN) rather than fused.
-  bool per_expert_tensors() const { return has(Role::EXPERT_DOWN); }
+  bool per_expert_tensors() const;
 
  private:
   std::vector<NamingRule> rules_;

@@ -149,13 +149,15 @@ CheckpointBindings DecoderLM::checkpoint_bindings() {
 }
 
 bool DecoderLM::skips_checkpoint_key(const std::string& key) const {
-  if (!spec_.skip_extra_checkpoint_layers) return false;
+  if (spec_.skipped_checkpoint_layers <= 0) return false;
   static const std::string prefix = "model.layers.";
   if (key.compare(0, prefix.size(), prefix) != 0) return false;
   size_t end = prefix.size();
   while (end < key.size() && std::isdigit(static_cast<unsigned char>(key[end]))) ++end;
   if (end == prefix.size() || end >= key.size() || key[end] != '.' || end - prefix.size() > 9) return false;
-  return std::stoll(key.substr(prefix.size(), end - prefix.size())) >= static_cast<int64_t>(model_->layers.size());
+  const int64_t layer = std::stoll(key.substr(prefix.size(), end - prefix.size()));
+  const auto decoder_layers = static_cast<int64_t>(model_->layers.size());
+  return layer >= decoder_layers && layer < decoder_layers + spec_.skipped_checkpoint_layers;
 }
 
 }  // namespace esft::nn

@@ -9,27 +9,33 @@
 namespace esft::nn {
 
 namespace {
-bool names_each_expert(const ParamNaming& naming, Role role) {
-  return naming.has(role) && naming.pattern(role).find("{expert}") != std::string::npos;
+// The pattern of `role`, which must (per-expert layout) or must not (fused layout) name one expert.
+std::string expert_pattern(const ParamNaming& naming, Role role, bool per_expert) {
+  const auto& p = naming.pattern(role);
+  if ((p.find("{expert}") != std::string::npos) != per_expert) {
+    throw Error(std::string("naming pattern '") + p + "' of " + role_name(role) + (per_expert ? " lacks" : " has") +
+                " an {expert} placeholder, against the expert bank's checkpoint layout");
+  }
+  return p;
 }
 }  // namespace
 
 ExpertBank::ExpertBank(const ExpertBankSpec& spec, int layer, const ParamNaming& naming,
                        const at::TensorOptions& options)
-    : spec_(spec), layer_(layer), fused_(!names_each_expert(naming, Role::EXPERT_DOWN)) {
+    : spec_(spec), layer_(layer) {
   const int64_t E = spec.num_experts, H = spec.hidden, I = spec.intermediate;
-  if (fused_) {
-    gate_up_pattern_ = naming.pattern(Role::EXPERT_GATE_UP);
-    down_pattern_ = naming.pattern(Role::EXPERT_DOWN);
+  if (spec.layout == ExpertCheckpointLayout::FusedInterleaved) {
+    gate_up_pattern_ = expert_pattern(naming, Role::EXPERT_GATE_UP, false);
+    down_pattern_ = expert_pattern(naming, Role::EXPERT_DOWN, false);
     if (spec.bias) {
-      gate_up_bias_pattern_ = naming.pattern(Role::EXPERT_GATE_UP_BIAS);
-      down_bias_pattern_ = naming.pattern(Role::EXPERT_DOWN_BIAS);
+      gate_up_bias_pattern_ = expert_pattern(naming, Role::EXPERT_GATE_UP_BIAS, false);
+      down_bias_pattern_ = expert_pattern(naming, Role::EXPERT_DOWN_BIAS, false);
     }
   } else {
-    if (spec.bias) throw Error("expert biases need a fused expert layout in the naming table (layer " + std::to_string(layer) + ")");
-    gate_pattern_ = naming.pattern(Role::EXPERT_GATE);
-    up_pattern_ = naming.pattern(Role::EXPERT_UP);
-    down_pattern_ = naming.pattern(Role::EXPERT_DOWN);
+    if (spec.bias) throw Error("expert biases are only supported in the fused interleaved checkpoint layout");
+    gate_pattern_ = expert_pattern(naming, Role::EXPERT_GATE, true);
+    up_pattern_ = expert_pattern(naming, Role::EXPERT_UP, true);
+    down_pattern_ = expert_pattern(naming, Role::EXPERT_DOWN, true);
   }
   gate_up_ = make_split("gate_up", {2 * I, H}, options);
   down_ = make_split("down", {H, I}, options);
@@ -141,6 +147,7 @@ void ExpertBank::set_trainable_experts(const std::vector<int64_t>& experts) {
   }
   int64_t t = 0, f = 0;
   for (int64_t e = 0; e < E; ++e) slot_[e] = trainable[e] ? t++ : -(++f);
+  ++*splits_;
 }
 
 void ExpertBank::resplit(Split& w, const std::vector<bool>& trainable) {
@@ -167,7 +174,20 @@ std::vector<int64_t> ExpertBank::trainable_experts() const {
   return out;
 }
 
-CheckpointBindings ExpertBank::bindings() const { return fused_ ? fused_bindings() : per_expert_bindings(); }
+CheckpointBindings ExpertBank::bindings() const {
+  return spec_.layout == ExpertCheckpointLayout::FusedInterleaved ? fused_bindings() : per_expert_bindings();
+}
+
+std::function<at::Tensor(const at::Tensor&)> ExpertBank::guarded(std::function<at::Tensor(const at::Tensor&)> select) const {
+  std::shared_ptr<const int64_t> splits = splits_;
+  return [splits, made = *splits_, layer = layer_, select = std::move(select)](const at::Tensor& t) {
+    if (*splits != made) {
+      throw Error("expert bindings of layer " + std::to_string(layer) +
+                  " were made before set_trainable_experts moved the experts; take the bindings again");
+    }
+    return select(t);
+  };
+}
 
 CheckpointBindings ExpertBank::per_expert_bindings() const {
   CheckpointBindings out;
@@ -177,10 +197,11 @@ CheckpointBindings ExpertBank::per_expert_bindings() const {
     const auto dn = row(down_, e);
     const int64_t r = gu.index;
     out.emplace_back(format_pattern(gate_pattern_, layer_, e), gu.tensor,
-                     [r, I](const at::Tensor& t) { return t[r].narrow(0, 0, I); });
+                     guarded([r, I](const at::Tensor& t) { return t[r].narrow(0, 0, I); }));
     out.emplace_back(format_pattern(up_pattern_, layer_, e), gu.tensor,
-                     [r, I](const at::Tensor& t) { return t[r].narrow(0, I, I); });
-    out.emplace_back(format_pattern(down_pattern_, layer_, e), dn.tensor, [r](const at::Tensor& t) { return t[r]; });
+                     guarded([r, I](const at::Tensor& t) { return t[r].narrow(0, I, I); }));
+    out.emplace_back(format_pattern(down_pattern_, layer_, e), dn.tensor,
+                     guarded([r](const at::Tensor& t) { return t[r]; }));
   }
   return out;
 }
@@ -192,13 +213,13 @@ CheckpointBindings ExpertBank::fused_bindings() const {
     const int64_t r = row(gate_up_, e).index;  // every Split puts expert e in the same row
     // Checkpoint [H, 2I] with column 2j = gate j and 2j+1 = up j is our [2I, H] row seen as [2, I, H] -> [H, I, 2].
     gate_up.push_back({row(gate_up_, e).tensor,
-                       [r, I, H](const at::Tensor& t) { return t[r].view({2, I, H}).permute({2, 1, 0}); },
+                       guarded([r, I, H](const at::Tensor& t) { return t[r].view({2, I, H}).permute({2, 1, 0}); }),
                        {H, 2 * I}});
-    down.push_back({row(down_, e).tensor, [r](const at::Tensor& t) { return t[r].t(); }, {}});  // [I, H]
+    down.push_back({row(down_, e).tensor, guarded([r](const at::Tensor& t) { return t[r].t(); }), {}});  // [I, H]
     if (spec_.bias) {
       gate_up_bias.push_back({row(gate_up_bias_, e).tensor,
-                              [r, I](const at::Tensor& t) { return t[r].view({2, I}).t(); }, {2 * I}});
-      down_bias.push_back({row(down_bias_, e).tensor, [r](const at::Tensor& t) { return t[r]; }, {}});
+                              guarded([r, I](const at::Tensor& t) { return t[r].view({2, I}).t(); }), {2 * I}});
+      down_bias.push_back({row(down_bias_, e).tensor, guarded([r](const at::Tensor& t) { return t[r]; }), {}});
     }
   }
   CheckpointBindings out;

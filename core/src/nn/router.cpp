@@ -62,7 +62,8 @@ Routing Router::forward(const at::Tensor& x) const {
     case RouterScoring::SigmoidGroupLimited: {
       r.logits = at::linear(x.to(at::kFloat), weight.to(at::kFloat), bias.defined() ? bias.to(at::kFloat) : bias);
       auto scores = at::sigmoid(r.logits);
-      r.idx = choose_in_groups(scores + e_score_correction_bias);
+      // Chosen in float32 even if the module was cast: a rounded correction bias would change the choice.
+      r.idx = choose_in_groups(scores + e_score_correction_bias.to(at::kFloat));
       r.weight = scores.gather(1, r.idx);
       if (spec_.norm_topk_prob) r.weight = r.weight / (r.weight.sum(-1, /*keepdim=*/true) + 1e-20);
       break;

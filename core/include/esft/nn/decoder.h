@@ -30,9 +30,9 @@ struct DecoderSpec {
   MoESpec moe;
   bool norm_scale_in_float32 = false;  // RMSNorm multiplies by its weight before casting back (gpt-oss)
   bool load_balancing_loss = true;     // transformers computes one for this family (glm4_moe has none)
-  // The checkpoint may hold layers at index >= the number of decoder layers (glm4_moe's next-token-prediction
-  // layers); they are skipped, not errors.
-  bool skip_extra_checkpoint_layers = false;
+  // The checkpoint holds this many layers after the decoder layers (glm4_moe's next-token-prediction layers,
+  // `num_nextn_predict_layers`); their tensors are skipped, not errors. Tensors of any later layer still are.
+  int64_t skipped_checkpoint_layers = 0;
 };
 
 class DecoderLayer : public torch::nn::Module {

@@ -3,10 +3,10 @@
 // and, for families with expert biases (gpt-oss), gate_up_bias [E, 2I] and down_bias [E, H]. Tokens are sorted by
 // expert once and each expert runs one matrix product per projection.
 //
-// The checkpoint layout is the naming table's business: per-expert tensors (`experts.{expert}.gate_proj.weight`,
-// most families) bind to row slices; fused tensors (gpt-oss: `experts.gate_up_proj [E, H, 2I]` with gate and up
-// interleaved column by column, `experts.down_proj [E, I, H]`) bind as stacked strided views. The math never
-// depends on the layout.
+// The checkpoint layout is part of the spec and the names come from the naming table: per-expert tensors
+// (`experts.{expert}.gate_proj.weight`, most families) bind to row slices; gpt-oss' fused tensors
+// (`experts.gate_up_proj [E, H, 2I]` with gate and up interleaved column by column, `experts.down_proj [E, I, H]`)
+// bind as stacked strided views. The math never depends on the layout.
 //
 // ESFT freezing splits the bank: the rows of trainable experts live in parameters (`gate_up`, `down`, ...), the
 // rest in buffers (`frozen_gate_up`, ...) that never get a gradient or optimizer state. Backward through a frozen
@@ -14,12 +14,19 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "esft/checkpoint_binding.h"
 #include "esft/param_naming.h"
 
 namespace esft::nn {
+
+enum class ExpertCheckpointLayout {
+  PerExpert,         // EXPERT_GATE, EXPERT_UP, EXPERT_DOWN per expert ({expert} in the names), [out, in] each
+  FusedInterleaved,  // gpt-oss: EXPERT_GATE_UP [E, H, 2I] (gate = even columns), EXPERT_DOWN [E, I, H], biases
+};
 
 enum class ExpertActivation {
   SiLU,           // silu(gate) * up
@@ -30,7 +37,8 @@ struct ExpertBankSpec {
   int64_t num_experts = 0;
   int64_t hidden = 0;
   int64_t intermediate = 0;
-  bool bias = false;  // biases on gate_up and down
+  bool bias = false;  // biases on gate_up and down (FusedInterleaved only)
+  ExpertCheckpointLayout layout = ExpertCheckpointLayout::PerExpert;
   ExpertActivation activation = ExpertActivation::SiLU;
   double swiglu_limit = 7.0;    // ClampedSwiGLU only
   double swiglu_alpha = 1.702;  // ClampedSwiGLU only
@@ -38,9 +46,8 @@ struct ExpertBankSpec {
 
 class ExpertBank : public torch::nn::Module {
  public:
-  // `naming` supplies the checkpoint names of layer `layer`: per expert (EXPERT_GATE, EXPERT_UP, EXPERT_DOWN with
-  // an {expert} placeholder) or fused (EXPERT_GATE_UP, EXPERT_DOWN and, with biases, EXPERT_GATE_UP_BIAS,
-  // EXPERT_DOWN_BIAS). Throws esft::Error when the table lacks the roles the spec needs.
+  // `naming` supplies the checkpoint names of layer `layer` for the spec's layout. Throws esft::Error when the
+  // table lacks a role the layout needs, or its patterns disagree with the layout ({expert} present or not).
   ExpertBank(const ExpertBankSpec& spec, int layer, const ParamNaming& naming, const at::TensorOptions& options);
 
   // x [N, H]; idx, weight [N, k] -> sum_k weight * expert_idx(x), [N, H].
@@ -51,15 +58,15 @@ class ExpertBank : public torch::nn::Module {
   void set_trainable_experts(const std::vector<int64_t>& experts);
   std::vector<int64_t> trainable_experts() const;
 
-  // Checkpoint bindings in the naming table's layout: three per expert, or one stacked binding per fused tensor
-  // whose parts are the experts in order.
+  // Checkpoint bindings in the spec's layout: three per expert, or one stacked binding per fused tensor whose parts
+  // are the experts in order. set_trainable_experts moves rows between tensors, so it invalidates earlier bindings
+  // (using one then throws esft::Error) and any optimizer state of the bank's parameters: take both afresh.
   CheckpointBindings bindings() const;
   const ExpertBankSpec& spec() const { return spec_; }
-  bool fused_checkpoint_layout() const { return fused_; }
 
  private:
-  // One bank tensor: rows of trainable experts (a parameter) and of frozen experts (a buffer). The handles stay
-  // valid for the module's life: re-splitting and Module::to() change their data in place (set_data).
+  // One bank tensor: rows of trainable experts (a parameter) and of frozen experts (a buffer). The tensor handles
+  // stay registered for the module's life: re-splitting and Module::to() change their data in place (set_data).
   struct Split {
     at::Tensor trainable;
     at::Tensor frozen;
@@ -76,14 +83,16 @@ class ExpertBank : public torch::nn::Module {
   at::Tensor activate(const at::Tensor& gate_up) const;
   CheckpointBindings per_expert_bindings() const;
   CheckpointBindings fused_bindings() const;
+  // Wraps a row selector so that it throws once the bank has been re-split since the binding was made.
+  std::function<at::Tensor(const at::Tensor&)> guarded(std::function<at::Tensor(const at::Tensor&)> select) const;
 
   ExpertBankSpec spec_;
   int layer_;
-  bool fused_;
   std::string gate_pattern_, up_pattern_, down_pattern_;  // per-expert layout
   std::string gate_up_pattern_, gate_up_bias_pattern_, down_bias_pattern_;  // fused layout (+ down_pattern_)
   // slot_[e] >= 0: row of the trainable parameters; slot_[e] < 0: row -slot_[e]-1 of the frozen buffers.
   std::vector<int64_t> slot_;
+  std::shared_ptr<int64_t> splits_ = std::make_shared<int64_t>(0);  // how many times the bank was re-split
   Split gate_up_, down_, gate_up_bias_, down_bias_;  // the biases are empty Splits without spec.bias
 };
 
