@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
   libtomlplusplus-dev nlohmann-json3-dev doctest-dev
+  pkg-config libpcre2-dev libutf8proc-dev zlib1g-dev
 )
 missing=()
 for p in "${packages[@]}"; do
