@@ -37,6 +37,7 @@ Command plugins_command();   // commands/plugins.cpp
 Command info_command();      // commands/info.cpp
 Command forward_command();   // commands/forward.cpp
 Command generate_command();  // commands/generate.cpp
+Command tokenize_command();  // commands/tokenize.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);
@@ -54,6 +55,9 @@ struct LoadedModel {
 
 // config.json, plugin, device and dtype choice, weights: everything a model-running command needs.
 LoadedModel open_model(const GlobalOptions& global, const std::filesystem::path& model_dir);
+
+// "1,2,3" -> ids, each in [0, vocab). A malformed list is a UsageError naming `flag`; an id out of range an Error.
+std::vector<int64_t> parse_token_ids(const std::string& text, const std::string& flag, int64_t vocab);
 
 // Fails early (before any work) when `path` could not be created: its directory must exist.
 void check_output_path(const std::filesystem::path& path, const std::string& flag);

@@ -572,3 +572,64 @@ TEST_CASE("cli: forward --out in a directory that does not exist") {
   CHECK_FALSE(fs::exists(missing_dir));
   CHECK(entries_of(tmp.path).empty());
 }
+
+// ===============================================================================================================
+// tokenize
+
+namespace {
+const fs::path kQwen3Tokenizer = fs::path(ESFT_TEST_DATA_DIR) / "tokenizers" / "qwen3.tokenizer.json.gz";
+}  // namespace
+
+TEST_CASE("cli: tokenize --text and --ids round-trip a fixture line") {
+  std::ifstream in(fs::path(ESFT_TEST_DATA_DIR) / "tok" / "qwen3.public.jsonl");
+  std::string line;
+  REQUIRE(std::getline(in, line));
+  REQUIRE(std::getline(in, line));  // the second line: code with runs of spaces
+  const auto record = json::parse(line);
+  const auto ids = record["ids"].get<std::vector<int64_t>>();
+  std::string joined;
+  for (size_t i = 0; i < ids.size(); ++i) joined += (i ? "," : "") + std::to_string(ids[i]);
+
+  const Run encoded = run_host({"tokenize", "--tokenizer", kQwen3Tokenizer.string(), "--text", record["text"].get<std::string>()});
+  expect_success(encoded);
+  CHECK(encoded.out == joined + "\n");
+  const Run decoded = run_host({"tokenize", "--tokenizer", kQwen3Tokenizer.string(), "--ids", joined});
+  expect_success(decoded);
+  CHECK(decoded.out == record["text"].get<std::string>() + "\n");
+}
+
+TEST_CASE("cli: tokenize --input adds ids to every line, keeping the other fields, and --decode inverts it") {
+  TempDir tmp;
+  const auto in = tmp / "in.jsonl", out = tmp / "out.jsonl", back = tmp / "back.jsonl";
+  std::ofstream(in) << R"({"id": 7, "text": "Hello, world!"})" << "\n\n" << R"({"text": "<|im_start|>user\nこんにちは"})" << "\n";
+  expect_success(run_host({"tokenize", "--tokenizer", kQwen3Tokenizer.string(), "--input", in.string(), "--out", out.string()}));
+  std::ifstream lines(out);
+  std::string first, second, extra;
+  REQUIRE(std::getline(lines, first));
+  REQUIRE(std::getline(lines, second));
+  CHECK_FALSE(std::getline(lines, extra));  // the blank line is not copied
+  CHECK(first.rfind(R"({"id":7,"text":"Hello, world!","ids":[)", 0) == 0);  // field order kept
+  CHECK(json::parse(second)["ids"][0] == 151644);
+
+  expect_success(run_host({"tokenize", "--tokenizer", kQwen3Tokenizer.string(), "--input", out.string(), "--out",
+                           back.string(), "--decode", "--skip-special-tokens"}));
+  std::ifstream decoded(back);
+  REQUIRE(std::getline(decoded, first));
+  REQUIRE(std::getline(decoded, second));
+  CHECK(json::parse(first)["text"] == "Hello, world!");
+  CHECK(json::parse(second)["text"] == "user\nこんにちは");
+}
+
+TEST_CASE("cli: tokenize names the file and line of bad input and leaves no output") {
+  TempDir tmp;
+  const auto in = tmp / "in.jsonl", out = tmp / "out.jsonl";
+  std::ofstream(in) << R"({"text": "fine"})" << "\n" << R"({"text": 3})" << "\n";
+  expect_error(run_host({"tokenize", "--tokenizer", kQwen3Tokenizer.string(), "--input", in.string(), "--out", out.string()}),
+               1, {"in.jsonl:2", "\"text\" must be a string"});
+  CHECK_FALSE(fs::exists(out));
+  std::ofstream(in) << "not json\n";
+  expect_error(run_host({"tokenize", "--tokenizer", kQwen3Tokenizer.string(), "--input", in.string(), "--out", out.string()}),
+               1, {"in.jsonl:1", "malformed JSON"});
+  expect_error(run_host({"tokenize", "--tokenizer", (tmp / "nothing").string(), "--text", "a"}), 1, {"nothing"});
+  expect_error(run_host({"tokenize", "--tokenizer", kQwen3Tokenizer.string()}), 2, {"--text", "--input"});
+}

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -15,28 +14,6 @@
 namespace esft::host {
 
 namespace {
-
-std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
-  std::vector<int64_t> ids;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    int64_t id = -1;
-    try {
-      id = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size()) throw UsageError("--ids: '" + item + "' is not a token id (expected e.g. 1,2,3)");
-    if (id < 0 || id >= vocab) {
-      throw Error("--ids: token id " + item + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
-    }
-    ids.push_back(id);
-  }
-  if (ids.empty()) throw UsageError("--ids is empty (expected e.g. 1,2,3)");
-  return ids;
-}
 
 // Stop tokens: generation_config.json's eos_token_id when present (it is what transformers' generate uses),
 // else config.json's.
@@ -78,7 +55,7 @@ Command generate_command() {
     const int64_t max_new = vm["max-new-tokens"].as<int64_t>();
     if (max_new < 0) throw UsageError("--max-new-tokens must be >= 0");
     auto m = open_model(global, vm["model"].as<std::string>());
-    const auto prompt_ids = parse_ids(vm["ids"].as<std::string>(), m.config.vocab_size);
+    const auto prompt_ids = parse_token_ids(vm["ids"].as<std::string>(), "--ids", m.config.vocab_size);
     auto prompt = at::tensor(prompt_ids, at::kLong).unsqueeze(0).to(m.device);
 
     const auto start = std::chrono::steady_clock::now();

@@ -1,0 +1,31 @@
+// Comma-separated token id lists on the command line (generate --ids, tokenize --ids).
+#include <sstream>
+
+#include "cli.h"
+#include "esft/error.h"
+
+namespace esft::host {
+
+std::vector<int64_t> parse_token_ids(const std::string& text, const std::string& flag, int64_t vocab) {
+  std::vector<int64_t> ids;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int64_t id = -1;
+    try {
+      id = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size()) throw UsageError(flag + ": '" + item + "' is not a token id (expected e.g. 1,2,3)");
+    if (id < 0 || id >= vocab) {
+      throw Error(flag + ": token id " + item + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+    ids.push_back(id);
+  }
+  if (ids.empty()) throw UsageError(flag + " is empty (expected e.g. 1,2,3)");
+  return ids;
+}
+
+}  // namespace esft::host
