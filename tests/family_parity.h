@@ -4,7 +4,7 @@
 // and without ESFT freezing) and greedy generation against shared/fixtures/hf/<family>, copied to tests/data/hf.
 // Tolerances are those of the fixtures' README. Measured errors are printed, so `ctest -V` shows the figures.
 #include <ATen/ATen.h>
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 
 #include <algorithm>
 #include <cstdio>

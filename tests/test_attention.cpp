@@ -3,7 +3,7 @@
 // options together), per-head norm with partial rotary and a sliding window, and sinks with a window and biases.
 // Incremental decoding with the cache must give the same outputs as one full pass.
 #include <ATen/ATen.h>
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 
 #include <cmath>
 #include <limits>

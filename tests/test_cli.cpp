@@ -3,7 +3,7 @@
 // line `esft-host: error: ...` naming what is wrong, exit code 2 for command-line mistakes and 1 for the rest, and
 // a failed `forward` must leave nothing behind in its output folder (no partial file, no temporary).
 #include <ATen/ATen.h>
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -632,4 +632,41 @@ TEST_CASE("cli: tokenize names the file and line of bad input and leaves no outp
                1, {"in.jsonl:1", "malformed JSON"});
   expect_error(run_host({"tokenize", "--tokenizer", (tmp / "nothing").string(), "--text", "a"}), 1, {"nothing"});
   expect_error(run_host({"tokenize", "--tokenizer", kQwen3Tokenizer.string()}), 2, {"--text", "--input"});
+}
+
+// ===============================================================================================================
+// chat
+
+TEST_CASE("cli: chat prints the Qwen3 template's rendering and, with --ids, its token ids") {
+  std::ifstream in(fs::path(ESFT_TEST_DATA_DIR) / "tok" / "qwen3.chat.jsonl");
+  std::string line;
+  for (int i = 0; i < 8; ++i) REQUIRE(std::getline(in, line));  // record 8: system, user, assistant; thinking off
+  const auto record = json::parse(line);
+  REQUIRE(record["add_generation_prompt"] == true);
+  REQUIRE(record["enable_thinking"] == false);
+
+  TempDir tmp;
+  const auto model = tmp / "model";
+  fs::create_directories(model);
+  fs::copy_file(kModel / "config.json", model / "config.json");
+  fs::copy_file(kQwen3Tokenizer, model / "tokenizer.json");  // gzipped content under the plain name is read too
+  std::ofstream(tmp / "messages.json") << json{{"messages", record["messages"]}}.dump();
+
+  const std::vector<std::string> common = {"chat", "--model", model.string(), "--messages", (tmp / "messages.json").string(),
+                                           "--add-generation-prompt", "--enable-thinking", "false"};
+  const Run text = run_host(common);
+  expect_success(text);
+  CHECK(text.out == record["rendered"].get<std::string>());
+
+  auto with_ids = common;
+  with_ids.push_back("--ids");
+  const Run ids = run_host(with_ids);
+  expect_success(ids);
+  std::string expected;
+  for (const auto& id : record["ids"]) expected += (expected.empty() ? "" : ",") + std::to_string(id.get<int64_t>());
+  CHECK(ids.out == expected + "\n");
+
+  std::ofstream(tmp / "bad.json") << R"([{"role": "robot", "content": "x"}])";
+  expect_error(run_host({"chat", "--model", model.string(), "--messages", (tmp / "bad.json").string()}), 1,
+               {"bad.json", "message 1", "robot"});
 }

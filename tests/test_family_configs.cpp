@@ -1,6 +1,6 @@
 // Every family refuses config values it does not implement, naming the key and the file, instead of building a
 // model that runs wrong math. Models are built on the meta device: only the config reading is exercised.
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 
 #include <fstream>
 #include <functional>

@@ -1,5 +1,5 @@
 // config.json parsing: the Hub's spellings and transformers-v5's must give the same ModelConfig.
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 
 #include "esft/error.h"
 #include "esft/model_config.h"

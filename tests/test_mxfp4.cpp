@@ -1,7 +1,7 @@
 // MXFP4 dequantization: known bytes and scales decode to the values the OCP format defines, and a whole gpt-oss
 // fixture checkpoint converted to MXFP4 loads to exactly the weights its blocks encode.
 #include <ATen/ATen.h>
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 
 #include <cmath>
 

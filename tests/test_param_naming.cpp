@@ -1,5 +1,5 @@
 // Naming tables: patterns are data; matching must never confuse layer 1 with layer 10.
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 
 #include "esft/error.h"
 #include "esft/param_naming.h"

@@ -1,5 +1,5 @@
 // Plugin discovery and the ABI check.
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 
 #include <cstdlib>
 

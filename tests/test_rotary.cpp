@@ -1,7 +1,7 @@
 // Rotary frequencies: the default ones and YaRN's (with and without truncation, with and without mscale) against
 // the formulas of shared/spec/MODELS.md evaluated in double precision.
 #include <ATen/ATen.h>
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 
 #include <cmath>
 

@@ -4,7 +4,7 @@
 #include "esft/safetensors.h"
 
 #include <ATen/ATen.h>
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>

@@ -2,7 +2,7 @@
 // Small helpers every test suite uses: temporary folders, raw file bytes, hand-made safetensors files, and tensor
 // comparison.
 #include <ATen/ATen.h>
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 #include <unistd.h>
 
 #include <atomic>

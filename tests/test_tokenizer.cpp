@@ -1,7 +1,7 @@
 // Byte-level BPE against the `tokenizers` library: every line of the public fixtures, encoded and decoded with the
 // real Qwen3 and gpt-oss tokenizer.json files; added tokens with lstrip/rstrip; decoding of invalid UTF-8; and
 // loud refusal of tokenizer components this code does not implement.
-#include <doctest/doctest.h>
+#include "doctest_torch.h"
 #include <nlohmann/json.hpp>
 
 #include <algorithm>

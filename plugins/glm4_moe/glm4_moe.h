@@ -4,6 +4,9 @@
 // always-on shared experts; q/k/v biases, optional per-head q/k norm, partial rotary embeddings. The checkpoints'
 // next-token-prediction layers (num_nextn_predict_layers of them after the decoder layers) are skipped. No
 // load-balancing loss. Math: shared/spec/MODELS.md.
+#include <memory>
+
+#include "esft/chat_format.h"
 #include "esft/model_config.h"
 #include "esft/nn/decoder.h"
 #include "esft/param_naming.h"
@@ -12,5 +15,6 @@ namespace glm4_moe {
 
 esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& config);  // config.cpp
 const esft::ParamNaming& naming();                                   // naming.cpp
+std::shared_ptr<const esft::ChatFormat> chat_format();               // chat_format.cpp
 
 }  // namespace glm4_moe

@@ -4,7 +4,8 @@
 namespace glm4_moe {
 
 std::shared_ptr<esft::ModelFamily> make_family() {
-  return std::make_shared<esft::nn::DecoderFamily>("glm4_moe", std::vector<std::string>{"glm4_moe"}, &decoder_spec, naming());
+  return std::make_shared<esft::nn::DecoderFamily>("glm4_moe", std::vector<std::string>{"glm4_moe"}, &decoder_spec, naming(),
+                                                  chat_format());
 }
 
 }  // namespace glm4_moe

@@ -3,6 +3,9 @@
 // window layers alternating with full ones (layer_types), YaRN rotary scaling, a router that softmaxes the top-k
 // raw logits, and fused experts with biases and the clamped SwiGLU, stored interleaved in the checkpoint (MXFP4
 // in the released ones, dequantized on load). Math: shared/spec/MODELS.md.
+#include <memory>
+
+#include "esft/chat_format.h"
 #include "esft/model_config.h"
 #include "esft/nn/decoder.h"
 #include "esft/param_naming.h"
@@ -11,5 +14,6 @@ namespace gpt_oss {
 
 esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& config);  // config.cpp
 const esft::ParamNaming& naming();                                   // naming.cpp
+std::shared_ptr<const esft::ChatFormat> chat_format();               // chat_format.cpp
 
 }  // namespace gpt_oss

@@ -4,7 +4,8 @@
 namespace gpt_oss {
 
 std::shared_ptr<esft::ModelFamily> make_family() {
-  return std::make_shared<esft::nn::DecoderFamily>("gpt_oss", std::vector<std::string>{"gpt_oss"}, &decoder_spec, naming());
+  return std::make_shared<esft::nn::DecoderFamily>("gpt_oss", std::vector<std::string>{"gpt_oss"}, &decoder_spec, naming(),
+                                                  chat_format());
 }
 
 }  // namespace gpt_oss

@@ -2,6 +2,9 @@
 // olmoe (OLMoE-1B-7B-0125, the base of Select-MoE): every layer MoE, softmax top-k router, no shared expert,
 // q/k RMSNorm over the whole projection width before the head reshape, optional clip_qkv. Math:
 // shared/spec/MODELS.md. This folder will also host the Select-MoE variant, hence the olmoe_select plugin name.
+#include <memory>
+
+#include "esft/chat_format.h"
 #include "esft/model_config.h"
 #include "esft/nn/decoder.h"
 #include "esft/param_naming.h"
@@ -10,5 +13,6 @@ namespace olmoe {
 
 esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& config);  // config.cpp
 const esft::ParamNaming& naming();                                   // naming.cpp
+std::shared_ptr<const esft::ChatFormat> chat_format();               // chat_format.cpp
 
 }  // namespace olmoe

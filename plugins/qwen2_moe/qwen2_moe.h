@@ -2,6 +2,9 @@
 // qwen2_moe (Qwen1.5-MoE-A2.7B, Qwen2-57B-A14B): softmax top-k router (renormalisation per norm_topk_prob), q/k/v
 // biases, no q/k norm, a shared expert scaled by a sigmoid gate, optional dense layers (mlp_only_layers,
 // decoder_sparse_step). Math: shared/spec/MODELS.md.
+#include <memory>
+
+#include "esft/chat_format.h"
 #include "esft/model_config.h"
 #include "esft/nn/decoder.h"
 #include "esft/param_naming.h"
@@ -10,5 +13,6 @@ namespace qwen2_moe {
 
 esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& config);  // config.cpp
 const esft::ParamNaming& naming();                                   // naming.cpp
+std::shared_ptr<const esft::ChatFormat> chat_format();               // chat_format.cpp
 
 }  // namespace qwen2_moe

@@ -1,6 +1,6 @@
 #pragma once
-// What a family plugin provides: the model types it serves, the model it builds from a config, and its
-// checkpoint naming table.
+// What a family plugin provides: the model types it serves, the model it builds from a config, its checkpoint
+// naming table and its chat format.
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "esft/chat_format.h"
 #include "esft/model_config.h"
 #include "esft/moe_causal_lm.h"
 #include "esft/param_naming.h"
@@ -24,6 +25,8 @@ class ModelFamily {
   virtual std::shared_ptr<MoECausalLM> create(const ModelConfig& config, const c10::Device& device,
                                               c10::ScalarType dtype) const = 0;
   virtual const ParamNaming& naming() const = 0;
+  // How the family's instruct models render conversations (its chat template).
+  virtual const ChatFormat& chat_format() const = 0;
 };
 
 }  // namespace esft
