@@ -670,3 +670,31 @@ TEST_CASE("cli: chat prints the Qwen3 template's rendering and, with --ids, its 
   expect_error(run_host({"chat", "--model", model.string(), "--messages", (tmp / "bad.json").string()}), 1,
                {"bad.json", "message 1", "robot"});
 }
+
+TEST_CASE("cli: generate --prompt prints the decoded text of the tokens generate --ids produces") {
+  TempDir tmp;
+  const auto model = tmp / "model";
+  fs::create_directories(model);
+  for (const auto& f : fs::directory_iterator(kModel)) fs::copy_file(f.path(), model / f.path().filename());
+  fs::copy_file(kQwen3Tokenizer, model / "tokenizer.json");
+  // "1 2 3" is 16,220,17,220,18 in Qwen3's vocabulary: all inside the tiny model's 384 ids.
+  const Run by_ids = run_host({"--device", "cpu", "generate", "--model", model.string(), "--ids", "16,220,17,220,18",
+                               "--max-new-tokens", "6"});
+  expect_success(by_ids);
+  const std::string prefix = "16,220,17,220,18,";
+  REQUIRE(by_ids.out.rfind(prefix, 0) == 0);
+  const std::string generated = by_ids.out.substr(prefix.size(), by_ids.out.size() - prefix.size() - 1);
+  const Run decoded = run_host({"tokenize", "--tokenizer", model.string(), "--ids", generated});
+  expect_success(decoded);
+
+  const Run by_text = run_host({"--device", "cpu", "generate", "--model", model.string(), "--prompt", "1 2 3",
+                                "--max-new-tokens", "6"});
+  expect_success(by_text);
+  CHECK(by_text.out == decoded.out);
+
+  // A conversation renders to Qwen3's special tokens, which this tiny model's vocabulary lacks: a clear error.
+  std::ofstream(tmp / "chat.json") << R"([{"role": "user", "content": "hi"}])";
+  expect_error(run_host({"--device", "cpu", "generate", "--model", model.string(), "--messages", (tmp / "chat.json").string()}), 1,
+               {"151644", "vocabulary of 384"});
+  expect_error(run_host({"generate", "--model", model.string(), "--prompt", "a", "--ids", "1"}), 2, {"exactly one"});
+}

@@ -1,15 +1,18 @@
-// `esft-host generate`: greedy decoding with the KV cache from a prompt of token ids.
+// `esft-host generate`: greedy decoding with the KV cache from token ids, a text prompt or a conversation.
 #include <ATen/ATen.h>
 
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
 #include "esft/error.h"
+#include "esft/chat_format.h"
 #include "esft/generate.h"
+#include "esft/tokenizer/tokenizer.h"
 
 namespace esft::host {
 
@@ -38,25 +41,75 @@ std::vector<int64_t> stop_ids(const ModelConfig& config) {
   return config.eos_token_ids;
 }
 
+// The prompt's ids: --ids as given, or --prompt / --messages through the model's tokenizer (and chat format).
+std::vector<int64_t> prompt_ids(const po::variables_map& vm, const LoadedModel& m, const tok::Tokenizer* tokenizer) {
+  if (vm.count("ids")) return parse_token_ids(vm["ids"].as<std::string>(), "--ids", m.config.vocab_size);
+  std::string text;
+  if (vm.count("prompt")) {
+    text = vm["prompt"].as<std::string>();
+  } else {
+    const std::string path = vm["messages"].as<std::string>();
+    std::ifstream in(path);
+    if (!in) throw Error("cannot open " + path);
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception&) {
+      throw Error(path + ": malformed JSON");
+    }
+    ChatOptions options;
+    options.add_generation_prompt = true;
+    if (vm.count("enable-thinking")) {
+      const auto v = vm["enable-thinking"].as<std::string>();
+      if (v != "true" && v != "false") throw UsageError("--enable-thinking must be true or false");
+      options.enable_thinking = v == "true";
+    }
+    const auto messages = parse_chat_messages(j.is_object() && j.contains("messages") ? j.at("messages") : j, path);
+    text = join_segments(m.family->chat_format().render(messages, options));
+  }
+  std::vector<int64_t> ids;
+  for (int32_t id : tokenizer->encode(text)) {
+    if (id >= m.config.vocab_size) {
+      throw Error("the tokenizer gives id " + std::to_string(id) + ", outside the model's vocabulary of " +
+                  std::to_string(m.config.vocab_size));
+    }
+    ids.push_back(id);
+  }
+  if (ids.empty()) throw UsageError("the prompt is empty");
+  return ids;
+}
+
 }  // namespace
 
 Command generate_command() {
   Command c;
   c.name = "generate";
-  c.summary = "greedy decoding with the KV cache from token ids; prints prompt and generated ids";
-  c.usage = "generate --model DIR --ids 1,2,3 [--max-new-tokens N]";
+  c.summary = "greedy decoding with the KV cache; from ids (prints ids) or text and chats (prints text)";
+  c.usage = "generate --model DIR (--ids 1,2,3 | --prompt TEXT | --messages FILE.json) [--max-new-tokens N]";
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>()->required(), "model directory")
-        ("ids", po::value<std::string>()->required(), "prompt token ids, comma-separated")
+        ("ids", po::value<std::string>(), "prompt token ids, comma-separated: prints prompt and generated ids")
+        ("prompt", po::value<std::string>(), "prompt text (tokenizer.json of the model): prints the generated text")
+        ("messages", po::value<std::string>(),
+         "JSON conversation, rendered with the family's chat format and a generation prompt: prints the reply")
+        ("enable-thinking", po::value<std::string>(), "with --messages: true | false (Qwen3's thinking switch)")
         ("max-new-tokens", po::value<int64_t>()->default_value(32), "tokens to generate at most");
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
     const int64_t max_new = vm["max-new-tokens"].as<int64_t>();
     if (max_new < 0) throw UsageError("--max-new-tokens must be >= 0");
-    auto m = open_model(global, vm["model"].as<std::string>());
-    const auto prompt_ids = parse_token_ids(vm["ids"].as<std::string>(), "--ids", m.config.vocab_size);
-    auto prompt = at::tensor(prompt_ids, at::kLong).unsqueeze(0).to(m.device);
+    if (vm.count("ids") + vm.count("prompt") + vm.count("messages") != 1) {
+      throw UsageError("give exactly one of --ids, --prompt and --messages");
+    }
+    if (vm.count("enable-thinking") && !vm.count("messages")) throw UsageError("--enable-thinking applies to --messages");
+    const std::filesystem::path model_dir = vm["model"].as<std::string>();
+    const bool text_mode = !vm.count("ids");
+    std::optional<tok::Tokenizer> tokenizer;
+    if (text_mode) tokenizer = tok::Tokenizer::load(model_dir);  // before the weights: fail fast without one
+    auto m = open_model(global, model_dir);
+    const auto ids_in = prompt_ids(vm, m, tokenizer ? &*tokenizer : nullptr);
+    auto prompt = at::tensor(ids_in, at::kLong).unsqueeze(0).to(m.device);
 
     const auto start = std::chrono::steady_clock::now();
     int64_t produced = 0;
@@ -65,8 +118,13 @@ Command generate_command() {
 
     output = output.cpu();
     const auto* ids = output.data_ptr<int64_t>();
-    for (int64_t i = 0; i < output.size(1); ++i) std::cout << (i ? "," : "") << ids[i];
-    std::cout << "\n";
+    if (text_mode) {
+      const std::vector<int32_t> generated(ids + prompt.size(1), ids + output.size(1));
+      std::cout << tokenizer->decode(generated, /*skip_special_tokens=*/true) << "\n";
+    } else {
+      for (int64_t i = 0; i < output.size(1); ++i) std::cout << (i ? "," : "") << ids[i];
+      std::cout << "\n";
+    }
     std::cerr << produced << " new tokens in " << seconds << " s (" << (seconds > 0 ? produced / seconds : 0.0)
               << " tokens/s)\n";
     return 0;
