@@ -39,6 +39,7 @@ Command forward_command();   // commands/forward.cpp
 Command generate_command();  // commands/generate.cpp
 Command tokenize_command();  // commands/tokenize.cpp
 Command chat_command();      // commands/chat.cpp
+Command data_command();      // commands/data.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);

@@ -698,3 +698,40 @@ TEST_CASE("cli: generate --prompt prints the decoded text of the tokens generate
                {"151644", "vocabulary of 384"});
   expect_error(run_host({"generate", "--model", model.string(), "--prompt", "a", "--ids", "1"}), 2, {"exactly one"});
 }
+
+// ===============================================================================================================
+// data
+
+TEST_CASE("cli: data reports samples, tokens and packed rows, writes the rows, and names a bad line") {
+  TempDir tmp;
+  const auto model = tmp / "model";
+  fs::create_directories(model);
+  fs::copy_file(kModel / "config.json", model / "config.json");
+  fs::copy_file(kQwen3Tokenizer, model / "tokenizer.json");
+  fs::copy_file(fs::path(ESFT_TEST_DATA_DIR) / "tokenizers" / "qwen3.tokenizer_config.json", model / "tokenizer_config.json");
+  std::ofstream(tmp / "train.jsonl") << R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})"
+                                     << "\n" << R"({"prompt": "1+1=", "completion": "2"})" << "\n"
+                                     << R"({"text": "Plain text."})" << "\n";
+  const auto rows = tmp / "rows.jsonl";
+  const Run r = run_host({"data", "--model", model.string(), "--input", (tmp / "train.jsonl").string(), "--seq-length", "8",
+                          "--eval-fraction", "0", "--out", rows.string()});
+  expect_success(r);
+  CHECK(contains(r.out, "samples          3 (3 train, 0 held out)"));
+  std::ifstream in(rows);
+  int n = 0;
+  for (std::string line; std::getline(in, line); ++n) {
+    const auto row = json::parse(line);
+    CHECK(row["ids"].size() == 8);
+    CHECK(row["labels"].size() == 8);
+    CHECK(row["attention_mask"].size() == 8);
+  }
+  CHECK(n >= 2);
+
+  const Run unpacked = run_host({"data", "--model", model.string(), "--input", (tmp / "train.jsonl").string(),
+                                 "--seq-length", "8", "--no-packing"});
+  expect_error(unpacked, 1, {"train.jsonl:1", "more than seq_length 8"});
+
+  std::ofstream(tmp / "bad.jsonl") << R"({"text": "ok"})" << "\n" << R"({"messages": [{"role": "user"}]})" << "\n";
+  expect_error(run_host({"data", "--model", model.string(), "--input", (tmp / "bad.jsonl").string()}), 1,
+               {"bad.jsonl:2", "message 1", "content"});
+}
