@@ -66,8 +66,9 @@ Sample SampleEncoder::encode(const nlohmann::json& record, const std::string& or
   s.origin = origin;
   try {
     if (record.contains("messages")) {
-      // Segments are tokenized one by one, so that labels follow them exactly. Segment borders sit at special
-      // tokens or line breaks, where the pre-tokenizer splits anyway (checked against whole-text ids in tests).
+      // Segments are tokenized one by one, as the ESFT reference tokenizes message by message, so labels follow
+      // them exactly. Borders sit after special tokens or a role line's break, so the ids equal those of the whole
+      // text (tested on the Qwen3 fixtures) unless a message starts with whitespace that would join that break.
       for (const auto& seg : format_.render(parse_chat_messages(record.at("messages"), origin), options_)) {
         append(s, seg.text, seg.trainable);
       }
