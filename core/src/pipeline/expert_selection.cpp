@@ -1,0 +1,97 @@
+#include "esft/pipeline/expert_selection.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <numeric>
+
+#include "esft/error.h"
+
+namespace esft::pipeline {
+
+ScoreFunction parse_score_function(const std::string& text) {
+  if (text == "token") return ScoreFunction::Token;
+  if (text == "gate") return ScoreFunction::Gate;
+  throw Error("score function '" + text + "' is not token or gate");
+}
+
+double round4(double x) {
+  // printf rounds the exact binary value correctly (ties to even), which is what Python's round() computes.
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.4f", x);
+  return std::strtod(buffer, nullptr);
+}
+
+std::map<int, std::vector<double>> expert_scores(const RoutingStats& stats, ScoreFunction function) {
+  std::map<int, std::vector<double>> out;
+  for (const auto& [layer, r] : stats.layers) {
+    std::vector<double> scores(static_cast<size_t>(stats.num_experts), 0.0);
+    if (r.tokens > 0) {
+      const double tokens = static_cast<double>(r.tokens);
+      for (int64_t e = 0; e < stats.num_experts; ++e) {
+        scores[e] = function == ScoreFunction::Token
+                        ? round4(static_cast<double>(r.token_count[e]) / (static_cast<double>(stats.top_k) * tokens))
+                        : round4(r.gate_sum[e] / tokens);
+      }
+    }
+    out[layer] = std::move(scores);
+  }
+  return out;
+}
+
+nlohmann::json ExpertConfig::to_json() const {
+  nlohmann::json e = nlohmann::json::object();
+  for (const auto& [layer, list] : experts) e[std::to_string(layer)] = list;
+  return {{"experts", e}, {"shared_experts", shared_experts}, {"non_expert_modules", non_expert_modules}};
+}
+
+ExpertConfig ExpertConfig::from_json(const nlohmann::json& j, const std::string& where) {
+  ExpertConfig c;
+  try {
+    for (const auto& item : j.at("experts").items()) {
+      const auto& key = item.key();
+      if (key.empty() || key.find_first_not_of("0123456789") != std::string::npos) {
+        throw Error(where + ": layer key '" + key + "' is not a layer index");
+      }
+      c.experts[std::stoi(key)] = item.value().get<std::vector<int64_t>>();
+    }
+    c.shared_experts = j.value("shared_experts", false);
+    c.non_expert_modules = j.value("non_expert_modules", false);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": malformed expert config (" + e.what() + ")");
+  }
+  return c;
+}
+
+ExpertConfig ExpertConfig::load(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot open " + path.string());
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception&) {
+    throw Error(path.string() + ": malformed JSON");
+  }
+  return from_json(j, path.string());
+}
+
+ExpertConfig select_experts(const RoutingStats& stats, ScoreFunction function, double top_p) {
+  if (!(top_p > 0 && top_p <= 1)) throw Error("top_p must be in (0, 1]");
+  ExpertConfig config;
+  for (const auto& [layer, scores] : expert_scores(stats, function)) {
+    std::vector<int64_t> order(scores.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+    double current = 0;
+    auto& chosen = config.experts[layer];
+    for (int64_t e : order) {
+      if (current >= top_p) break;
+      chosen.push_back(e);
+      current += scores[e];
+    }
+  }
+  return config;
+}
+
+}  // namespace esft::pipeline
