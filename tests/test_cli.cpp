@@ -735,3 +735,25 @@ TEST_CASE("cli: data reports samples, tokens and packed rows, writes the rows, a
   expect_error(run_host({"data", "--model", model.string(), "--input", (tmp / "bad.jsonl").string()}), 1,
                {"bad.jsonl:2", "message 1", "content"});
 }
+
+// ===============================================================================================================
+// select
+
+TEST_CASE("cli: select writes the reference's released configs from its logs, and refuses bad input") {
+  TempDir tmp;
+  const auto esft_data = fs::path(ESFT_TEST_DATA_DIR) / "esft";
+  const Run r = run_host({"select", "--scores", (esft_data / "intent").string() + "," + (esft_data / "law").string(),
+                          "--top-k", "6", "--num-experts", "64", "--out-dir", tmp.path.string()});
+  expect_success(r);
+  CHECK(contains(r.out, "intent: 26 MoE layers, 64 experts, top-6"));
+  CHECK(contains(r.out, "% of expert parameters"));
+  for (const char* task : {"intent", "law"}) {
+    CHECK(read_json(tmp / (std::string(task) + ".expert_config.json")) ==
+          read_json(esft_data / (std::string(task) + ".expert_config.json")));
+  }
+  expect_error(run_host({"select", "--scores", (esft_data / "law").string(), "--top-p", "1.5", "--out", (tmp / "x.json").string()}),
+               2, {"--top-p"});
+  expect_error(run_host({"select", "--scores", (esft_data / "law").string(), "--out", (tmp / "y.json").string()}), 1,
+               {"top_k and num_experts"});
+  CHECK_FALSE(fs::exists(tmp / "y.json"));
+}
