@@ -12,7 +12,7 @@ namespace esft::host {
 namespace {
 
 std::vector<Command> all_commands() {
-  return {plugins_command(), info_command(), forward_command(), generate_command(), tokenize_command(), chat_command(), data_command(), select_command()};
+  return {plugins_command(), info_command(), forward_command(), generate_command(), tokenize_command(), chat_command(), data_command(), scores_command(), select_command()};
 }
 
 po::options_description global_options(GlobalOptions& g) {

@@ -41,6 +41,7 @@ Command tokenize_command();  // commands/tokenize.cpp
 Command chat_command();      // commands/chat.cpp
 Command data_command();      // commands/data.cpp
 Command select_command();    // commands/select.cpp
+Command scores_command();    // commands/scores.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);

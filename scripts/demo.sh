@@ -23,3 +23,10 @@ cp "$tok" "$out/model/tokenizer.json"
 cp tests/data/tokenizers/qwen3.tokenizer_config.json "$out/model/tokenizer_config.json"
 "$host" chat --model "$out/model" --messages examples/chat.json --add-generation-prompt --enable-thinking false
 "$host" data --model "$out/model" --input examples/train.jsonl --seq-length 64 --eval-fraction 0.2 --out "$out/rows.jsonl"
+# ESFT's first steps on the tiny model with the tiny tokenizer: routing statistics of the task, then the experts
+# that carry half of each layer's routing.
+mkdir "$out/tiny"
+cp "$model"/* "$out/tiny/"
+cp examples/tiny-tokenizer/* "$out/tiny/"
+"$host" scores --model "$out/tiny" --data examples/train.jsonl --out "$out/scores" --batch-size 4
+"$host" select --scores "$out/scores" --top-p 0.5 --out "$out/expert_config.json"

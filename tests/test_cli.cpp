@@ -757,3 +757,55 @@ TEST_CASE("cli: select writes the reference's released configs from its logs, an
                {"top_k and num_experts"});
   CHECK_FALSE(fs::exists(tmp / "y.json"));
 }
+
+// ===============================================================================================================
+// scores
+
+TEST_CASE("cli: scores counts every real token once per MoE layer, honours the budget, and its logs select alike") {
+  TempDir tmp;
+  const auto model = tmp / "model";
+  fs::create_directories(model);
+  for (const auto& f : fs::directory_iterator(kModel)) fs::copy_file(f.path(), model / f.path().filename());
+  const auto tiny_tokenizer = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path() / "examples" / "tiny-tokenizer";
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) fs::copy_file(tiny_tokenizer / f, model / f);
+  const auto data = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path() / "examples" / "train.jsonl";
+
+  const Run all = run_host({"--device", "cpu", "scores", "--model", model.string(), "--data", data.string(), "--out",
+                            (tmp / "all").string(), "--batch-size", "3", "--legacy-logs"});
+  expect_success(all);
+  const auto scores = read_json(tmp / "all" / "scores.json");
+  CHECK(scores["format"] == "esft-scores");
+  CHECK(scores["layers"].size() == 3);
+  const int64_t tokens = scores["tokens"].get<int64_t>();
+  CHECK(tokens > 100);
+  for (const auto& [layer, stats] : scores["layers"].items()) {
+    int64_t slots = 0;
+    for (const auto& c : stats["token_count"]) slots += c.get<int64_t>();
+    CHECK(slots == 2 * tokens);  // top-2: every real token counted once per layer, padding never
+    double mass = 0;
+    for (const auto& g : stats["gate_sum"]) mass += g.get<double>();
+    CHECK(mass == doctest::Approx(static_cast<double>(tokens)).epsilon(1e-6));  // qwen3 renormalises its top-k
+  }
+  // The same counts batch by batch or one sample at a time.
+  expect_success(run_host({"--device", "cpu", "scores", "--model", model.string(), "--data", data.string(), "--out",
+                           (tmp / "one").string(), "--batch-size", "1"}));
+  CHECK(read_json(tmp / "one" / "scores.json")["layers"]["1"]["token_count"] == scores["layers"]["1"]["token_count"]);
+
+  // A small budget stops after the sample that reaches it.
+  expect_success(run_host({"--device", "cpu", "scores", "--model", model.string(), "--data", data.string(), "--out",
+                           (tmp / "some").string(), "--n-sample-tokens", "60"}));
+  const int64_t some = read_json(tmp / "some" / "scores.json")["tokens"].get<int64_t>();
+  CHECK(some >= 60);
+  CHECK(some < tokens);
+
+  // The legacy logs give the same token selection as scores.json.
+  fs::create_directories(tmp / "logs");
+  for (int layer = 0; layer < 3; ++layer) {
+    const auto name = "expert_weights_" + std::to_string(layer) + ".txt";
+    fs::copy_file(tmp / "all" / name, tmp / "logs" / name);
+  }
+  expect_success(run_host({"select", "--scores", (tmp / "all").string(), "--top-p", "0.5", "--out", (tmp / "a.json").string()}));
+  expect_success(run_host({"select", "--scores", (tmp / "logs").string(), "--top-k", "2", "--num-experts", "8", "--top-p",
+                           "0.5", "--out", (tmp / "b.json").string()}));
+  CHECK(read_json(tmp / "a.json") == read_json(tmp / "b.json"));
+}

@@ -1,0 +1,34 @@
+#pragma once
+// The RouterHook that gathers ESFT routing statistics during forward passes: per MoE layer and expert, how many
+// real (non-padding) tokens chose it and the sum of the weights it was applied with. Optionally it also keeps the
+// reference's legacy log lines (one per sequence).
+#include <string>
+#include <vector>
+
+#include "esft/pipeline/routing_stats.h"
+#include "esft/router_event.h"
+
+namespace esft::pipeline {
+
+class RoutingCollector : public RouterHook {
+ public:
+  RoutingCollector(std::string model_type, int64_t num_experts, int64_t top_k, bool keep_legacy_lines = false);
+
+  // The batch shape of the next forward ([rows, tokens per row]), for legacy lines split per sequence.
+  void set_batch_shape(int64_t rows, int64_t tokens_per_row) { rows_ = rows, tokens_per_row_ = tokens_per_row; }
+  void on_route(const RouterEvent& event) override;
+
+  // Tokens counted so far: those of the first MoE layer seen.
+  int64_t tokens() const;
+  RoutingStats stats() const;
+  // layer -> lines of expert_weights_{layer}.txt
+  const std::map<int, std::vector<std::string>>& legacy_lines() const { return legacy_; }
+
+ private:
+  RoutingStats stats_;
+  bool keep_legacy_;
+  int64_t rows_ = 1, tokens_per_row_ = 0;
+  std::map<int, std::vector<std::string>> legacy_;
+};
+
+}  // namespace esft::pipeline

@@ -1,0 +1,63 @@
+#include "esft/pipeline/routing_collector.h"
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
+
+#include "esft/error.h"
+
+namespace esft::pipeline {
+
+RoutingCollector::RoutingCollector(std::string model_type, int64_t num_experts, int64_t top_k, bool keep_legacy_lines)
+    : keep_legacy_(keep_legacy_lines) {
+  stats_.model_type = std::move(model_type);
+  stats_.num_experts = num_experts;
+  stats_.top_k = top_k;
+}
+
+void RoutingCollector::on_route(const RouterEvent& event) {
+  // One host copy per layer and forward; statistics are sums over a few thousand tokens at most per call.
+  auto idx = event.topk_idx.to(at::kCPU).to(at::kLong).contiguous();
+  auto weight = event.topk_weight.to(at::kCPU).to(at::kDouble).contiguous();
+  at::Tensor mask = event.token_mask.defined() ? event.token_mask.to(at::kCPU).to(at::kBool).contiguous()
+                                               : at::ones({idx.size(0)}, at::kBool);
+  const int64_t N = idx.size(0), k = idx.size(1), E = stats_.num_experts;
+  if (k != stats_.top_k) throw Error("routing collector: layer " + std::to_string(event.layer) + " routes to " + std::to_string(k) + " experts, expected " + std::to_string(stats_.top_k));
+  auto& r = stats_.layers[event.layer];
+  if (r.token_count.empty()) r.token_count.assign(E, 0), r.gate_sum.assign(E, 0.0);
+  const auto* ids = idx.data_ptr<int64_t>();
+  const auto* ws = weight.data_ptr<double>();
+  const auto* real = mask.data_ptr<bool>();
+  const int64_t per_row = tokens_per_row_ > 0 ? tokens_per_row_ : N;
+  std::string id_text, weight_text;
+  for (int64_t n = 0; n < N; ++n) {
+    if (real[n]) {
+      ++r.tokens;
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t e = ids[n * k + j];
+        r.token_count[e] += 1;
+        r.gate_sum[e] += ws[n * k + j];
+        if (keep_legacy_) {
+          char w[32];
+          std::snprintf(w, sizeof w, "%.4f", ws[n * k + j]);
+          id_text += (id_text.empty() ? "" : "\t") + std::to_string(e);
+          weight_text += (weight_text.empty() ? "" : "\t") + std::string(w);
+        }
+      }
+    }
+    if (keep_legacy_ && (n + 1) % per_row == 0 && !id_text.empty()) {
+      legacy_[event.layer].push_back(id_text + "\t\t" + weight_text);
+      id_text.clear(), weight_text.clear();
+    }
+  }
+}
+
+int64_t RoutingCollector::tokens() const { return stats_.layers.empty() ? 0 : stats_.layers.begin()->second.tokens; }
+
+RoutingStats RoutingCollector::stats() const {
+  RoutingStats s = stats_;
+  s.tokens = tokens();
+  return s;
+}
+
+}  // namespace esft::pipeline
