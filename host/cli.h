@@ -63,6 +63,9 @@ LoadedModel open_model(const GlobalOptions& global, const std::filesystem::path&
 // "1,2,3" -> ids, each in [0, vocab). A malformed list is a UsageError naming `flag`; an id out of range an Error.
 std::vector<int64_t> parse_token_ids(const std::string& text, const std::string& flag, int64_t vocab);
 
+// The value of a `true|false` string option, or nullopt when it is not given. UsageError for anything else.
+std::optional<bool> optional_true_false(const po::variables_map& vm, const std::string& name);
+
 // Fails early (before any work) when `path` could not be created: its directory must exist.
 void check_output_path(const std::filesystem::path& path, const std::string& flag);
 

@@ -7,6 +7,7 @@
 #include "../cli.h"
 #include "esft/chat_format.h"
 #include "esft/error.h"
+#include "esft/json_file.h"
 #include "esft/tokenizer/tokenizer.h"
 
 namespace esft::host {
@@ -32,23 +33,12 @@ Command chat_command() {
     const auto family = resolve_family(global, config);
 
     const std::string path = vm["messages"].as<std::string>();
-    std::ifstream in(path);
-    if (!in) throw Error("cannot open " + path);
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception&) {
-      throw Error(path + ": malformed JSON");
-    }
+    const auto j = read_json_file(path);
     const auto messages = parse_chat_messages(j.is_object() && j.contains("messages") ? j.at("messages") : j, path);
 
     ChatOptions options;
     options.add_generation_prompt = vm["add-generation-prompt"].as<bool>();
-    if (vm.count("enable-thinking")) {
-      const auto v = vm["enable-thinking"].as<std::string>();
-      if (v != "true" && v != "false") throw UsageError("--enable-thinking must be true or false");
-      options.enable_thinking = v == "true";
-    }
+    options.enable_thinking = optional_true_false(vm, "enable-thinking");
     if (vm.count("date")) options.date = vm["date"].as<std::string>();
     const auto rendered = join_segments(family->chat_format().render(messages, options));
     if (!vm["ids"].as<bool>()) {

@@ -10,6 +10,7 @@
 
 #include "../cli.h"
 #include "esft/error.h"
+#include "esft/json_file.h"
 #include "esft/chat_format.h"
 #include "esft/generate.h"
 #include "esft/tokenizer/tokenizer.h"
@@ -49,21 +50,10 @@ std::vector<int64_t> prompt_ids(const po::variables_map& vm, const LoadedModel& 
     text = vm["prompt"].as<std::string>();
   } else {
     const std::string path = vm["messages"].as<std::string>();
-    std::ifstream in(path);
-    if (!in) throw Error("cannot open " + path);
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception&) {
-      throw Error(path + ": malformed JSON");
-    }
+    const auto j = read_json_file(path);
     ChatOptions options;
     options.add_generation_prompt = true;
-    if (vm.count("enable-thinking")) {
-      const auto v = vm["enable-thinking"].as<std::string>();
-      if (v != "true" && v != "false") throw UsageError("--enable-thinking must be true or false");
-      options.enable_thinking = v == "true";
-    }
+    options.enable_thinking = optional_true_false(vm, "enable-thinking");
     const auto messages = parse_chat_messages(j.is_object() && j.contains("messages") ? j.at("messages") : j, path);
     text = join_segments(m.family->chat_format().render(messages, options));
   }

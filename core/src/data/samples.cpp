@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "esft/error.h"
+#include "esft/json_file.h"
 
 namespace esft::data {
 
@@ -25,14 +26,8 @@ const std::string& string_field(const nlohmann::json& record, const char* key, c
 TokenizerConfig TokenizerConfig::load(const std::filesystem::path& path) {
   const auto file = std::filesystem::is_directory(path) ? path / "tokenizer_config.json" : path;
   TokenizerConfig c;
-  std::ifstream in(file);
-  if (!in) return c;
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception&) {
-    throw Error(file.string() + ": malformed JSON");
-  }
+  if (!std::filesystem::exists(file)) return c;
+  const auto j = read_json_file(file);
   c.bos_token = special_token(j, "bos_token");
   c.eos_token = special_token(j, "eos_token");
   c.pad_token = special_token(j, "pad_token");

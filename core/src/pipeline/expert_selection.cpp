@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <numeric>
 
 #include "esft/error.h"
+#include "esft/json_file.h"
 
 namespace esft::pipeline {
 
@@ -64,17 +64,7 @@ ExpertConfig ExpertConfig::from_json(const nlohmann::json& j, const std::string&
   return c;
 }
 
-ExpertConfig ExpertConfig::load(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("cannot open " + path.string());
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception&) {
-    throw Error(path.string() + ": malformed JSON");
-  }
-  return from_json(j, path.string());
-}
+ExpertConfig ExpertConfig::load(const std::filesystem::path& path) { return from_json(read_json_file(path), path.string()); }
 
 ExpertConfig select_experts(const RoutingStats& stats, ScoreFunction function, double top_p) {
   if (!(top_p > 0 && top_p <= 1)) throw Error("top_p must be in (0, 1]");

@@ -1,9 +1,9 @@
 #include "esft/pipeline/routing_stats.h"
 
-#include <fstream>
 #include <sstream>
 
 #include "esft/error.h"
+#include "esft/json_file.h"
 #include "esft/tokenizer/tokenizer.h"  // read_maybe_gzipped
 
 namespace esft::pipeline {
@@ -131,16 +131,7 @@ RoutingStats read_legacy_logs(const fs::path& path, int64_t top_k, int64_t num_e
 
 RoutingStats load_routing_stats(const fs::path& path, int64_t top_k, int64_t num_experts) {
   fs::path file = fs::is_directory(path) ? path / "scores.json" : path;
-  if (fs::exists(file) && !fs::is_directory(file)) {
-    std::ifstream in(file);
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception&) {
-      throw Error(file.string() + ": malformed JSON");
-    }
-    return RoutingStats::from_json(j, file.string());
-  }
+  if (fs::exists(file) && !fs::is_directory(file)) return RoutingStats::from_json(read_json_file(file), file.string());
   if (!fs::exists(path)) throw Error(path.string() + ": no such scores file or log directory");
   return read_legacy_logs(path, top_k, num_experts);
 }

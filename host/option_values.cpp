@@ -1,4 +1,4 @@
-// Comma-separated token id lists on the command line (generate --ids, tokenize --ids).
+// Option values several commands share: token id lists (generate --ids, tokenize --ids) and true/false switches.
 #include <sstream>
 
 #include "cli.h"
@@ -26,6 +26,13 @@ std::vector<int64_t> parse_token_ids(const std::string& text, const std::string&
   }
   if (ids.empty()) throw UsageError(flag + " is empty (expected e.g. 1,2,3)");
   return ids;
+}
+
+std::optional<bool> optional_true_false(const po::variables_map& vm, const std::string& name) {
+  if (!vm.count(name)) return std::nullopt;
+  const auto v = vm[name].as<std::string>();
+  if (v != "true" && v != "false") throw UsageError("--" + name + " must be true or false");
+  return v == "true";
 }
 
 }  // namespace esft::host
