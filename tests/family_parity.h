@@ -134,6 +134,11 @@ inline void check_forward(Family& f) {
   }
 }
 
+// A binding part's name in reports: "key", or "key[i]" for slice i of a stacked (fused) binding.
+inline std::string part_name(const esft::CheckpointBinding& b, size_t i) {
+  return b.is_stacked() ? b.key() + "[" + std::to_string(i) + "]" : b.key();
+}
+
 // Backward of the CE loss; every bound tensor part with a gradient is compared with grads.safetensors (a stacked
 // binding's parts are the slices of the fused tensor along dim 0). Returns the parts that had a gradient, as
 // "key" or "key[i]".
@@ -158,7 +163,7 @@ inline std::set<std::string> check_gradients(Family& f, const std::string& label
     const auto& parts = b.parts();
     for (size_t i = 0; i < parts.size(); ++i) {
       if (!parts[i].tensor.grad().defined()) continue;
-      const auto name = b.is_stacked() ? b.key() + "[" + std::to_string(i) + "]" : b.key();
+      const auto name = part_name(b, i);
       with_grad.insert(name);
       auto ours = b.is_stacked() ? g[static_cast<int64_t>(i)] : g;
       auto expected = b.is_stacked() ? expected_all[static_cast<int64_t>(i)] : expected_all;
@@ -198,7 +203,7 @@ inline void check_frozen_gradients(Family& f) {
     size_t parts = 0;
     for (const auto& b : layer->experts().bindings()) {
       for (size_t i = 0; i < b.parts().size(); ++i, ++parts) {
-        if (b.parts()[i].trainable()) trainable_parts.insert(b.is_stacked() ? b.key() + "[" + std::to_string(i) + "]" : b.key());
+        if (b.parts()[i].trainable()) trainable_parts.insert(part_name(b, i));
       }
     }
     parts_per_expert = parts / static_cast<size_t>(E);
@@ -208,7 +213,7 @@ inline void check_frozen_gradients(Family& f) {
   for (auto* layer : f.model->moe_layers()) {
     for (const auto& b : layer->experts().bindings()) {
       for (size_t i = 0; i < b.parts().size(); ++i) {
-        const auto name = b.is_stacked() ? b.key() + "[" + std::to_string(i) + "]" : b.key();
+        const auto name = part_name(b, i);
         const bool has = with_grad.count(name) != 0;
         expert_grads += has;
         frozen_grads += has && !trainable_parts.count(name);

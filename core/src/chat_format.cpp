@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "esft/error.h"
+#include "esft/json_file.h"
 
 namespace esft {
 
@@ -42,6 +43,11 @@ std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& messages, con
     out.push_back(std::move(msg));
   }
   return out;
+}
+
+std::vector<ChatMessage> load_chat_messages(const std::filesystem::path& path) {
+  const auto j = read_json_file(path);
+  return parse_chat_messages(j.is_object() && j.contains("messages") ? j.at("messages") : j, path.string());
 }
 
 std::vector<ChatSegment> TemplateChatFormat::render(const std::vector<ChatMessage>& messages,

@@ -25,13 +25,11 @@ std::string list_some(const std::vector<std::string>& names) {
   if (names.size() > 1) out += " and " + std::to_string(names.size() - 1) + " more";
   return out;
 }
-}  // namespace
-
-KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& checkpoint,
+KeySetDiff compare_with(const CheckpointBindings& bindings, const std::vector<CheckpointTensor>& tensors,
                         const std::function<bool(const std::string&)>& skip) {
   KeySetDiff diff;
   std::set<std::string> bound, stored;
-  for (const auto& t : checkpoint_tensors(checkpoint))
+  for (const auto& t : tensors)
     if (!skip || !skip(t.key)) stored.insert(t.key);
   for (const auto& b : bindings) {
     bound.insert(b.key());
@@ -42,10 +40,18 @@ KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& ch
   return diff;
 }
 
+}  // namespace
+
+KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& checkpoint,
+                        const std::function<bool(const std::string&)>& skip) {
+  return compare_with(bindings, checkpoint_tensors(checkpoint), skip);
+}
+
 void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std::string& where) {
   auto bindings = model.checkpoint_bindings();
   auto skip = [&model](const std::string& key) { return model.skips_checkpoint_key(key); };
-  auto diff = compare_keys(bindings, checkpoint, skip);
+  auto tensors = checkpoint_tensors(checkpoint);
+  auto diff = compare_with(bindings, tensors, skip);
   if (!diff.missing.empty()) {
     throw Error("tensor " + list_some(diff.missing) + " is missing from the checkpoint (" + where + ")");
   }
@@ -54,7 +60,7 @@ void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std
                 " model (" + where + ")");
   }
   std::map<std::string, CheckpointTensor> stored;
-  for (auto& t : checkpoint_tensors(checkpoint)) stored.emplace(t.key, std::move(t));
+  for (auto& t : tensors) stored.emplace(t.key, std::move(t));
   for (const auto& b : bindings) {
     const auto& tensor = stored.at(b.key());
     const auto expected = b.shape();

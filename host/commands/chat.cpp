@@ -7,7 +7,6 @@
 #include "../cli.h"
 #include "esft/chat_format.h"
 #include "esft/error.h"
-#include "esft/json_file.h"
 #include "esft/tokenizer/tokenizer.h"
 
 namespace esft::host {
@@ -33,8 +32,7 @@ Command chat_command() {
     const auto family = resolve_family(global, config);
 
     const std::string path = vm["messages"].as<std::string>();
-    const auto j = read_json_file(path);
-    const auto messages = parse_chat_messages(j.is_object() && j.contains("messages") ? j.at("messages") : j, path);
+    const auto messages = load_chat_messages(path);
 
     ChatOptions options;
     options.add_generation_prompt = vm["add-generation-prompt"].as<bool>();

@@ -49,9 +49,7 @@ Command data_command() {
     auto split = data::split_holdout(std::move(samples), eval_fraction, seed);
     data::shuffle_samples(split.train, seed);
 
-    int32_t pad_id = 0;
-    if (special.pad_token) pad_id = tokenizer.token_to_id(*special.pad_token);
-    if (pad_id < 0) throw Error("pad_token '" + *special.pad_token + "' is not in the tokenizer");
+    const int32_t pad_id = encoder.pad_id();
     std::vector<data::Row> rows;
     if (vm["no-packing"].as<bool>()) {
       data::check_fits(split.train, seq_length);

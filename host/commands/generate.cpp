@@ -10,7 +10,6 @@
 
 #include "../cli.h"
 #include "esft/error.h"
-#include "esft/json_file.h"
 #include "esft/chat_format.h"
 #include "esft/generate.h"
 #include "esft/tokenizer/tokenizer.h"
@@ -50,11 +49,10 @@ std::vector<int64_t> prompt_ids(const po::variables_map& vm, const LoadedModel& 
     text = vm["prompt"].as<std::string>();
   } else {
     const std::string path = vm["messages"].as<std::string>();
-    const auto j = read_json_file(path);
     ChatOptions options;
     options.add_generation_prompt = true;
     options.enable_thinking = optional_true_false(vm, "enable-thinking");
-    const auto messages = parse_chat_messages(j.is_object() && j.contains("messages") ? j.at("messages") : j, path);
+    const auto messages = load_chat_messages(path);
     text = join_segments(m.family->chat_format().render(messages, options));
   }
   std::vector<int64_t> ids;

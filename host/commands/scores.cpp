@@ -63,8 +63,6 @@ Command scores_command() {
         }
       }
     }
-    int32_t pad_id = 0;
-    if (special.pad_token && tokenizer.token_to_id(*special.pad_token) >= 0) pad_id = tokenizer.token_to_id(*special.pad_token);
 
     const auto moe = m.model->moe_layers();
     if (moe.empty()) throw Error("the model has no MoE layers");
@@ -79,12 +77,14 @@ Command scores_command() {
     while (next < samples.size() && collector.tokens() < budget) {
       std::vector<const data::Sample*> batch;
       for (; next < samples.size() && static_cast<int64_t>(batch.size()) < batch_size; ++next) batch.push_back(&samples[next]);
-      const auto rows = data::pad_batch(batch, pad_id);
+      const auto rows = data::pad_batch(batch, encoder.pad_id());
       const int64_t B = static_cast<int64_t>(rows.size()), T = static_cast<int64_t>(rows.front().ids.size());
-      auto ids = at::empty({B, T}, at::kLong), mask = at::empty({B, T}, at::kLong);
-      for (int64_t b = 0; b < B; ++b) {
-        for (int64_t t = 0; t < T; ++t) ids[b][t] = rows[b].ids[t], mask[b][t] = rows[b].attention_mask[t];
+      std::vector<int64_t> flat_ids, flat_mask;
+      for (const auto& r : rows) {
+        flat_ids.insert(flat_ids.end(), r.ids.begin(), r.ids.end());
+        flat_mask.insert(flat_mask.end(), r.attention_mask.begin(), r.attention_mask.end());
       }
+      auto ids = at::tensor(flat_ids, at::kLong).view({B, T}), mask = at::tensor(flat_mask, at::kLong).view({B, T});
       collector.set_batch_shape(B, T);
       m.model->forward(ids.to(m.device), mask.to(m.device), options);
       used += batch.size();

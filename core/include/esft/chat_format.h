@@ -4,6 +4,7 @@
 // ends it), so the training data and the `chat` command share one renderer. Each family plugin provides its format.
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,9 @@ std::string join_segments(const std::vector<ChatSegment>& segments);
 // prefixed by `where`, for a non-list, an empty list, a non-object, a missing or non-string role or content, or a
 // role other than system, user and assistant.
 std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& messages, const std::string& where);
+
+// A conversation file: a list of messages, or an object with a "messages" list. Throws esft::Error naming the file.
+std::vector<ChatMessage> load_chat_messages(const std::filesystem::path& path);
 
 // A format made of fixed strings around each message, which covers ChatML, Tulu, GLM-4.5 and harmony:
 //   preamble, then per message: prefix(role) + content + end(role) + after(role), then the generation prompt.

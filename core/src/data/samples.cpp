@@ -46,6 +46,7 @@ SampleEncoder::SampleEncoder(const tok::Tokenizer& tokenizer, const TokenizerCon
   };
   if (config.add_bos_token) bos_ = id_of(config.bos_token, "bos_token");
   eos_ = id_of(config.eos_token, "eos_token");
+  pad_ = id_of(config.pad_token, "pad_token").value_or(0);
 }
 
 void SampleEncoder::append(Sample& s, const std::string& text, bool trainable) const {

@@ -134,17 +134,16 @@ void BpeModel::merge(std::vector<int32_t>& symbols) const {
 
 void BpeModel::encode(std::string_view word, std::vector<int32_t>& ids) const {
   if (word.empty()) return;
+  const std::string key(word);  // one copy serves the vocabulary lookup and the cache
   if (ignore_merges_) {  // a pre-token that is a whole vocabulary entry is emitted as is
-    const int32_t whole = id_of_bytes(word);
-    if (whole >= 0) {
-      ids.push_back(whole);
+    auto whole = by_bytes_.find(key);
+    if (whole != by_bytes_.end()) {
+      ids.push_back(whole->second);
       return;
     }
   }
   const bool cacheable = word.size() <= kCachedWordBytes;
-  std::string key;
   if (cacheable) {
-    key.assign(word);
     std::lock_guard<std::mutex> lock(cache_mutex_);
     auto it = cache_.find(key);
     if (it != cache_.end()) {
@@ -162,7 +161,7 @@ void BpeModel::encode(std::string_view word, std::vector<int32_t>& ids) const {
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
     if (cache_.size() >= kCacheEntries) cache_.clear();
-    cache_.emplace(std::move(key), std::move(symbols));
+    cache_.emplace(key, std::move(symbols));
   }
 }
 

@@ -38,12 +38,14 @@ struct Sample {
 
 class SampleEncoder {
  public:
-  // Throws esft::Error when a special token the config names is not in the tokenizer.
+  // Throws esft::Error when a special token the config names (BOS, EOS, padding) is not in the tokenizer.
   SampleEncoder(const tok::Tokenizer& tokenizer, const TokenizerConfig& config, const ChatFormat& format,
                 ChatOptions options = {});
   // One JSON record -> sample. Throws esft::Error prefixed with `origin` for a record of no known shape, fields of
   // the wrong type, or a malformed conversation.
   Sample encode(const nlohmann::json& record, const std::string& origin) const;
+  // The id that pads rows: the config's pad_token, or 0 when it names none (padding is masked out either way).
+  int32_t pad_id() const { return pad_; }
 
  private:
   void append(Sample& s, const std::string& text, bool trainable) const;
@@ -51,6 +53,7 @@ class SampleEncoder {
   const ChatFormat& format_;
   ChatOptions options_;
   std::optional<int32_t> bos_, eos_;
+  int32_t pad_ = 0;
 };
 
 struct ReadReport {
