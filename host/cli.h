@@ -42,6 +42,10 @@ Command chat_command();      // commands/chat.cpp
 Command data_command();      // commands/data.cpp
 Command select_command();    // commands/select.cpp
 Command scores_command();    // commands/scores.cpp
+Command params_command();    // commands/params.cpp
+Command train_command();     // commands/train.cpp
+Command merge_command();     // commands/merge.cpp
+Command eval_command();      // commands/eval.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);
@@ -65,6 +69,10 @@ std::vector<int64_t> parse_token_ids(const std::string& text, const std::string&
 
 // The value of a `true|false` string option, or nullopt when it is not given. UsageError for anything else.
 std::optional<bool> optional_true_false(const po::variables_map& vm, const std::string& name);
+
+// Stop tokens of greedy generation: generation_config.json's eos_token_id when present (transformers' generate
+// uses it), else config.json's.
+std::vector<int64_t> generation_stop_ids(const ModelConfig& config);
 
 // Fails early (before any work) when `path` could not be created: its directory must exist.
 void check_output_path(const std::filesystem::path& path, const std::string& flag);

@@ -1,3 +1,5 @@
+#include <fstream>
+
 #include "cli.h"
 #include "esft/error.h"
 #include "esft/runtime.h"
@@ -26,6 +28,27 @@ LoadedModel open_model(const GlobalOptions& global, const std::filesystem::path&
   m.family = resolve_family(global, m.config);
   m.model = load_model(*m.family, m.config, m.device, m.dtype);
   return m;
+}
+
+std::vector<int64_t> generation_stop_ids(const ModelConfig& config) {
+  std::ifstream in(config.model_dir / "generation_config.json");
+  if (in) {
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("malformed JSON in " + (config.model_dir / "generation_config.json").string() + ": " + e.what());
+    }
+    auto it = j.find("eos_token_id");
+    if (it != j.end() && !it->is_null()) {
+      std::vector<int64_t> ids;
+      if (it->is_number_integer()) ids.push_back(it->get<int64_t>());
+      if (it->is_array())
+        for (const auto& e : *it) ids.push_back(e.get<int64_t>());
+      return ids;
+    }
+  }
+  return config.eos_token_ids;
 }
 
 void check_output_path(const std::filesystem::path& path, const std::string& flag) {

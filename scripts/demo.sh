@@ -1,32 +1,49 @@
 #!/usr/bin/env bash
-# The main job on the bundled tiny Qwen3-MoE (3 layers, 8 experts, random weights; tests/data/hf/qwen3_moe):
-# list plugins, describe the model, run a forward pass that writes logits and routing, and decode greedily. Then
-# the text side with the real Qwen3 tokenizer: tokenize a sentence, render a chat, and prepare the example training
-# file (examples/) the way the trainer will see it.
+# The main job: ESFT end to end on the bundled tiny Qwen3-MoE (3 layers, 8 experts of which 2 per token, random
+# weights; tests/data/hf/qwen3_moe) with the bundled byte-level tokenizer (examples/tiny-tokenizer) and the bundled
+# smart-home intent task (examples/tiny-task, made by scripts/make-tiny-task.py):
+#   routing statistics -> expert selection -> the names that train -> the task metric before -> training ->
+#   the metric after, with the adapter -> merge into a full checkpoint -> the metric of the merged model.
+# Takes a minute or two on 2 CPU cores. Outputs stay in $DEMO_OUT (default: a fresh temporary folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 host=${BUILD_DIR:-build}/bin/esft-host
-model=tests/data/hf/qwen3_moe/model
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-set -x
-"$host" plugins
-"$host" info --model "$model"
-"$host" forward --model "$model" --inputs tests/data/hf/qwen3_moe/reference.safetensors --out "$out/forward.safetensors"
-"$host" generate --model "$model" --ids 17,42,99,5,230,8 --max-new-tokens 10
-tok=tests/data/tokenizers/qwen3.tokenizer.json.gz
-"$host" tokenize --tokenizer "$tok" --text "Expert-specialized fine-tuning trains only the experts a task uses."
-# A model directory with a real tokenizer: the tiny model's config next to Qwen3's tokenizer files.
-mkdir "$out/model"
-cp "$model/config.json" "$out/model/"
-cp "$tok" "$out/model/tokenizer.json"
-cp tests/data/tokenizers/qwen3.tokenizer_config.json "$out/model/tokenizer_config.json"
-"$host" chat --model "$out/model" --messages examples/chat.json --add-generation-prompt --enable-thinking false
-"$host" data --model "$out/model" --input examples/train.jsonl --seq-length 64 --eval-fraction 0.2 --out "$out/rows.jsonl"
-# ESFT's first steps on the tiny model with the tiny tokenizer: routing statistics of the task, then the experts
-# that carry half of each layer's routing.
-mkdir "$out/tiny"
-cp "$model"/* "$out/tiny/"
-cp examples/tiny-tokenizer/* "$out/tiny/"
-"$host" scores --model "$out/tiny" --data examples/train.jsonl --out "$out/scores" --batch-size 4
-"$host" select --scores "$out/scores" --top-p 0.5 --out "$out/expert_config.json"
+task=examples/tiny-task
+out=${DEMO_OUT:-$(mktemp -d -t esft-demo.XXXXXX)}
+mkdir -p "$out"
+
+step() { printf '\n== %s\n' "$1"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+step "the base model: the tiny fixture's weights next to the tiny tokenizer"
+mkdir -p "$out/model"
+cp tests/data/hf/qwen3_moe/model/* examples/tiny-tokenizer/* "$out/model/"
+run "$host" info --model "$out/model" | head -n 4
+
+step "1. routing statistics of the task's training data"
+run "$host" scores --model "$out/model" --data "$task/train.jsonl" --out "$out/scores" --batch-size 8 2>/dev/null
+
+step "2. expert selection: per layer, the experts that carry half of the task's routing"
+run "$host" select --scores "$out/scores" --top-p 0.5 --out "$out/expert_config.json"
+
+step "3. the checkpoint tensors that will train, as one anchored regex"
+run "$host" params --model "$out/model" --expert-config "$out/expert_config.json" --format regex
+
+step "4. the task metric before training (exact match of greedy completions on 40 held-out requests)"
+run "$host" eval --model "$out/model" --data "$task/eval.jsonl" --metric exact --enable-thinking false \
+  --max-new-tokens 12 2>/dev/null
+
+step "5. ESFT training: only the selected experts learn (settings: $task/train.toml)"
+run "$host" train --model "$out/model" --expert-config "$out/expert_config.json" --data "$task/train.jsonl" \
+  --config "$task/train.toml" --out "$out/run"
+
+step "6. the task metric after training, with the adapter"
+run "$host" eval --model "$out/model" --adapter "$out/run/adapter" --data "$task/eval.jsonl" --metric exact \
+  --enable-thinking false --max-new-tokens 12 --out "$out/completions.jsonl" 2>/dev/null
+
+step "7. merge the adapter into a complete Hugging Face checkpoint, and evaluate that"
+run "$host" merge --model "$out/model" --adapter "$out/run/adapter" --out "$out/merged"
+run "$host" eval --model "$out/merged" --data "$task/eval.jsonl" --metric exact --enable-thinking false \
+  --max-new-tokens 12 2>/dev/null
+
+printf '\noutputs: %s (adapter: run/adapter, merged checkpoint: merged, completions.jsonl, run/metrics.jsonl)\n' "$out"

@@ -34,14 +34,14 @@
 #error "ESFT_BIN_DIR, ESFT_TEST_DATA_DIR and ESFT_WRONG_ABI_PLUGIN_DIR must be defined by the build"
 #endif
 
-extern char** environ;
-
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+#include "cli_support.h"
 #include "test_support.h"
 
 using namespace test_support;
+using namespace cli_support;
 
 namespace {
 
@@ -51,12 +51,10 @@ namespace {
 constexpr double kValueTol = 1e-4;    // logits, hidden states, router logits, top-k weights: max abs diff
 constexpr double kLossRelTol = 1e-5;  // losses: relative
 
-const fs::path kHost = fs::path(ESFT_BIN_DIR) / "esft-host";
 const fs::path kFixture = fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe";
 const fs::path kModel = kFixture / "model";
 const fs::path kReference = kFixture / "reference.safetensors";
 const fs::path kWrongAbiDir = ESFT_WRONG_ABI_PLUGIN_DIR;
-const std::string kErrorPrefix = "esft-host: error: ";
 
 // The refusal text of check_plugin_info for the test plugin, which reports ABI version host + 1000.
 std::string wrong_abi_text() {
@@ -69,19 +67,6 @@ std::string wrong_abi_text() {
 
 json read_json(const fs::path& p) { return json::parse(read_bytes(p)); }
 void write_json(const fs::path& p, const json& j) { write_bytes(p, j.dump(2) + "\n"); }
-
-std::vector<std::string> entries_of(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : " ") + s;
-  return out;
-}
 
 // A writable copy of the fixture model in `dir`/model (the fixture itself is never touched).
 fs::path copy_model(const TempDir& dir) {
@@ -118,86 +103,6 @@ void rewrite_safetensors(const fs::path& file, const std::function<void(json& he
   std::string data = bytes.substr(8 + header_len);
   edit(header, data);
   write_bytes(file, craft_safetensors(header.dump(), data));
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Running esft-host
-
-struct Run {
-  int code = -1;  // exit status; 128 + signal when killed by a signal
-  std::string out, err;
-  std::string command;  // for failure messages
-};
-
-// Runs esft-host with `args` (no shell: every argument reaches argv as is). The child inherits this environment
-// without ESFT_PLUGIN_PATH, so plugin search depends only on the arguments; `env` adds or overrides variables.
-// stdin is /dev/null; stdout and stderr go to files, so a chatty child can never block on a full pipe.
-Run run_host(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env = {}) {
-  Run r;
-  r.command = kHost.string();
-  for (const auto& a : args) r.command += " '" + a + "'";
-
-  TempDir io;
-  const auto out_path = (io / "stdout").string(), err_path = (io / "stderr").string();
-
-  std::vector<std::string> env_strings;
-  for (char** e = environ; e && *e; ++e) {
-    const std::string entry = *e;
-    const std::string key = entry.substr(0, entry.find('='));
-    const bool overridden =
-        std::any_of(env.begin(), env.end(), [&](const auto& kv) { return kv.first == key; });
-    if (key != "ESFT_PLUGIN_PATH" && !overridden) env_strings.push_back(entry);
-  }
-  for (const auto& [key, value] : env) env_strings.push_back(key + "=" + value);
-
-  std::vector<std::string> argv_strings = {kHost.string()};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv, envp;
-  for (auto& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  REQUIRE(posix_spawn_file_actions_init(&actions) == 0);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE_MESSAGE(spawned == 0, "cannot start ", r.command, ": ", std::strerror(spawned));
-
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) REQUIRE_MESSAGE(errno == EINTR, "waitpid: ", std::strerror(errno));
-  if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) r.code = 128 + WTERMSIG(status);
-  r.out = read_bytes(out_path);
-  r.err = read_bytes(err_path);
-  return r;
-}
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-// A successful run: exit 0 (stderr shown on failure).
-void expect_success(const Run& r) {
-  INFO("command: ", r.command);
-  INFO("stderr: ", r.err);
-  CHECK(r.code == 0);
-}
-
-// A refused run: the exit code, nothing on stdout, and on stderr exactly one line `esft-host: error: <message>\n`
-// whose message contains every one of `needles`.
-void expect_error(const Run& r, int code, std::initializer_list<std::string> needles) {
-  INFO("command: ", r.command);
-  INFO("stdout: ", r.out);
-  INFO("stderr: ", r.err);
-  CHECK(r.code == code);
-  CHECK(r.out.empty());
-  CHECK(r.err.rfind(kErrorPrefix, 0) == 0);
-  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-  CHECK((!r.err.empty() && r.err.back() == '\n'));
-  for (const auto& needle : needles) CHECK_MESSAGE(contains(r.err, needle), "error should mention '", needle, "'");
 }
 
 // `esft-host [global...] forward --model M --inputs reference --out <fresh empty folder>/out.safetensors [extra...]`

@@ -64,7 +64,7 @@ TEST_CASE("training data: a conversation gets labels on assistant content and it
   CHECK(s.tokenizer.decode(labelled) == "<think>\n\n</think>\n\n4<|im_end|>");
 }
 
-TEST_CASE("training data: prompt/completion and text samples end with a labelled EOS; BOS when configured") {
+TEST_CASE("training data: prompt/completion and text samples end with a labelled EOS, BOS when configured") {
   auto s = setup("gptoss", "gpt_oss");
   esft::data::SampleEncoder encoder(s.tokenizer, s.config, s.family->chat_format());
   const int32_t eos = s.tokenizer.token_to_id("<|return|>");
@@ -110,7 +110,7 @@ TEST_CASE("training data: packing fills windows exactly, cutting a sample from t
         std::vector<int32_t>{1, 2, 3, 5, 99, 99, 99, 99, 99, 99});
 }
 
-TEST_CASE("training data: without packing, a sample longer than seq_length is named; batches pad to the longest") {
+TEST_CASE("training data: without packing, a sample longer than seq_length is named, batches pad to the longest") {
   const std::vector<esft::data::Sample> samples = {sample({1, 2}, "a.jsonl:1"), sample({1, 2, 3, 4}, "a.jsonl:2")};
   CHECK_NOTHROW(esft::data::check_fits(samples, 4));
   CHECK_THROWS_WITH_AS(esft::data::check_fits(samples, 3), doctest::Contains("a.jsonl:2: the sample has 4 tokens"),

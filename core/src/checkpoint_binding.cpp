@@ -70,21 +70,33 @@ at::Tensor CheckpointBinding::grad() const {
   return at::stack(slices);
 }
 
+namespace {
+std::string shape_text(at::IntArrayRef shape) {
+  std::string out;
+  for (auto d : shape) out += (out.empty() ? "" : ",") + std::to_string(d);
+  return "[" + out + "]";
+}
+}  // namespace
+
 void CheckpointBinding::assign(const at::Tensor& source) const {
   if (source.sizes() != at::IntArrayRef(shape())) {
-    std::string have, want;
-    for (auto d : source.sizes()) have += (have.empty() ? "" : ",") + std::to_string(d);
-    for (auto d : shape()) want += (want.empty() ? "" : ",") + std::to_string(d);
-    throw Error("tensor '" + key_ + "' has shape [" + have + "] but the model expects [" + want + "]");
+    throw Error("tensor '" + key_ + "' has shape " + shape_text(source.sizes()) + " but the model expects " +
+                shape_text(shape()));
+  }
+  for (size_t i = 0; i < parts_.size(); ++i) assign_part(i, stacked_ ? source[static_cast<int64_t>(i)] : source);
+}
+
+void CheckpointBinding::assign_part(size_t i, const at::Tensor& source) const {
+  const auto& p = parts_.at(i);
+  auto target = p.view_of(p.tensor);
+  const auto want = p.shape.empty() ? target.sizes().vec() : p.shape;
+  if (source.sizes() != at::IntArrayRef(want)) {
+    throw Error("tensor '" + key_ + "' part " + std::to_string(i) + " has shape " + shape_text(source.sizes()) +
+                " but the model expects " + shape_text(want));
   }
   at::NoGradGuard no_grad;
-  for (size_t i = 0; i < parts_.size(); ++i) {
-    const auto& p = parts_[i];
-    auto target = p.view_of(p.tensor);
-    auto slice = stacked_ ? source[static_cast<int64_t>(i)] : source;
-    // reshape of a contiguous source is a view, so this stays one copy from the mapped file into the model.
-    target.copy_(slice.reshape(target.sizes()));
-  }
+  // reshape of a contiguous source is a view, so this stays one copy from the mapped file into the model.
+  target.copy_(source.reshape(target.sizes()));
 }
 
 }  // namespace esft

@@ -3,6 +3,8 @@
 #include <ATen/Context.h>
 #include <torch/cuda.h>
 
+#include <sys/resource.h>
+
 #include "esft/error.h"
 
 namespace esft {
@@ -43,6 +45,12 @@ const char* dtype_label(c10::ScalarType dtype) {
 
 void synchronize(const c10::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
+double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
 }  // namespace esft

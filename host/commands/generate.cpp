@@ -18,29 +18,6 @@ namespace esft::host {
 
 namespace {
 
-// Stop tokens: generation_config.json's eos_token_id when present (it is what transformers' generate uses),
-// else config.json's.
-std::vector<int64_t> stop_ids(const ModelConfig& config) {
-  std::ifstream in(config.model_dir / "generation_config.json");
-  if (in) {
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("malformed JSON in " + (config.model_dir / "generation_config.json").string() + ": " + e.what());
-    }
-    auto it = j.find("eos_token_id");
-    if (it != j.end() && !it->is_null()) {
-      std::vector<int64_t> ids;
-      if (it->is_number_integer()) ids.push_back(it->get<int64_t>());
-      if (it->is_array())
-        for (const auto& e : *it) ids.push_back(e.get<int64_t>());
-      return ids;
-    }
-  }
-  return config.eos_token_ids;
-}
-
 // The prompt's ids: --ids as given, or --prompt / --messages through the model's tokenizer (and chat format).
 std::vector<int64_t> prompt_ids(const po::variables_map& vm, const LoadedModel& m, const tok::Tokenizer* tokenizer) {
   if (vm.count("ids")) return parse_token_ids(vm["ids"].as<std::string>(), "--ids", m.config.vocab_size);
@@ -101,7 +78,7 @@ Command generate_command() {
 
     const auto start = std::chrono::steady_clock::now();
     int64_t produced = 0;
-    auto output = greedy_generate(*m.model, prompt, max_new, stop_ids(m.config), [&](int64_t) { ++produced; });
+    auto output = greedy_generate(*m.model, prompt, max_new, generation_stop_ids(m.config), [&](int64_t) { ++produced; });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     output = output.cpu();

@@ -47,6 +47,9 @@ class CheckpointBinding {
   // Copies `source` (checkpoint layout, any dtype/device) into the model's tensor. Throws esft::Error naming the
   // key when the source's shape is not shape().
   void assign(const at::Tensor& source) const;
+  // Part i in checkpoint layout (slice i of a stacked binding), to read; and its assignment.
+  at::Tensor part(size_t i) const { return part_value(parts_.at(i), parts_.at(i).tensor); }
+  void assign_part(size_t i, const at::Tensor& source) const;
 
  private:
   CheckpointBinding() = default;

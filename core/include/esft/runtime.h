@@ -15,5 +15,7 @@ c10::ScalarType parse_dtype(const std::string& text, const c10::Device& device);
 const char* dtype_label(c10::ScalarType dtype);
 // Waits for the device's queued work (a no-op on the CPU), so wall-clock timings measure the work itself.
 void synchronize(const c10::Device& device);
+// The process's peak resident memory so far, in MiB (getrusage).
+double peak_rss_mib();
 
 }  // namespace esft

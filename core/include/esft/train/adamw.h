@@ -1,0 +1,54 @@
+#pragma once
+// AdamW as torch.optim.AdamW computes it (decoupled weight decay, bias-corrected moments, eps outside the square
+// root), written out so that its state is plain named tensors that a checkpoint stores and restores exactly.
+// Parameters kept in a narrower dtype than float32 (bfloat16 on GPU) get a float32 master copy: at lr 1e-5 most
+// updates are below bfloat16's resolution and would otherwise be lost. Moments are always float32.
+//
+// Weight decay applies to matrices only: biases and norm weights (1-D tensors) do not decay, as in transformers'
+// Trainer.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "esft/safetensors.h"
+
+namespace esft::train {
+
+struct AdamWSettings {
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<std::pair<std::string, at::Tensor>> params, AdamWSettings settings);
+
+  // One update with learning rate `lr` from the parameters' .grad() (a parameter without one is skipped, as torch
+  // does).
+  void step(double lr);
+  int64_t steps() const { return steps_; }
+
+  // The state under stable names (`exp_avg.<param>`, `exp_avg_sq.<param>`, `master.<param>`), CPU copies.
+  NamedTensors state() const;
+  // Restores state() output saved after `steps` updates. Throws esft::Error for a missing or misshapen tensor.
+  void load_state(const SafetensorsFile& file, int64_t steps);
+  uint64_t state_bytes() const;  // moments and master copies
+
+ private:
+  struct Slot {
+    std::string name;
+    at::Tensor param, exp_avg, exp_avg_sq, master;  // master undefined for float32 parameters
+    bool decay;
+  };
+  std::vector<Slot> slots_;
+  AdamWSettings settings_;
+  int64_t steps_ = 0;
+};
+
+// The global L2 norm of the parameters' gradients (in float32), and, when max_norm > 0 and it is larger, scales
+// them by max_norm / (norm + 1e-6) as torch.nn.utils.clip_grad_norm_ does. Returns the norm before clipping.
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+
+}  // namespace esft::train

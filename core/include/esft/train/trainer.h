@@ -1,0 +1,103 @@
+#pragma once
+// The ESFT training loop (shared/spec/ESFT.md §4) over a model whose trainable tensors are already chosen
+// (pipeline::apply_expert_config): AdamW on exactly those tensors, gradient accumulation, clipping, the learning
+// rate schedule, periodic eval loss, atomic checkpoints that resume exactly, and metrics.jsonl.
+//
+// The loss of a step is the token-weighted mean cross-entropy over all its micro-batches (each label counts once,
+// however the rows fall into micro-batches), plus aux_loss_coef times the load-balancing loss when asked for.
+//
+// Output folder:
+//   metrics.jsonl                  one line per step ({"step","loss","lr","grad_norm",...}) and per eval
+//   checkpoints/step-000100/       trainable.safetensors (module names), optimizer.safetensors, trainer_state.json
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "esft/moe_causal_lm.h"
+#include "esft/train/adamw.h"
+#include "esft/train/batch_stream.h"
+#include "esft/train/train_options.h"
+
+namespace esft::train {
+
+struct StepReport {
+  int64_t step = 0;           // 1-based, the update just made
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;       // before clipping
+  int64_t tokens = 0;         // real tokens in the step
+  double tokens_per_s = 0;
+  double elapsed_s = 0;       // training time so far, across resumes
+  double eta_s = 0;
+  double peak_rss_mib = 0;
+};
+
+struct EvalReport {
+  int64_t step = 0;
+  double loss = 0;
+  int64_t label_tokens = 0;
+};
+
+class Trainer {
+ public:
+  // `fingerprint` records what must not change between a run and its resumption (data, expert config, options
+  // that shape the data order); resume() refuses a checkpoint made under another one.
+  Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row> train_rows,
+          std::vector<data::Row> eval_rows, int32_t pad_id, const c10::Device& device,
+          std::filesystem::path out_dir, nlohmann::json fingerprint);
+  ~Trainer();
+
+  // Continues from the newest complete checkpoint in out_dir/checkpoints: trainable tensors, optimizer state, step
+  // and data position; metrics.jsonl loses any lines written after it. Returns the step. Throws esft::Error when
+  // there is none or it was made for another run.
+  int64_t resume();
+
+  enum class Outcome { Finished, Interrupted };
+  // Trains until options.steps or until *stop becomes non-zero (checked after each step; a checkpoint is saved
+  // first). `on_step` and `on_eval` see every report (for progress output).
+  Outcome run(const std::atomic<int>* stop, const std::function<void(const StepReport&)>& on_step = {},
+              const std::function<void(const EvalReport&)>& on_eval = {});
+
+  // Mean eval loss over the held-out rows; nullopt when there are none.
+  std::optional<EvalReport> evaluate();
+  // Saves a checkpoint of the current step (a no-op when it exists). Returns its folder.
+  std::filesystem::path save_checkpoint();
+
+  int64_t step() const { return step_; }
+  const AdamW& optimizer() const { return *optimizer_; }
+  int64_t trainable_numel() const;
+  size_t train_rows() const { return stream_.size(); }
+  size_t eval_rows() const { return eval_rows_.size(); }
+
+ private:
+  StepReport train_step();
+  void append_metrics(const nlohmann::json& line);
+  void prune_checkpoints();
+
+  MoECausalLM& model_;
+  TrainOptions options_;
+  BatchStream stream_;
+  std::vector<data::Row> eval_rows_;
+  int32_t pad_id_;
+  c10::Device device_;
+  std::filesystem::path out_dir_;
+  nlohmann::json fingerprint_;
+  std::vector<std::pair<std::string, at::Tensor>> params_;
+  std::unique_ptr<AdamW> optimizer_;
+  int64_t step_ = 0;
+  double elapsed_s_ = 0;      // training time of earlier runs (from the checkpoint) plus this one's
+  double run_elapsed_s_ = 0;  // this run's training time, for the ETA
+  int64_t run_steps_ = 0;
+};
+
+// The checkpoint folders of a run, oldest first (complete ones only).
+std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& out_dir);
+
+}  // namespace esft::train

@@ -1,0 +1,58 @@
+#include "esft/pipeline/adapter_io.h"
+
+#include <ATen/ATen.h>
+#include <unistd.h>
+
+#include "esft/atomic_file.h"
+#include "esft/error.h"
+#include "esft/pipeline/trainable.h"
+#include "esft/safetensors.h"
+
+namespace esft::pipeline {
+
+namespace fs = std::filesystem;
+
+AdapterSummary save_adapter(MoECausalLM& model, const fs::path& dir, const AdapterManifest& manifest,
+                            const ExpertConfig& config, const nlohmann::json& extra) {
+  const auto tensors = trained_checkpoint_tensors(model);
+  AdapterSummary summary;
+  summary.tensors = static_cast<int64_t>(tensors.size());
+  for (const auto& t : tensors) summary.bytes += t.second.nbytes();
+
+  nlohmann::json j = {{"format", manifest.format},
+                      {"version", manifest.version},
+                      {"method", manifest.method},
+                      {"family", manifest.family},
+                      {"model_type", manifest.model_type},
+                      {"base_model", manifest.base_model},
+                      {"base_config_sha256", manifest.base_config_sha256},
+                      {"dtype", manifest.dtype},
+                      {"tensors", summary.tensors},
+                      {"bytes", summary.bytes}};
+  for (const auto& [k, v] : extra.items()) j[k] = v;
+
+  const fs::path partial = dir.string() + ".partial-" + std::to_string(::getpid());
+  fs::remove_all(partial);
+  fs::create_directories(partial);
+  try {
+    save_safetensors(partial / kAdapterWeightsFile, tensors, {{"format", "pt"}, {"esft", kAdapterFormat}});
+    write_text_atomically(partial / "expert_config.json", config.to_json().dump(2) + "\n");
+    write_text_atomically(partial / kAdapterManifestFile, j.dump(2) + "\n");
+    fs::remove_all(dir);
+    fs::rename(partial, dir);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(partial, ec);
+    throw;
+  }
+  return summary;
+}
+
+int64_t apply_adapter(MoECausalLM& model, const fs::path& adapter_dir, const fs::path& base_dir) {
+  const auto manifest = AdapterManifest::load(adapter_dir);
+  check_adapter_base(manifest, adapter_dir, base_dir);
+  const SafetensorsFile weights(adapter_dir / kAdapterWeightsFile);
+  return load_trained_tensors(model, weights);
+}
+
+}  // namespace esft::pipeline

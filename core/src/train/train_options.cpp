@@ -1,0 +1,164 @@
+#include "esft/train/train_options.h"
+
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <functional>
+#include <map>
+
+#include "esft/error.h"
+
+namespace esft::train {
+
+namespace {
+
+// One setter per TOML key: each reads its node with the type the field needs.
+using Setter = std::function<void(TrainOptions&, const toml::node&, const std::string& where)>;
+
+template <typename T>
+T read_as(const toml::node& node, const std::string& where, const char* type) {
+  if constexpr (std::is_same_v<T, double>) {
+    if (auto v = node.value<double>()) return *v;  // toml++ also converts integers here
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (node.is_boolean()) return *node.value<bool>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (node.is_string()) return *node.value<std::string>();
+  } else {
+    if (node.is_integer()) return static_cast<T>(*node.value<int64_t>());
+  }
+  throw Error(where + " must be " + type);
+}
+
+std::map<std::string, Setter> setters() {
+  std::map<std::string, Setter> s;
+  auto real = [&](const char* key, double TrainOptions::*field) {
+    s[key] = [field](TrainOptions& o, const toml::node& n, const std::string& w) { o.*field = read_as<double>(n, w, "a number"); };
+  };
+  auto integer = [&](const char* key, int64_t TrainOptions::*field) {
+    s[key] = [field](TrainOptions& o, const toml::node& n, const std::string& w) { o.*field = read_as<int64_t>(n, w, "an integer"); };
+  };
+  real("learning_rate", &TrainOptions::learning_rate);
+  real("adam_beta1", &TrainOptions::adam_beta1);
+  real("adam_beta2", &TrainOptions::adam_beta2);
+  real("adam_epsilon", &TrainOptions::adam_epsilon);
+  real("weight_decay", &TrainOptions::weight_decay);
+  real("max_grad_norm", &TrainOptions::max_grad_norm);
+  real("aux_loss_coef", &TrainOptions::aux_loss_coef);
+  real("random_concat_ratio", &TrainOptions::random_concat_ratio);
+  real("eval_fraction", &TrainOptions::eval_fraction);
+  integer("warmup_steps", &TrainOptions::warmup_steps);
+  integer("steps", &TrainOptions::steps);
+  integer("batch_size", &TrainOptions::batch_size);
+  integer("gradient_accumulation_steps", &TrainOptions::gradient_accumulation_steps);
+  integer("seq_length", &TrainOptions::seq_length);
+  integer("eval_steps", &TrainOptions::eval_steps);
+  integer("save_steps", &TrainOptions::save_steps);
+  integer("keep_checkpoints", &TrainOptions::keep_checkpoints);
+  integer("log_steps", &TrainOptions::log_steps);
+  s["seed"] = [](TrainOptions& o, const toml::node& n, const std::string& w) {
+    const auto v = read_as<int64_t>(n, w, "an integer");
+    if (v < 0) throw Error(w + " must not be negative");
+    o.seed = static_cast<uint64_t>(v);
+  };
+  s["packing"] = [](TrainOptions& o, const toml::node& n, const std::string& w) { o.packing = read_as<bool>(n, w, "true or false"); };
+  s["lr_scheduler"] = [](TrainOptions& o, const toml::node& n, const std::string& w) {
+    const auto v = read_as<std::string>(n, w, "a string");
+    if (v == "constant") o.lr_scheduler = LrSchedule::Constant;
+    else if (v == "cosine") o.lr_scheduler = LrSchedule::Cosine;
+    else throw Error(w + " must be \"constant\" or \"cosine\", not \"" + v + "\"");
+  };
+  return s;
+}
+
+}  // namespace
+
+TrainOptions TrainOptions::load_toml(const std::filesystem::path& path, TrainOptions o) {
+  toml::table file;
+  try {
+    file = toml::parse_file(path.string());
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    throw Error(path.string() + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
+                std::string(e.description()));
+  }
+  // The settings sit at the top level or under [train] (the form a pipeline file uses).
+  const toml::table* table = &file;
+  if (auto* t = file["train"].as_table()) table = t;
+  const auto known = setters();
+  for (const auto& [key, node] : *table) {
+    const std::string name(key.str());
+    const std::string where = path.string() + ": " + name;
+    auto it = known.find(name);
+    if (it == known.end()) {
+      std::string names;
+      for (const auto& kv : known) names += (names.empty() ? "" : ", ") + kv.first;
+      throw Error(where + ": unknown setting (known: " + names + ")");
+    }
+    it->second(o, node, where);
+  }
+  try {
+    o.validate();
+  } catch (const Error& e) {
+    throw Error(path.string() + ": " + e.what());
+  }
+  return o;
+}
+
+void TrainOptions::validate() const {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw Error(what);
+  };
+  require(learning_rate >= 0 && std::isfinite(learning_rate), "learning_rate must be a finite number >= 0");
+  require(adam_beta1 >= 0 && adam_beta1 < 1, "adam_beta1 must be in [0, 1)");
+  require(adam_beta2 >= 0 && adam_beta2 < 1, "adam_beta2 must be in [0, 1)");
+  require(adam_epsilon > 0, "adam_epsilon must be > 0");
+  require(weight_decay >= 0, "weight_decay must be >= 0");
+  require(warmup_steps >= 0, "warmup_steps must be >= 0");
+  require(steps > 0, "steps must be > 0");
+  require(batch_size > 0, "batch_size must be > 0");
+  require(gradient_accumulation_steps > 0, "gradient_accumulation_steps must be > 0");
+  require(max_grad_norm >= 0, "max_grad_norm must be >= 0");
+  require(aux_loss_coef >= 0, "aux_loss_coef must be >= 0");
+  require(seq_length > 1, "seq_length must be > 1");
+  require(random_concat_ratio >= 0 && random_concat_ratio <= 1, "random_concat_ratio must be in [0, 1]");
+  require(eval_fraction >= 0 && eval_fraction < 1, "eval_fraction must be in [0, 1)");
+  require(eval_steps >= 0 && save_steps >= 0, "eval_steps and save_steps must be >= 0");
+  require(keep_checkpoints > 0, "keep_checkpoints must be > 0");
+  require(log_steps > 0, "log_steps must be > 0");
+}
+
+nlohmann::json TrainOptions::to_json() const {
+  return {{"learning_rate", learning_rate},
+          {"adam_beta1", adam_beta1},
+          {"adam_beta2", adam_beta2},
+          {"adam_epsilon", adam_epsilon},
+          {"weight_decay", weight_decay},
+          {"lr_scheduler", schedule_name(lr_scheduler)},
+          {"warmup_steps", warmup_steps},
+          {"steps", steps},
+          {"batch_size", batch_size},
+          {"gradient_accumulation_steps", gradient_accumulation_steps},
+          {"max_grad_norm", max_grad_norm},
+          {"aux_loss_coef", aux_loss_coef},
+          {"seq_length", seq_length},
+          {"packing", packing},
+          {"random_concat_ratio", random_concat_ratio},
+          {"eval_fraction", eval_fraction},
+          {"seed", seed},
+          {"eval_steps", eval_steps},
+          {"save_steps", save_steps},
+          {"keep_checkpoints", keep_checkpoints},
+          {"log_steps", log_steps}};
+}
+
+const char* schedule_name(LrSchedule s) { return s == LrSchedule::Cosine ? "cosine" : "constant"; }
+
+double lr_factor(const TrainOptions& o, int64_t step) {
+  if (step < o.warmup_steps) return static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, o.warmup_steps));
+  if (o.lr_scheduler == LrSchedule::Constant) return 1.0;
+  const double progress = static_cast<double>(step - o.warmup_steps) /
+                          static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup_steps));
+  return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));
+}
+
+}  // namespace esft::train

@@ -1,0 +1,291 @@
+#include "esft/train/trainer.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "esft/atomic_file.h"
+#include "esft/error.h"
+#include "esft/json_file.h"
+#include "esft/losses.h"
+#include "esft/pipeline/trainable.h"
+#include "esft/runtime.h"
+#include "esft/safetensors.h"
+
+namespace esft::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kStateFormat = "esft-train-state";
+
+std::string checkpoint_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%06lld", static_cast<long long>(step));
+  return name;
+}
+
+// The step of a complete checkpoint folder ("step-000100"), or -1.
+int64_t checkpoint_step(const fs::path& dir) {
+  const auto name = dir.filename().string();
+  if (name.rfind("step-", 0) != 0 || name.size() == 5) return -1;
+  const auto digits = name.substr(5);
+  if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 12) return -1;
+  return std::stoll(digits);
+}
+
+// Keys of two JSON objects whose values differ, for a message that says what changed.
+std::string differing_keys(const nlohmann::json& a, const nlohmann::json& b) {
+  std::string out;
+  auto add = [&](const std::string& k) { out += (out.empty() ? "" : ", ") + k; };
+  for (const auto& [k, v] : a.items())
+    if (!b.contains(k) || b[k] != v) add(k);
+  for (const auto& [k, v] : b.items())
+    if (!a.contains(k)) add(k);
+  return out;
+}
+
+}  // namespace
+
+std::vector<fs::path> list_checkpoints(const fs::path& out_dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  const auto dir = out_dir / "checkpoints";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return {};
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const int64_t step = checkpoint_step(entry.path());
+    if (step >= 0 && entry.is_directory() && fs::exists(entry.path() / "trainer_state.json")) {
+      found.emplace_back(step, entry.path());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<fs::path> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+Trainer::Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row> train_rows,
+                 std::vector<data::Row> eval_rows, int32_t pad_id, const c10::Device& device, fs::path out_dir,
+                 nlohmann::json fingerprint)
+    : model_(model),
+      options_(std::move(options)),
+      stream_(std::move(train_rows), options_.seed, pad_id),
+      eval_rows_(std::move(eval_rows)),
+      pad_id_(pad_id),
+      device_(device),
+      out_dir_(std::move(out_dir)),
+      fingerprint_(std::move(fingerprint)) {
+  options_.validate();
+  params_ = pipeline::trainable_parameters(model_);
+  if (params_.empty()) throw Error("nothing to train: the expert config selects no experts and no other modules");
+  AdamWSettings s;
+  s.beta1 = options_.adam_beta1;
+  s.beta2 = options_.adam_beta2;
+  s.eps = options_.adam_epsilon;
+  s.weight_decay = options_.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(params_, s);
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::trainable_numel() const {
+  int64_t n = 0;
+  for (const auto& p : params_) n += p.second.numel();
+  return n;
+}
+
+StepReport Trainer::train_step() {
+  const auto start = std::chrono::steady_clock::now();
+  model_.train();
+  for (auto& p : params_) p.second.mutable_grad() = at::Tensor();
+
+  std::vector<Batch> micro;
+  int64_t label_tokens = 0, tokens = 0;
+  for (int64_t i = 0; i < options_.gradient_accumulation_steps; ++i) {
+    micro.push_back(stream_.next(options_.batch_size));
+    label_tokens += micro.back().label_tokens;
+    tokens += micro.back().tokens;
+  }
+  ForwardOptions fo;
+  fo.aux_loss = options_.aux_loss_coef > 0;
+  double loss_sum = 0;
+  for (const auto& b : micro) {
+    if (b.label_tokens == 0 && !fo.aux_loss) continue;  // nothing to learn from an all-padding micro-batch
+    auto out = model_.forward(b.input_ids.to(device_), b.attention_mask.to(device_), fo);
+    at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device_));
+    if (b.label_tokens > 0) {
+      // Each micro-batch's mean, weighted by its share of the step's labels: the step's token mean.
+      const double weight = static_cast<double>(b.label_tokens) / static_cast<double>(label_tokens);
+      auto ce = causal_lm_loss(out.logits, b.labels.to(device_)) * weight;
+      loss_sum += ce.item<double>();
+      loss = loss + ce;
+    }
+    if (fo.aux_loss && out.aux_loss.defined()) {
+      loss = loss + out.aux_loss.to(at::kFloat) * (options_.aux_loss_coef / static_cast<double>(micro.size()));
+    }
+    loss.backward();
+  }
+
+  std::vector<at::Tensor> tensors;
+  for (const auto& p : params_) tensors.push_back(p.second);
+  const double grad_norm = clip_grad_norm(tensors, options_.max_grad_norm);
+  const double lr = options_.learning_rate * lr_factor(options_, step_);
+  optimizer_->step(lr);
+  ++step_;
+  synchronize(device_);
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  elapsed_s_ += seconds;
+  run_elapsed_s_ += seconds;
+  ++run_steps_;
+  StepReport r;
+  r.step = step_;
+  r.loss = loss_sum;
+  r.lr = lr;
+  r.grad_norm = grad_norm;
+  r.tokens = tokens;
+  r.tokens_per_s = seconds > 0 ? static_cast<double>(tokens) / seconds : 0;
+  r.elapsed_s = elapsed_s_;
+  r.eta_s = run_elapsed_s_ / static_cast<double>(run_steps_) * static_cast<double>(options_.steps - step_);
+  r.peak_rss_mib = peak_rss_mib();
+  return r;
+}
+
+std::optional<EvalReport> Trainer::evaluate() {
+  if (eval_rows_.empty()) return std::nullopt;
+  model_.eval();
+  at::NoGradGuard no_grad;
+  double loss_sum = 0;
+  int64_t label_tokens = 0;
+  for (size_t i = 0; i < eval_rows_.size(); i += static_cast<size_t>(options_.batch_size)) {
+    std::vector<const data::Row*> rows;
+    for (size_t j = i; j < std::min(eval_rows_.size(), i + static_cast<size_t>(options_.batch_size)); ++j) {
+      rows.push_back(&eval_rows_[j]);
+    }
+    const auto b = collate(rows, pad_id_);
+    if (b.label_tokens == 0) continue;
+    auto out = model_.forward(b.input_ids.to(device_), b.attention_mask.to(device_), {});
+    loss_sum += causal_lm_loss(out.logits, b.labels.to(device_)).item<double>() * static_cast<double>(b.label_tokens);
+    label_tokens += b.label_tokens;
+  }
+  if (label_tokens == 0) return std::nullopt;
+  return EvalReport{step_, loss_sum / static_cast<double>(label_tokens), label_tokens};
+}
+
+void Trainer::append_metrics(const nlohmann::json& line) {
+  std::ofstream out(out_dir_ / "metrics.jsonl", std::ios::app);
+  out << line.dump() << "\n";
+  if (!out) throw Error("cannot write " + (out_dir_ / "metrics.jsonl").string());
+}
+
+Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<void(const StepReport&)>& on_step,
+                              const std::function<void(const EvalReport&)>& on_eval) {
+  if (step_ == 0) std::ofstream(out_dir_ / "metrics.jsonl", std::ios::trunc);
+  auto eval_and_log = [&] {
+    if (auto e = evaluate()) {
+      append_metrics({{"step", e->step}, {"eval_loss", e->loss}, {"eval_label_tokens", e->label_tokens}});
+      if (on_eval) on_eval(*e);
+    }
+  };
+  while (step_ < options_.steps) {
+    const auto r = train_step();
+    append_metrics({{"step", r.step},
+                    {"loss", r.loss},
+                    {"lr", r.lr},
+                    {"grad_norm", r.grad_norm},
+                    {"tokens", r.tokens},
+                    {"tokens_per_s", r.tokens_per_s},
+                    {"elapsed_s", r.elapsed_s},
+                    {"epoch", stream_.epoch()},
+                    {"peak_rss_mib", r.peak_rss_mib}});
+    if (on_step) on_step(r);
+    const bool last = step_ == options_.steps;
+    if (options_.eval_steps > 0 && step_ % options_.eval_steps == 0 && !last) eval_and_log();
+    if ((options_.save_steps > 0 && step_ % options_.save_steps == 0) || last) save_checkpoint();
+    if (stop && stop->load() != 0 && !last) {
+      save_checkpoint();
+      return Outcome::Interrupted;
+    }
+  }
+  eval_and_log();
+  return Outcome::Finished;
+}
+
+fs::path Trainer::save_checkpoint() {
+  const auto dir = out_dir_ / "checkpoints" / checkpoint_name(step_);
+  if (fs::exists(dir / "trainer_state.json")) return dir;
+  const auto partial = fs::path(dir.string() + ".partial");
+  fs::create_directories(dir.parent_path());
+  fs::remove_all(partial);
+  fs::create_directory(partial);
+  NamedTensors weights;
+  for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach().to(at::kCPU).contiguous().clone());
+  save_safetensors(partial / "trainable.safetensors", weights);
+  save_safetensors(partial / "optimizer.safetensors", optimizer_->state());
+  const nlohmann::json state = {{"format", kStateFormat},
+                                {"version", 1},
+                                {"step", step_},
+                                {"optimizer_steps", optimizer_->steps()},
+                                {"data_position", stream_.position()},
+                                {"elapsed_s", elapsed_s_},
+                                {"options", options_.to_json()},
+                                {"fingerprint", fingerprint_}};
+  write_text_atomically(partial / "trainer_state.json", state.dump(2) + "\n");
+  fs::rename(partial, dir);
+  prune_checkpoints();
+  return dir;
+}
+
+void Trainer::prune_checkpoints() {
+  auto all = list_checkpoints(out_dir_);
+  const auto keep = static_cast<size_t>(options_.keep_checkpoints);
+  for (size_t i = 0; i + keep < all.size(); ++i) fs::remove_all(all[i]);
+}
+
+int64_t Trainer::resume() {
+  const auto all = list_checkpoints(out_dir_);
+  if (all.empty()) throw Error("--resume: no checkpoint in " + (out_dir_ / "checkpoints").string());
+  const auto dir = all.back();
+  const auto state = read_json_file(dir / "trainer_state.json");
+  if (state.value("format", "") != kStateFormat || state.value("version", 0) != 1) {
+    throw Error((dir / "trainer_state.json").string() + ": not an esft training state (format/version)");
+  }
+  if (state["fingerprint"] != fingerprint_) {
+    throw Error("--resume: " + dir.string() + " was made by a run with other inputs (" +
+                differing_keys(state["fingerprint"], fingerprint_) + " differ); use a fresh --out");
+  }
+  const SafetensorsFile weights(dir / "trainable.safetensors");
+  {
+    at::NoGradGuard no_grad;
+    for (auto& [name, p] : params_) {
+      if (!weights.find(name)) throw Error(weights.path().string() + ": tensor '" + name + "' is missing");
+      auto value = weights.view(name);
+      if (value.sizes() != p.sizes()) throw Error(weights.path().string() + ": tensor '" + name + "' has the wrong shape");
+      p.copy_(value);
+    }
+  }
+  optimizer_->load_state(SafetensorsFile(dir / "optimizer.safetensors"), state.at("optimizer_steps").get<int64_t>());
+  step_ = state.at("step").get<int64_t>();
+  stream_.seek(state.at("data_position").get<int64_t>());
+  elapsed_s_ = state.value("elapsed_s", 0.0);
+
+  // metrics.jsonl continues from the checkpoint: lines of steps after it (written before the interruption) go.
+  const auto metrics = out_dir_ / "metrics.jsonl";
+  std::string kept;
+  if (std::ifstream in(metrics); in) {
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      const auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.value("step", int64_t{0}) <= step_) kept += line + "\n";
+    }
+  }
+  write_text_atomically(metrics, kept);
+  return step_;
+}
+
+}  // namespace esft::train

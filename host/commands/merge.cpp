@@ -1,0 +1,51 @@
+// `esft-host merge`: base checkpoint + ESFT adapter -> a complete Hugging Face checkpoint (shared/spec/ESFT.md §5).
+// Works on checkpoint tensors by name only, so it needs no plugin and no model weights in memory.
+#include <iostream>
+
+#include "../cli.h"
+#include "esft/error.h"
+#include "esft/pipeline/adapter_merge.h"
+
+namespace esft::host {
+
+Command merge_command() {
+  Command c;
+  c.name = "merge";
+  c.summary = "merge an ESFT adapter into its base model: a complete Hugging Face checkpoint";
+  c.usage = "merge --model BASE_DIR --adapter ADAPTER_DIR --out OUT_DIR [--max-shard-size 5GB]";
+  c.add_options = [](po::options_description& d) {
+    d.add_options()
+        ("model", po::value<std::string>()->required(), "base model directory the adapter was trained on")
+        ("adapter", po::value<std::string>()->required(),
+         "adapter directory (model.safetensors, esft_adapter.json) written by train")
+        ("out", po::value<std::string>()->required(), "output directory: must not exist or be empty")
+        ("max-shard-size", po::value<std::string>()->default_value("5GB"),
+         "largest shard: bytes, or with a unit: 500MB, 5GB (powers of 10), 2GiB (powers of 2)");
+  };
+  c.run = [](const GlobalOptions&, const po::variables_map& vm) {
+    const auto size_text = vm["max-shard-size"].as<std::string>();
+    const auto max_shard = pipeline::parse_byte_size(size_text);
+    if (!max_shard) {
+      throw UsageError("--max-shard-size: '" + size_text + "' is not a size (expected e.g. 5GB, 500MB, 2GiB or bytes)");
+    }
+    pipeline::MergeOptions options;
+    options.base_dir = vm["model"].as<std::string>();
+    options.adapter_dir = vm["adapter"].as<std::string>();
+    options.out_dir = vm["out"].as<std::string>();
+    options.max_shard_bytes = *max_shard;
+    options.progress = [](const std::string& line) { std::cout << line << std::endl; };  // flushed: merges are long
+
+    const auto report = pipeline::merge_adapter(options);
+    std::cout << "merged: " << report.tensors_copied << " tensors copied, " << report.tensors_replaced << " replaced";
+    if (report.slices_replaced > 0) {
+      std::cout << ", " << report.slices_replaced << " slices replaced in " << report.tensors_sliced << " fused";
+    }
+    std::cout << "; " << report.shards.size() << " shard(s), " << pipeline::format_bytes(report.bytes) << "; "
+              << report.files_copied.size() << " other file(s) copied\n"
+              << "wrote " << options.out_dir.string() << "\n";
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace esft::host

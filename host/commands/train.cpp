@@ -1,0 +1,279 @@
+// `esft-host train`: expert-specialized fine-tuning (shared/spec/ESFT.md §4). Freezes everything but what the
+// expert config selects, trains with AdamW, and writes OUT/adapter/ with only the trained tensors, plus
+// checkpoints and metrics.jsonl. SIGINT/SIGTERM end the run after the current step with a checkpoint saved.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "../cli.h"
+#include "esft/data/batching.h"
+#include "esft/data/samples.h"
+#include "esft/error.h"
+#include "esft/pipeline/adapter_io.h"
+#include "esft/pipeline/trainable.h"
+#include "esft/runtime.h"
+#include "esft/sha256.h"
+#include "esft/train/trainer.h"
+
+namespace esft::host {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+// Installs the SIGINT/SIGTERM handlers for the training loop and restores the previous ones afterwards.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal.store(0);
+    int_ = std::signal(SIGINT, on_stop_signal);
+    term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, int_);
+    std::signal(SIGTERM, term_);
+  }
+
+ private:
+  void (*int_)(int);
+  void (*term_)(int);
+};
+
+std::string duration_text(double seconds) {
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s % 3600) / 60 << "m";
+  else if (s >= 60) out << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
+  else out << s << "s";
+  return out.str();
+}
+
+std::string mib(uint64_t bytes) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(bytes < 10 * 1024 * 1024 ? 2 : 1) << static_cast<double>(bytes) / 1048576.0
+      << " MiB";
+  return out.str();
+}
+
+// One progress line per step: rewritten in place on a terminal, every log_steps steps otherwise.
+class Progress {
+ public:
+  Progress(int64_t steps, int64_t log_steps) : steps_(steps), log_steps_(log_steps), tty_(isatty(2) != 0) {}
+  void step(const train::StepReport& r) {
+    char line[256];
+    std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  grad-norm %.3f  %.0f tok/s  ETA %s",
+                  static_cast<long long>(r.step), static_cast<long long>(steps_), r.loss, r.lr, r.grad_norm,
+                  r.tokens_per_s, duration_text(r.eta_s).c_str());
+    if (tty_) {
+      std::cerr << "\r" << line << "\033[K" << std::flush;
+      open_ = true;
+    } else if (r.step % log_steps_ == 0 || r.step == steps_ || r.step == 1) {
+      std::cerr << line << "\n";
+    }
+  }
+  void line(const std::string& text) {
+    if (open_) std::cerr << "\n", open_ = false;
+    std::cerr << text << "\n";
+  }
+  void finish() {
+    if (open_) std::cerr << "\n", open_ = false;
+  }
+
+ private:
+  int64_t steps_, log_steps_;
+  bool tty_, open_ = false;
+};
+
+// Checks --out before any work (it is created only once the model, the expert config and the data are good, so a
+// refused run leaves nothing behind).
+void check_out_dir(const fs::path& out, bool resume) {
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec)) throw Error("--out " + out.string() + " is not a directory");
+  if (resume && !fs::exists(out, ec)) throw Error("--resume: " + out.string() + " does not exist");
+  if (!resume && !train::list_checkpoints(out).empty()) {
+    throw Error("--out " + out.string() + " already holds a training run; pass --resume to continue it or choose another --out");
+  }
+  // Probe writability where the run folder is or will be.
+  const auto dir = fs::exists(out, ec) ? out : fs::absolute(out).parent_path();
+  if (!fs::is_directory(dir, ec)) throw Error("--out: directory " + dir.string() + " does not exist");
+  const auto probe = dir / (".esft-write-test-" + std::to_string(::getpid()));
+  std::FILE* f = std::fopen(probe.c_str(), "w");
+  if (!f) throw Error("--out: " + dir.string() + " is not writable");
+  std::fclose(f);
+  fs::remove(probe, ec);
+}
+
+// The loss curve of this run in at most 10 points, each the mean loss of its stretch of steps.
+void print_loss_curve(const std::vector<train::StepReport>& reports) {
+  if (reports.empty()) return;
+  const size_t points = std::min<size_t>(10, reports.size());
+  std::cout << "loss curve";
+  for (size_t p = 0; p < points; ++p) {
+    const size_t begin = p * reports.size() / points, end = (p + 1) * reports.size() / points;
+    double sum = 0;
+    for (size_t i = begin; i < end; ++i) sum += reports[i].loss;
+    std::cout << (p ? "  " : " ") << "[" << reports[begin].step << "-" << reports[end - 1].step << "] " << std::fixed
+              << std::setprecision(3) << sum / static_cast<double>(end - begin);
+  }
+  std::cout << "\n";
+}
+
+}  // namespace
+
+Command train_command() {
+  Command c;
+  c.name = "train";
+  c.summary = "expert-specialized fine-tuning: train only the selected experts; write OUT/adapter/";
+  c.usage = "train --model DIR --expert-config FILE --data FILE.jsonl --out DIR [--config FILE.toml] "
+            "[--eval-data FILE.jsonl] [--steps N] [--resume]";
+  c.add_options = [](po::options_description& d) {
+    d.add_options()
+        ("model", po::value<std::string>()->required(), "base model directory (weights, tokenizer files)")
+        ("expert-config", po::value<std::string>()->required(), "expert_config.json (from select)")
+        ("data", po::value<std::string>()->required(), "training data, JSON lines (messages | prompt/completion | text)")
+        ("out", po::value<std::string>()->required(), "run folder: adapter/, checkpoints/, metrics.jsonl")
+        ("config", po::value<std::string>(), "TOML training settings (see README; defaults: the ESFT reference)")
+        ("eval-data", po::value<std::string>(), "held-out data for the eval loss (default: eval_fraction of --data)")
+        ("steps", po::value<int64_t>(), "optimizer steps (overrides the config)")
+        ("method", po::value<std::string>()->default_value("esft"), "training method (esft is the only one so far)")
+        ("resume", po::bool_switch(), "continue from the newest checkpoint in --out");
+  };
+  c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
+    if (vm["method"].as<std::string>() != "esft") {
+      throw UsageError("--method " + vm["method"].as<std::string>() + " is not supported (only esft)");
+    }
+    train::TrainOptions options;
+    if (vm.count("config")) options = train::TrainOptions::load_toml(vm["config"].as<std::string>(), options);
+    if (vm.count("steps")) {
+      options.steps = vm["steps"].as<int64_t>();
+      if (options.steps <= 0) throw UsageError("--steps must be positive");
+    }
+    const fs::path model_dir = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
+    const fs::path out = vm["out"].as<std::string>();
+    const bool resume = vm["resume"].as<bool>();
+    const auto expert_config = pipeline::ExpertConfig::load(vm["expert-config"].as<std::string>());
+    for (const auto& p : {data_path, vm.count("eval-data") ? fs::path(vm["eval-data"].as<std::string>()) : data_path}) {
+      if (!fs::is_regular_file(p)) throw Error("data file " + p.string() + " does not exist");
+    }
+    check_out_dir(out, resume);
+
+    // Model, freezing, data.
+    const auto tokenizer = tok::Tokenizer::load(model_dir);
+    const auto special = data::TokenizerConfig::load(model_dir);
+    auto m = open_model(global, model_dir);
+    pipeline::apply_expert_config(*m.model, m.family->naming(), expert_config);
+    const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
+    data::Split split;
+    if (vm.count("eval-data")) {
+      split.train = data::read_samples(data_path, encoder);
+      split.eval = data::read_samples(vm["eval-data"].as<std::string>(), encoder);
+    } else {
+      split = data::split_holdout(data::read_samples(data_path, encoder), options.eval_fraction, options.seed);
+    }
+    data::shuffle_samples(split.train, options.seed);
+    auto make = [&](const std::vector<data::Sample>& s) {
+      return train::make_rows(s, options.packing, options.seq_length, encoder.pad_id(), options.random_concat_ratio,
+                              options.seed);
+    };
+    auto train_rows = make(split.train);
+    auto eval_rows = split.eval.empty() ? std::vector<data::Row>{} : make(split.eval);
+    for (const auto* rows : {&train_rows, &eval_rows})
+      for (const auto& r : *rows)
+        for (int32_t id : r.ids)
+          if (id >= m.config.vocab_size) throw Error("token id " + std::to_string(id) + " is outside the model's vocabulary");
+
+    // What a resumed run must share with the one it continues.
+    nlohmann::json fingerprint = {
+        {"base_config_sha256", sha256_file_hex(model_dir / "config.json")},
+        {"data_sha256", sha256_file_hex(data_path)},
+        {"eval_data_sha256", vm.count("eval-data") ? sha256_file_hex(vm["eval-data"].as<std::string>()) : ""},
+        {"expert_config", expert_config.to_json()},
+        {"seed", options.seed},
+        {"seq_length", options.seq_length},
+        {"packing", options.packing},
+        {"random_concat_ratio", options.random_concat_ratio},
+        {"eval_fraction", options.eval_fraction},
+        {"batch_size", options.batch_size},
+        {"gradient_accumulation_steps", options.gradient_accumulation_steps}};
+    fs::create_directories(out);
+    train::Trainer trainer(*m.model, options, std::move(train_rows), std::move(eval_rows), encoder.pad_id(), m.device,
+                           out, fingerprint);
+
+    int64_t total_params = 0;
+    for (const auto& p : m.model->parameters()) total_params += p.numel();
+    for (const auto& b : m.model->buffers()) total_params += b.numel();
+    std::cout << "model      " << model_dir.string() << " (" << m.family->name() << ", " << dtype_label(m.dtype)
+              << ", " << m.device.str() << ")\n";
+    size_t selected = 0, routed = 0;
+    for (const auto& [layer, experts] : expert_config.experts) selected += experts.size();
+    for (auto* layer : m.model->moe_layers()) routed += static_cast<size_t>(layer->num_experts());
+    std::cout << "trainable  " << trainer.trainable_numel() << " of " << total_params << " parameters ("
+              << std::fixed << std::setprecision(2) << 100.0 * static_cast<double>(trainer.trainable_numel()) /
+                     static_cast<double>(total_params)
+              << "%): " << selected << " of " << routed << " routed experts"
+              << (expert_config.shared_experts ? " + shared experts" : "")
+              << (expert_config.non_expert_modules ? " + non-expert modules" : "") << "\n";
+    std::cout << "optimizer  AdamW, state " << mib(trainer.optimizer().state_bytes()) << "\n";
+    std::cout << "data       " << split.train.size() << " train samples -> " << trainer.train_rows() << " rows; "
+              << split.eval.size() << " eval samples -> " << trainer.eval_rows() << " rows\n";
+    std::cout << "schedule   " << options.steps << " steps x " << options.gradient_accumulation_steps << " x "
+              << options.batch_size << " rows of " << options.seq_length << " tokens, lr "
+              << std::scientific << std::setprecision(2) << options.learning_rate << std::defaultfloat << " ("
+              << train::schedule_name(options.lr_scheduler) << ", " << options.warmup_steps << " warmup)\n"
+              << std::flush;
+
+    if (resume) std::cout << "resumed    at step " << trainer.resume() << "\n" << std::flush;
+    Progress progress(options.steps, options.log_steps);
+    train::Trainer::Outcome outcome;
+    std::vector<train::StepReport> reports;
+    {
+      StopSignals signals;
+      outcome = trainer.run(
+          &g_stop_signal,
+          [&](const train::StepReport& r) {
+            progress.step(r);
+            reports.push_back(r);
+          },
+          [&](const train::EvalReport& e) {
+            char line[96];
+            std::snprintf(line, sizeof line, "eval at step %lld: loss %.4f", static_cast<long long>(e.step), e.loss);
+            progress.line(line);
+          });
+    }
+    progress.finish();
+    if (outcome == train::Trainer::Outcome::Interrupted) {
+      const int sig = g_stop_signal.load();
+      std::cerr << "esft-host: interrupted at step " << trainer.step() << "; checkpoint saved in "
+                << (out / "checkpoints").string() << "; continue with --resume\n";
+      return 128 + sig;
+    }
+
+    print_loss_curve(reports);
+
+    pipeline::AdapterManifest manifest;
+    manifest.method = "esft";
+    manifest.family = m.family->name();
+    manifest.model_type = m.config.model_type;
+    manifest.base_model = fs::absolute(model_dir).lexically_normal().string();
+    manifest.base_config_sha256 = fingerprint["base_config_sha256"];
+    manifest.dtype = dtype_label(m.dtype);
+    const auto adapter = pipeline::save_adapter(*m.model, out / "adapter", manifest, expert_config,
+                                                {{"steps", trainer.step()}, {"train_options", options.to_json()}});
+    const auto base_bytes = Checkpoint::open(model_dir).total_bytes();
+    std::cout << "adapter    " << (out / "adapter").string() << ": " << adapter.tensors << " tensors, "
+              << mib(adapter.bytes) << " (the full model: " << mib(base_bytes) << ", "
+              << std::setprecision(1) << std::fixed
+              << 100.0 * static_cast<double>(adapter.bytes) / static_cast<double>(base_bytes) << "%)\n";
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace esft::host

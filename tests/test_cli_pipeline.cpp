@@ -1,0 +1,235 @@
+// The ESFT pipeline through esft-host, as the README's main job runs it: scores -> select -> params -> train ->
+// eval -> merge on the tiny Qwen3-MoE with the bundled tokenizer and task; interruption and --resume; and the bad
+// inputs each command must refuse with one error line and no output left behind.
+#include <ATen/ATen.h>
+#include "doctest_torch.h"
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+
+#include <csignal>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "cli_support.h"
+#include "esft/safetensors.h"
+#include "test_support.h"
+
+using namespace cli_support;
+using test_support::TempDir;
+using test_support::write_bytes;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kSource = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();  // the repository
+const fs::path kTask = kSource / "examples" / "tiny-task";
+
+// The tiny fixture model next to the bundled tokenizer, as scripts/demo.sh assembles it.
+fs::path tiny_model(const TempDir& dir) {
+  const auto model = dir / "model";
+  fs::create_directories(model);
+  for (const auto& from : {fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe" / "model", kSource / "examples" / "tiny-tokenizer"})
+    for (const auto& e : fs::directory_iterator(from)) fs::copy_file(e.path(), model / e.path().filename());
+  return model;
+}
+
+// A small, fast training config (written next to the run).
+fs::path small_config(const TempDir& dir, int steps) {
+  const auto path = dir / "train.toml";
+  std::ofstream(path) << "learning_rate = 1e-2\nsteps = " << steps
+                      << "\nbatch_size = 2\ngradient_accumulation_steps = 1\nseq_length = 128\nsave_steps = 2\n"
+                         "eval_steps = 0\nlog_steps = 1\n";
+  return path;
+}
+
+std::vector<json> read_lines(const fs::path& path) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+std::string expert_config_text(const std::string& experts) {
+  return R"({"experts": )" + experts + R"(, "shared_experts": false, "non_expert_modules": false})";
+}
+
+// The first line of stdout that starts with `prefix`.
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(prefix, 0) == 0) return line;
+  return "";
+}
+
+// Sends `sig` to the esft-host processes whose arguments include `argument` (found through /proc).
+void signal_host(int sig, const std::string& argument) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto cmdline = test_support::read_bytes(e.path() / "cmdline");
+    std::vector<std::string> argv;
+    std::string current;
+    for (char c : cmdline) {
+      if (c == '\0') argv.push_back(current), current.clear();
+      else current += c;
+    }
+    if (!argv.empty() && argv[0] == kHost.string() && std::find(argv.begin(), argv.end(), argument) != argv.end()) {
+      ::kill(static_cast<pid_t>(std::stol(name)), sig);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the tiny model and task") {
+  TempDir dir;
+  const auto model = tiny_model(dir);
+  expect_success(run_host({"scores", "--model", model.string(), "--data", (kTask / "train.jsonl").string(), "--out",
+                           (dir / "scores").string(), "--batch-size", "8"}));
+  const Run select = run_host({"select", "--scores", (dir / "scores").string(), "--top-p", "0.5", "--out",
+                               (dir / "expert_config.json").string()});
+  expect_success(select);
+  CHECK(contains(select.out, "layer   0:"));
+
+  const Run params = run_host({"params", "--model", model.string(), "--expert-config",
+                               (dir / "expert_config.json").string(), "--format", "json"});
+  expect_success(params);
+  const auto names = json::parse(params.out);
+  int64_t selected = 0;
+  const auto config = json::parse(test_support::read_bytes(dir / "expert_config.json"));
+  for (const auto& [layer, experts] : config["experts"].items()) selected += static_cast<int64_t>(experts.size());
+  CHECK(selected > 0);
+  CHECK(static_cast<int64_t>(names["tensors"].size()) == 3 * selected);
+
+  const Run train = run_host({"train", "--model", model.string(), "--expert-config", (dir / "expert_config.json").string(),
+                              "--data", (kTask / "train.jsonl").string(), "--config", small_config(dir, 4).string(),
+                              "--out", (dir / "run").string()});
+  expect_success(train);
+  CHECK(contains(train.out, "loss curve"));
+  CHECK(contains(train.out, "adapter    "));
+  int losses = 0;
+  for (const auto& line : read_lines(dir / "run" / "metrics.jsonl")) losses += line.contains("loss");
+  CHECK(losses == 4);
+  // The adapter holds exactly the tensors params named.
+  const esft::SafetensorsFile adapter(dir / "run" / "adapter" / "model.safetensors");
+  std::set<std::string> in_adapter, named;
+  for (const auto& t : adapter.tensors()) in_adapter.insert(t.name);
+  for (const auto& n : names["tensors"]) named.insert(n.get<std::string>());
+  CHECK(in_adapter == named);
+
+  // Greedy completions through the adapter and through the merged checkpoint are the same.
+  const std::vector<std::string> eval_args = {"--data", (kTask / "eval.jsonl").string(), "--metric", "exact",
+                                              "--enable-thinking", "false", "--max-new-tokens", "6", "--limit", "6"};
+  auto with = [&](std::vector<std::string> head) {
+    head.insert(head.end(), eval_args.begin(), eval_args.end());
+    return head;
+  };
+  const Run adapted = run_host(with({"eval", "--model", model.string(), "--adapter", (dir / "run" / "adapter").string(),
+                                     "--out", (dir / "completions.jsonl").string()}));
+  expect_success(adapted);
+  CHECK(read_lines(dir / "completions.jsonl").size() == 6);
+  expect_success(run_host({"merge", "--model", model.string(), "--adapter", (dir / "run" / "adapter").string(), "--out",
+                           (dir / "merged").string()}));
+  const Run merged = run_host(with({"eval", "--model", (dir / "merged").string()}));
+  expect_success(merged);
+  CHECK(line_starting(merged.out, "exact").substr(0, 12) == line_starting(adapted.out, "exact").substr(0, 12));
+
+  const Run loss = run_host({"eval", "--model", model.string(), "--adapter", (dir / "run" / "adapter").string(),
+                             "--data", (kTask / "train.jsonl").string(), "--metric", "loss"});
+  expect_success(loss);
+  CHECK(contains(loss.out, "perplexity"));
+}
+
+TEST_CASE("cli pipeline: SIGINT saves a checkpoint and exits, --resume finishes the run as if uninterrupted") {
+  TempDir dir;
+  const auto model = tiny_model(dir);
+  write_bytes(dir / "ec.json", expert_config_text(R"({"0": [1, 2], "1": [3], "2": [0, 7]})"));
+  const auto config = small_config(dir, 400);
+  const std::vector<std::string> args = {"train", "--model", model.string(), "--expert-config", (dir / "ec.json").string(),
+                                         "--data", (kTask / "train.jsonl").string(), "--config", config.string()};
+  auto with_out = [&](const std::string& out, std::vector<std::string> extra = {}) {
+    auto a = args;
+    a.push_back("--out");
+    a.push_back((dir / out).string());
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  // Start, wait for the first steps in metrics.jsonl, interrupt.
+  std::thread interrupter([&] {
+    const auto metrics = dir / "run" / "metrics.jsonl";
+    for (int i = 0; i < 600 && read_lines(metrics).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    signal_host(SIGINT, (dir / "run").string());
+  });
+  const Run interrupted = run_host(with_out("run"));
+  interrupter.join();
+  CHECK(interrupted.code == 128 + SIGINT);
+  CHECK(contains(interrupted.err, "interrupted at step"));
+  CHECK_FALSE(fs::exists(dir / "run" / "adapter"));
+  REQUIRE(fs::exists(dir / "run" / "checkpoints"));
+  const int64_t stopped = static_cast<int64_t>(read_lines(dir / "run" / "metrics.jsonl").size());
+  CHECK(stopped < 400);
+
+  // A run without --resume refuses the folder; with --resume it finishes.
+  const Run refused = run_host(with_out("run"));
+  expect_error(refused, 1, {"already holds a training run", "--resume"});
+  expect_success(run_host(with_out("run", {"--resume", "--steps", std::to_string(stopped + 2)})));
+  expect_success(run_host(with_out("straight", {"--steps", std::to_string(stopped + 2)})));
+  const auto a = read_lines(dir / "run" / "metrics.jsonl"), b = read_lines(dir / "straight" / "metrics.jsonl");
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].value("loss", -1.0) == b[i].value("loss", -1.0));
+  CHECK(test_support::read_bytes(dir / "run" / "adapter" / "model.safetensors") ==
+        test_support::read_bytes(dir / "straight" / "adapter" / "model.safetensors"));
+}
+
+TEST_CASE("cli pipeline: bad input is refused with one error line and leaves no output") {
+  TempDir dir;
+  const auto model = tiny_model(dir);
+  const auto data = (kTask / "train.jsonl").string();
+  auto train_with = [&](const std::string& experts, const std::string& data_path, const fs::path& out) {
+    write_bytes(dir / "ec.json", expert_config_text(experts));
+    return run_host({"train", "--model", model.string(), "--expert-config", (dir / "ec.json").string(), "--data",
+                     data_path, "--out", out.string(), "--steps", "1"});
+  };
+  const auto out = dir / "out";
+  expect_error(train_with(R"({"0": [1], "1": [1], "2": [1], "3": [0]})", data, out), 1, {"layer 3 is not an MoE layer"});
+  CHECK_FALSE(fs::exists(out));
+  // An expert config made from scores of a model with 64 experts (the reference's released config).
+  const auto released = (fs::path(ESFT_TEST_DATA_DIR) / "esft" / "law.expert_config.json").string();
+  const Run other_model = run_host({"train", "--model", model.string(), "--expert-config", released, "--data", data,
+                                    "--out", out.string()});
+  expect_error(other_model, 1, {"layer 1 names expert 12", "experts 0..7"});
+  expect_error(train_with(R"({"0": [8], "1": [1], "2": [1]})", data, out), 1, {"names expert 8", "experts 0..7"});
+  expect_error(train_with(R"({"0": [1], "1": [1]})", data, out), 1, {"MoE layer 2 has no entry"});
+  expect_error(train_with(R"({"0": [1], "1": [1], "2": [1]})", (dir / "missing.jsonl").string(), out), 1,
+               {"missing.jsonl", "does not exist"});
+  CHECK_FALSE(fs::exists(out));
+  write_bytes(dir / "a-file", "x");
+  expect_error(train_with(R"({"0": [1], "1": [1], "2": [1]})", data, dir / "a-file" / "run"), 1, {"does not exist"});
+  expect_error(train_with(R"({"0": [1], "1": [1], "2": [1]})", data, dir / "a-file"), 1, {"is not a directory"});
+  write_bytes(dir / "bad.toml", "learning_rate = 1e-3\nbogus = 1\n");
+  expect_error(run_host({"train", "--model", model.string(), "--expert-config", (dir / "ec.json").string(), "--data",
+                         data, "--out", out.string(), "--config", (dir / "bad.toml").string()}),
+               1, {"bogus: unknown setting"});
+  CHECK_FALSE(fs::exists(out));
+
+  expect_error(run_host({"select", "--scores", (fs::path(ESFT_TEST_DATA_DIR) / "esft" / "law").string(), "--top-p", "0",
+                         "--out", (dir / "c.json").string(), "--top-k", "6", "--num-experts", "64"}),
+               2, {"--top-p must be in (0, 1]"});
+  expect_error(run_host({"select", "--scores", (fs::path(ESFT_TEST_DATA_DIR) / "esft" / "law").string(), "--top-p",
+                         "1.5", "--out", (dir / "c.json").string(), "--top-k", "6", "--num-experts", "64"}),
+               2, {"--top-p must be in (0, 1]"});
+  CHECK_FALSE(fs::exists(dir / "c.json"));
+  expect_error(run_host({"params", "--model", model.string(), "--expert-config", released}), 1,
+               {"layer 1 names expert 12", "experts 0..7"});
+  expect_error(run_host({"params", "--model", model.string(), "--expert-config", (dir / "ec.json").string(),
+                         "--ep-size", "2"}),
+               2, {"--ep-size needs --megatron"});
+  expect_error(run_host({"eval", "--model", model.string(), "--data", (dir / "missing.jsonl").string()}), 1,
+               {"does not exist"});
+  expect_error(run_host({"eval", "--model", model.string(), "--data", data, "--metric", "bleu"}), 1,
+               {"unknown metric 'bleu'"});
+}
