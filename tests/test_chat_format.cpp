@@ -105,3 +105,19 @@ TEST_CASE("chat: malformed conversations are refused with the message number") {
   CHECK_THROWS_WITH_AS(esft::parse_chat_messages(json::parse(R"([{"role":"user","content":"x","mask":2}])"), "f"),
                        doctest::Contains("\"mask\" must be 0 or 1"), esft::Error);
 }
+
+TEST_CASE("chat: training data closes GLM-4.5's final assistant turn with a labelled <|user|>, other formats as rendered") {
+  esft::ChatOptions training;
+  training.training = true;
+  const auto segments = family("glm4_moe")->chat_format().render(conversation(true, true), training);
+  REQUIRE(!segments.empty());
+  CHECK(segments.back().text == "A<|user|>");
+  CHECK(segments.back().trainable);
+  for (const char* plugin : {"qwen2_moe", "olmoe_select", "gpt_oss"}) {
+    CAPTURE(plugin);
+    esft::ChatOptions display;
+    display.date = training.date = "2026-11-23";
+    CHECK(esft::join_segments(family(plugin)->chat_format().render(conversation(true, true), training)) ==
+          esft::join_segments(family(plugin)->chat_format().render(conversation(true, true), display)));
+  }
+}

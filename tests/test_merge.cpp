@@ -41,19 +41,6 @@ const fs::path kQwen3 = fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe" / "mod
 const fs::path kQwen2 = fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen2_moe" / "model";  // bfloat16, one file
 const std::string kFused = "model.layers.0.mlp.experts.gate_up_proj";
 
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const esft::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("expected esft::Error, got another exception: " << e.what());
-    return {};
-  }
-  FAIL("expected esft::Error, nothing was thrown");
-  return {};
-}
 
 
 json manifest_for(const fs::path& base) {

@@ -37,20 +37,6 @@ std::string craft(const std::string& header, std::size_t data_bytes) {
   return craft_safetensors(header, std::string(data_bytes, '\0'));
 }
 
-// Runs `fn`, requires an esft::Error, and returns its message.
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const esft::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("expected esft::Error, got another exception: " << e.what());
-    return {};
-  }
-  FAIL("expected esft::Error, nothing was thrown");
-  return {};
-}
 
 std::string open_error(const fs::path& file) {
   return error_of([&] { esft::SafetensorsFile f(file); });

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <string>
 
+#include "esft/error.h"
+
 namespace test_support {
 
 namespace fs = std::filesystem;
@@ -65,6 +67,21 @@ inline double max_diff(const at::Tensor& a, const at::Tensor& b, const at::Tenso
   auto d = (a.to(at::kDouble) - b.to(at::kDouble)).abs();
   if (row_mask.defined()) d = d.reshape({row_mask.size(0), -1}).index({row_mask});
   return d.numel() ? d.max().item<double>() : 0.0;
+}
+
+// Runs `fn`, requires an esft::Error, and returns its message.
+template <class F>
+std::string error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const esft::Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL("expected esft::Error, got another exception: " << e.what());
+    return {};
+  }
+  FAIL("expected esft::Error, nothing was thrown");
+  return {};
 }
 
 }  // namespace test_support

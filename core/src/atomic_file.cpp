@@ -81,4 +81,30 @@ void write_text_atomically(const fs::path& path, const std::string& text) {
   file.commit();
 }
 
+AtomicDirectory::AtomicDirectory(fs::path final_dir) : final_(std::move(final_dir)) {
+  const std::string stem = final_.filename().string() + ".partial-" + std::to_string(::getpid());
+  std::error_code ec;
+  // Another folder of that name (left by a killed run whose pid came round again) is never ours to delete.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    temp_ = final_.parent_path() / (attempt ? stem + "-" + std::to_string(attempt) : stem);
+    if (fs::create_directory(temp_, ec)) return;
+    if (ec) throw Error("cannot create " + temp_.string() + ": " + ec.message());
+  }
+  throw Error("cannot create a temporary directory next to " + final_.string());
+}
+
+AtomicDirectory::~AtomicDirectory() {
+  if (committed_) return;
+  std::error_code ec;
+  fs::remove_all(temp_, ec);
+}
+
+void AtomicDirectory::commit(bool replace) {
+  std::error_code ec;
+  if (replace) fs::remove_all(final_, ec);
+  fs::rename(temp_, final_, ec);
+  if (ec) throw Error("cannot rename " + temp_.string() + " to " + final_.string() + ": " + ec.message());
+  committed_ = true;
+}
+
 }  // namespace esft

@@ -74,7 +74,8 @@ std::vector<ChatSegment> TemplateChatFormat::render(const std::vector<ChatMessag
     plain(t.prefix);
     const std::string& after = last ? t.after_last : t.after;
     if (m.role == "assistant") {
-      const std::string& end = last && !spec_.end_of_last_assistant.empty() ? spec_.end_of_last_assistant : t.end;
+      std::string end = last && !spec_.end_of_last_assistant.empty() ? spec_.end_of_last_assistant : t.end;
+      if (last && options.training) end += spec_.training_end_of_last_assistant;
       out.push_back({m.content + end, !m.masked});
     } else {
       plain(m.content + t.end);

@@ -10,6 +10,7 @@
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
+#include "esft/train/batch_stream.h"
 
 namespace esft::host {
 
@@ -49,19 +50,9 @@ Command data_command() {
     auto split = data::split_holdout(std::move(samples), eval_fraction, seed);
     data::shuffle_samples(split.train, seed);
 
-    const int32_t pad_id = encoder.pad_id();
-    std::vector<data::Row> rows;
-    if (vm["no-packing"].as<bool>()) {
-      data::check_fits(split.train, seq_length);
-      data::check_fits(split.eval, seq_length);
-      for (const auto& s : split.train) rows.push_back(data::pad_batch({&s}, pad_id).front());
-    } else {
-      data::PackOptions options;
-      options.seq_length = seq_length;
-      options.pad_id = pad_id;
-      options.seed = seed;
-      rows = data::pack_samples(split.train, options);
-    }
+    const bool packing = !vm["no-packing"].as<bool>();
+    if (!packing) data::check_fits(split.eval, seq_length);
+    const auto rows = train::make_rows(split.train, packing, seq_length, encoder.pad_id(), 0, seed);
     int64_t labelled = 0;
     for (const auto& r : rows)
       for (int32_t l : r.labels) labelled += l != data::kIgnoreIndex;

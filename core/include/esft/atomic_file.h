@@ -27,4 +27,24 @@ class AtomicFile {
 
 void write_text_atomically(const std::filesystem::path& path, const std::string& text);
 
+// The same for a folder of files: they are written into a temporary sibling `NAME.partial-<pid>` that commit()
+// renames to NAME; destroyed without commit(), the sibling is removed with everything in it.
+class AtomicDirectory {
+ public:
+  explicit AtomicDirectory(std::filesystem::path final_dir);  // throws esft::Error when it cannot be created
+  ~AtomicDirectory();
+  AtomicDirectory(const AtomicDirectory&) = delete;
+  AtomicDirectory& operator=(const AtomicDirectory&) = delete;
+
+  const std::filesystem::path& path() const { return temp_; }
+  // Renames the folder into place. rename(2) replaces an empty folder of the final name; `replace` removes a
+  // non-empty one first (an older adapter), which is then the only moment the final name is absent.
+  void commit(bool replace = false);
+
+ private:
+  std::filesystem::path final_;
+  std::filesystem::path temp_;
+  bool committed_ = false;
+};
+
 }  // namespace esft

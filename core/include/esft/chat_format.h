@@ -23,6 +23,7 @@ struct ChatOptions {
   bool add_generation_prompt = false;
   std::optional<bool> enable_thinking;  // Qwen3's template switch; unset = the template's default
   std::string date;                     // "YYYY-MM-DD" for formats that print one (gpt-oss); empty = today (UTC)
+  bool training = false;                // rendering training data: a final assistant turn gets a labelled end
 };
 
 struct ChatSegment {
@@ -66,6 +67,9 @@ struct TemplateFormatSpec {
   std::string default_system;            // rendered as a system message when the conversation has none ("" = none)
   std::string generation_prompt;
   std::string end_of_last_assistant;     // replaces assistant.end when the assistant message is last ("" = same)
+  // Training only (ChatOptions::training): closes a final assistant message whose format has no end-of-turn text,
+  // so that a fine-tuned model learns to stop (GLM-4.5's turns end at the next role token).
+  std::string training_end_of_last_assistant;
 };
 
 class TemplateChatFormat : public ChatFormat {

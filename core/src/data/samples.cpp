@@ -38,6 +38,7 @@ TokenizerConfig TokenizerConfig::load(const std::filesystem::path& path) {
 SampleEncoder::SampleEncoder(const tok::Tokenizer& tokenizer, const TokenizerConfig& config, const ChatFormat& format,
                              ChatOptions options)
     : tokenizer_(tokenizer), format_(format), options_(std::move(options)) {
+  options_.training = true;
   auto id_of = [&](const std::optional<std::string>& token, const char* what) -> std::optional<int32_t> {
     if (!token) return std::nullopt;
     const int32_t id = tokenizer.token_to_id(*token);

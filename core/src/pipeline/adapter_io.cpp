@@ -1,7 +1,6 @@
 #include "esft/pipeline/adapter_io.h"
 
 #include <ATen/ATen.h>
-#include <unistd.h>
 
 #include "esft/atomic_file.h"
 #include "esft/error.h"
@@ -31,20 +30,11 @@ AdapterSummary save_adapter(MoECausalLM& model, const fs::path& dir, const Adapt
                       {"bytes", summary.bytes}};
   for (const auto& [k, v] : extra.items()) j[k] = v;
 
-  const fs::path partial = dir.string() + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(partial);
-  fs::create_directories(partial);
-  try {
-    save_safetensors(partial / kAdapterWeightsFile, tensors, {{"format", "pt"}, {"esft", kAdapterFormat}});
-    write_text_atomically(partial / "expert_config.json", config.to_json().dump(2) + "\n");
-    write_text_atomically(partial / kAdapterManifestFile, j.dump(2) + "\n");
-    fs::remove_all(dir);
-    fs::rename(partial, dir);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(partial, ec);
-    throw;
-  }
+  AtomicDirectory partial(dir);
+  save_safetensors(partial.path() / kAdapterWeightsFile, tensors, {{"format", "pt"}, {"esft", kAdapterFormat}});
+  write_text_atomically(partial.path() / "expert_config.json", config.to_json().dump(2) + "\n");
+  write_text_atomically(partial.path() / kAdapterManifestFile, j.dump(2) + "\n");
+  partial.commit(/*replace=*/true);
   return summary;
 }
 

@@ -1,7 +1,6 @@
 #include "esft/pipeline/adapter_merge.h"
 
 #include <ATen/ATen.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -10,6 +9,7 @@
 #include <map>
 #include <system_error>
 
+#include "esft/atomic_file.h"
 #include "esft/error.h"
 #include "esft/json_file.h"
 #include "esft/safetensors.h"
@@ -81,45 +81,6 @@ void check_out_dir(const fs::path& out, const fs::path& base_dir) {
   const fs::path parent = out.parent_path();
   if (!fs::is_directory(parent, ec)) throw Error("output directory's parent " + parent.string() + " does not exist");
 }
-
-// The merge's temporary sibling `OUT.partial-<pid>`, removed with everything in it unless commit() renamed it to
-// OUT: a failed merge leaves nothing behind.
-class PartialDir {
- public:
-  explicit PartialDir(fs::path final_dir) : final_(std::move(final_dir)) {
-    const std::string stem = final_.filename().string() + ".partial-" + std::to_string(::getpid());
-    std::error_code ec;
-    // Another directory of that name (left by a killed run whose pid came round again) is never ours to delete.
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      temp_ = final_.parent_path() / (attempt ? stem + "-" + std::to_string(attempt) : stem);
-      if (fs::create_directory(temp_, ec)) return;
-      if (ec) throw Error("cannot create " + temp_.string() + ": " + ec.message());
-    }
-    throw Error("cannot create a temporary directory next to " + final_.string());
-  }
-  ~PartialDir() {
-    if (committed_) return;
-    std::error_code ec;
-    fs::remove_all(temp_, ec);
-  }
-  PartialDir(const PartialDir&) = delete;
-  PartialDir& operator=(const PartialDir&) = delete;
-
-  const fs::path& path() const { return temp_; }
-
-  // rename(2) also replaces an empty directory of the final name, which check_out_dir allows.
-  void commit() {
-    std::error_code ec;
-    fs::rename(temp_, final_, ec);
-    if (ec) throw Error("cannot rename " + temp_.string() + " to " + final_.string() + ": " + ec.message());
-    committed_ = true;
-  }
-
- private:
-  fs::path final_;
-  fs::path temp_;
-  bool committed_ = false;
-};
 
 // ---------------------------------------------------------------------------------------------------------------
 // What the adapter replaces
@@ -378,7 +339,7 @@ MergeReport merge_adapter(const MergeOptions& options) {
     report.bytes += base.info(key).nbytes();
   }
 
-  PartialDir partial(out);
+  AtomicDirectory partial(out);
   say(options, "writing " + format_bytes(report.bytes) + " in shards of at most " +
                    format_bytes(options.max_shard_bytes) + " to " + out.string());
   // transformers' save_pretrained marks every shard {"format": "pt"}; its loader checks that key when present.

@@ -219,14 +219,12 @@ Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<
 fs::path Trainer::save_checkpoint() {
   const auto dir = out_dir_ / "checkpoints" / checkpoint_name(step_);
   if (fs::exists(dir / "trainer_state.json")) return dir;
-  const auto partial = fs::path(dir.string() + ".partial");
   fs::create_directories(dir.parent_path());
-  fs::remove_all(partial);
-  fs::create_directory(partial);
+  AtomicDirectory partial(dir);
   NamedTensors weights;
   for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach().to(at::kCPU).contiguous().clone());
-  save_safetensors(partial / "trainable.safetensors", weights);
-  save_safetensors(partial / "optimizer.safetensors", optimizer_->state());
+  save_safetensors(partial.path() / "trainable.safetensors", weights);
+  save_safetensors(partial.path() / "optimizer.safetensors", optimizer_->state());
   const nlohmann::json state = {{"format", kStateFormat},
                                 {"version", 1},
                                 {"step", step_},
@@ -235,8 +233,8 @@ fs::path Trainer::save_checkpoint() {
                                 {"elapsed_s", elapsed_s_},
                                 {"options", options_.to_json()},
                                 {"fingerprint", fingerprint_}};
-  write_text_atomically(partial / "trainer_state.json", state.dump(2) + "\n");
-  fs::rename(partial, dir);
+  write_text_atomically(partial.path() / "trainer_state.json", state.dump(2) + "\n");
+  partial.commit();
   prune_checkpoints();
   return dir;
 }
