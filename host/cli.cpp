@@ -15,7 +15,7 @@ std::vector<Command> all_commands() {
   // The model tools, then the ESFT pipeline in the order a run uses it.
   return {plugins_command(), info_command(),   forward_command(), generate_command(), tokenize_command(),
           chat_command(),    data_command(),   scores_command(),  select_command(),   params_command(),
-          train_command(),   merge_command(),  eval_command()};
+          train_command(),   merge_command(),  eval_command(),     run_command()};
 }
 
 po::options_description global_options(GlobalOptions& g) {
@@ -107,8 +107,10 @@ int run_cli(int argc, char** argv) {
   }
   po::variables_map command_vm;
   try {
-    const po::positional_options_description none;  // commands take flags only: a stray word is an error
-    po::store(po::command_line_parser(rest).options(command_desc).positional(none).run(), command_vm);
+    // Commands take flags only (a stray word is an error), except the one bare word a command may name.
+    po::positional_options_description words;
+    if (!command.positional.empty()) words.add(command.positional.c_str(), 1);
+    po::store(po::command_line_parser(rest).options(command_desc).positional(words).run(), command_vm);
     po::notify(command_vm);
   } catch (const po::error& e) {
     rethrow_as_usage(e, command.name);

@@ -30,6 +30,7 @@ struct Command {
   std::string summary;                                 // one line for the command list
   std::string usage;                                   // "forward --model DIR --inputs IN --out OUT"
   std::function<void(po::options_description&)> add_options;
+  std::string positional;                              // the option a bare word fills (`run FILE`); "" = none
   std::function<int(const GlobalOptions&, const po::variables_map&)> run;
 };
 
@@ -46,6 +47,7 @@ Command params_command();    // commands/params.cpp
 Command train_command();     // commands/train.cpp
 Command merge_command();     // commands/merge.cpp
 Command eval_command();      // commands/eval.cpp
+Command run_command();       // commands/run.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);
@@ -66,6 +68,9 @@ LoadedModel open_model(const GlobalOptions& global, const std::filesystem::path&
 
 // "1,2,3" -> ids, each in [0, vocab). A malformed list is a UsageError naming `flag`; an id out of range an Error.
 std::vector<int64_t> parse_token_ids(const std::string& text, const std::string& flag, int64_t vocab);
+
+// "a,b,,c" -> {a, b, c}: comma-separated lists of paths or names.
+std::vector<std::string> split_commas(const std::string& text);
 
 // The value of a `true|false` string option, or nullopt when it is not given. UsageError for anything else.
 std::optional<bool> optional_true_false(const po::variables_map& vm, const std::string& name);

@@ -35,4 +35,12 @@ std::optional<bool> optional_true_false(const po::variables_map& vm, const std::
   return v == "true";
 }
 
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
 }  // namespace esft::host

@@ -4,7 +4,8 @@
 # smart-home intent task (examples/tiny-task, made by scripts/make-tiny-task.py):
 #   routing statistics -> expert selection -> the names that train -> the task metric before -> training ->
 #   the metric after, with the adapter -> merge into a full checkpoint -> the metric of the merged model.
-# Takes a minute or two on 2 CPU cores. Outputs stay in $DEMO_OUT (default: a fresh temporary folder).
+# Takes about a minute on 2 CPU cores. Outputs stay in $DEMO_OUT (default: a fresh temporary folder). The same
+# pipeline as one file: `esft-host run examples/pipeline.toml`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 host=${BUILD_DIR:-build}/bin/esft-host
@@ -15,34 +16,33 @@ mkdir -p "$out"
 step() { printf '\n== %s\n' "$1"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
-step "the base model: the tiny fixture's weights next to the tiny tokenizer"
-mkdir -p "$out/model"
-cp tests/data/hf/qwen3_moe/model/* examples/tiny-tokenizer/* "$out/model/"
-run "$host" info --model "$out/model" | head -n 4
+model=examples/tiny-model  # the tiny fixture's files next to the tiny tokenizer's (symbolic links)
+step "the base model"
+run "$host" info --model "$model" | head -n 4
 
 step "1. routing statistics of the task's training data"
-run "$host" scores --model "$out/model" --data "$task/train.jsonl" --out "$out/scores" --batch-size 8 2>/dev/null
+run "$host" scores --model "$model" --data "$task/train.jsonl" --out "$out/scores" --batch-size 8 2>/dev/null
 
 step "2. expert selection: per layer, the experts that carry half of the task's routing"
 run "$host" select --scores "$out/scores" --top-p 0.5 --out "$out/expert_config.json"
 
 step "3. the checkpoint tensors that will train, as one anchored regex"
-run "$host" params --model "$out/model" --expert-config "$out/expert_config.json" --format regex
+run "$host" params --model "$model" --expert-config "$out/expert_config.json" --format regex
 
 step "4. the task metric before training (exact match of greedy completions on 40 held-out requests)"
-run "$host" eval --model "$out/model" --data "$task/eval.jsonl" --metric exact --enable-thinking false \
+run "$host" eval --model "$model" --data "$task/eval.jsonl" --metric exact --enable-thinking false \
   --max-new-tokens 12 2>/dev/null
 
 step "5. ESFT training: only the selected experts learn (settings: $task/train.toml)"
-run "$host" train --model "$out/model" --expert-config "$out/expert_config.json" --data "$task/train.jsonl" \
+run "$host" train --model "$model" --expert-config "$out/expert_config.json" --data "$task/train.jsonl" \
   --config "$task/train.toml" --out "$out/run"
 
 step "6. the task metric after training, with the adapter"
-run "$host" eval --model "$out/model" --adapter "$out/run/adapter" --data "$task/eval.jsonl" --metric exact \
+run "$host" eval --model "$model" --adapter "$out/run/adapter" --data "$task/eval.jsonl" --metric exact \
   --enable-thinking false --max-new-tokens 12 --out "$out/completions.jsonl" 2>/dev/null
 
 step "7. merge the adapter into a complete Hugging Face checkpoint, and evaluate that"
-run "$host" merge --model "$out/model" --adapter "$out/run/adapter" --out "$out/merged"
+run "$host" merge --model "$model" --adapter "$out/run/adapter" --out "$out/merged"
 run "$host" eval --model "$out/merged" --data "$task/eval.jsonl" --metric exact --enable-thinking false \
   --max-new-tokens 12 2>/dev/null
 

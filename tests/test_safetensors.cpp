@@ -372,6 +372,13 @@ TEST_CASE("checkpoint: bad model directories and indexes are rejected") {
     CHECK(error_of([&] { esft::Checkpoint::open(tmp.path); }).find("outside the model directory") !=
           std::string::npos);
   }
+  SUBCASE("a shard that is a symbolic link to a file elsewhere loads (the Hugging Face cache layout)") {
+    TempDir blobs;
+    esft::save_safetensors(blobs.path / "blob", {{"w", at::ones({2})}});
+    fs::create_symlink(blobs.path / "blob", tmp.path / "linked.safetensors");
+    write_index({{"w", "linked.safetensors"}});
+    CHECK(esft::Checkpoint::open(tmp.path).load("w").sum().item<float>() == 2.0f);
+  }
   SUBCASE("index names a tensor missing from its shard") {
     write_index({{"w", shard}, {"ghost", shard}});
     const std::string msg = error_of([&] { esft::Checkpoint::open(tmp.path); });

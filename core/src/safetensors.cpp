@@ -348,7 +348,9 @@ Checkpoint Checkpoint::open(const fs::path& model_dir) {
         throw Error(where + " names a file outside the model directory: '" + file + "'");
       for (const auto& part : rel)
         if (part == "..") throw Error(where + " names a file outside the model directory: '" + file + "'");
-      const fs::path resolved = fs::weakly_canonical(canon_dir / rel, ec);
+      // The folders on the way must stay inside the model directory; the shard file itself may be a symbolic link
+      // anywhere (the Hugging Face cache links snapshot files to its blob store).
+      const fs::path resolved = fs::weakly_canonical(canon_dir / rel.parent_path(), ec) / rel.filename();
       if (ec) throw Error(where + ": cannot resolve '" + file + "': " + ec.message());
       auto [dir_end, res_it] = std::mismatch(canon_dir.begin(), canon_dir.end(), resolved.begin(), resolved.end());
       if (dir_end != canon_dir.end() || res_it == resolved.end())

@@ -66,8 +66,16 @@ std::vector<GenerationRecord> read_generation_records(const fs::path& path, cons
   return out;
 }
 
-int run_loss(LoadedModel& m, const data::SampleEncoder& encoder, const fs::path& data_path, int64_t batch_size,
-             int64_t seq_length) {
+// --result: the score as one JSON object, for pipelines that collect results.
+void write_result(const po::variables_map& vm, nlohmann::json result) {
+  if (!vm.count("result")) return;
+  if (vm.count("adapter")) result["adapter"] = vm["adapter"].as<std::string>();
+  result["data"] = vm["data"].as<std::string>();
+  write_text_atomically(vm["result"].as<std::string>(), result.dump(2) + "\n");
+}
+
+int run_loss(const po::variables_map& vm, LoadedModel& m, const data::SampleEncoder& encoder,
+             const fs::path& data_path, int64_t batch_size, int64_t seq_length) {
   auto samples = data::read_samples(data_path, encoder);
   for (auto& s : samples) {  // keep the end of an over-long sample, where its answer is
     if (static_cast<int64_t>(s.ids.size()) > seq_length) {
@@ -92,6 +100,8 @@ int run_loss(LoadedModel& m, const data::SampleEncoder& encoder, const fs::path&
   const double loss = loss_sum / static_cast<double>(label_tokens);
   std::cout << "loss " << std::fixed << std::setprecision(4) << loss << "  perplexity " << std::exp(loss) << "  ("
             << samples.size() << " samples, " << label_tokens << " labelled tokens)\n";
+  write_result(vm, {{"metric", "loss"}, {"value", loss}, {"perplexity", std::exp(loss)},
+                    {"records", samples.size()}, {"label_tokens", label_tokens}});
   return 0;
 }
 
@@ -115,7 +125,8 @@ Command eval_command() {
         ("seq-length", po::value<int64_t>()->default_value(4096), "loss: longer samples keep their last tokens")
         ("enable-thinking", po::value<std::string>(), "messages records: true | false (Qwen3's thinking switch)")
         ("limit", po::value<int64_t>(), "evaluate only the first N records")
-        ("out", po::value<std::string>(), "write the completions (prompt, completion, answers, score) as JSON lines");
+        ("out", po::value<std::string>(), "write the completions (prompt, completion, answers, score) as JSON lines")
+        ("result", po::value<std::string>(), "write the score as JSON ({metric, value, records, ...})");
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
     const auto metric_text = vm["metric"].as<std::string>();
@@ -129,6 +140,7 @@ Command eval_command() {
     if (vm.count("enable-thinking") && loss_mode) throw UsageError("--enable-thinking applies to generation metrics");
     if (vm.count("out") && loss_mode) throw UsageError("--out writes completions; it needs a generation --metric");
     if (vm.count("out")) check_output_path(vm["out"].as<std::string>(), "--out");
+    if (vm.count("result")) check_output_path(vm["result"].as<std::string>(), "--result");
     const fs::path model_dir = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
     if (!fs::is_regular_file(data_path)) throw Error("data file " + data_path.string() + " does not exist");
     if (vm.count("adapter")) {  // the manifest and base check before the expensive load
@@ -145,7 +157,7 @@ Command eval_command() {
     }
     m.model->eval();
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
-    if (loss_mode) return run_loss(m, encoder, data_path, batch_size, seq_length);
+    if (loss_mode) return run_loss(vm, m, encoder, data_path, batch_size, seq_length);
 
     ChatOptions chat;
     chat.add_generation_prompt = true;
@@ -187,8 +199,10 @@ Command eval_command() {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::cerr << " (" << std::setprecision(1) << seconds << " s)\n";
     if (out) out->commit();
-    std::cout << metric_text << " " << std::fixed << std::setprecision(4) << total / static_cast<double>(records.size())
-              << "  (" << records.size() << " records" << (vm.count("adapter") ? ", with adapter" : "") << ")\n";
+    const double value = total / static_cast<double>(records.size());
+    std::cout << metric_text << " " << std::fixed << std::setprecision(4) << value << "  (" << records.size()
+              << " records" << (vm.count("adapter") ? ", with adapter" : "") << ")\n";
+    write_result(vm, {{"metric", metric_text}, {"value", value}, {"records", records.size()}});
     return 0;
   };
   return c;

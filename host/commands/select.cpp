@@ -12,13 +12,6 @@ namespace esft::host {
 
 namespace {
 
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 // The dataset's name for --out-dir: the folder of a scores.json, or the log folder itself.
 std::string dataset_name(const std::filesystem::path& path) {

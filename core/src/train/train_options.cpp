@@ -3,6 +3,8 @@
 #include <toml++/toml.h>
 
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <map>
 
@@ -72,36 +74,61 @@ std::map<std::string, Setter> setters() {
 
 }  // namespace
 
-TrainOptions TrainOptions::load_toml(const std::filesystem::path& path, TrainOptions o) {
-  toml::table file;
-  try {
-    file = toml::parse_file(path.string());
-  } catch (const toml::parse_error& e) {
-    const auto& at = e.source().begin;
-    throw Error(path.string() + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
-                std::string(e.description()));
-  }
+namespace {
+
+// The settings of `table` over `o`; `where` names the source in messages.
+TrainOptions apply_table(const toml::table& file, const std::string& where, TrainOptions o) {
   // The settings sit at the top level or under [train] (the form a pipeline file uses).
   const toml::table* table = &file;
   if (auto* t = file["train"].as_table()) table = t;
   const auto known = setters();
   for (const auto& [key, node] : *table) {
     const std::string name(key.str());
-    const std::string where = path.string() + ": " + name;
+    const std::string at = where + ": " + name;
     auto it = known.find(name);
     if (it == known.end()) {
       std::string names;
       for (const auto& kv : known) names += (names.empty() ? "" : ", ") + kv.first;
-      throw Error(where + ": unknown setting (known: " + names + ")");
+      throw Error(at + ": unknown setting (known: " + names + ")");
     }
-    it->second(o, node, where);
+    it->second(o, node, at);
   }
   try {
     o.validate();
   } catch (const Error& e) {
-    throw Error(path.string() + ": " + e.what());
+    throw Error(where + ": " + e.what());
   }
   return o;
+}
+
+toml::table parse_or_throw(const std::string& text, const std::string& where) {
+  try {
+    return toml::parse(text, where);
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    throw Error(where + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
+                std::string(e.description()));
+  }
+}
+
+}  // namespace
+
+TrainOptions TrainOptions::load_toml(const std::filesystem::path& path, TrainOptions defaults) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot open " + path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_toml(text.str(), path.string(), std::move(defaults));
+}
+
+TrainOptions TrainOptions::parse_toml(const std::string& text, const std::string& where, TrainOptions defaults) {
+  return apply_table(parse_or_throw(text, where), where, std::move(defaults));
+}
+
+std::vector<std::string> TrainOptions::keys() {
+  std::vector<std::string> out;
+  for (const auto& kv : setters()) out.push_back(kv.first);
+  return out;
 }
 
 void TrainOptions::validate() const {

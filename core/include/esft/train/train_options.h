@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace esft::train {
 
@@ -42,6 +43,9 @@ struct TrainOptions {
   // Reads a TOML file over the defaults. Throws esft::Error naming the file, key and problem for an unknown key
   // (a typo must not silently train with a default), a value of the wrong type, or a value out of range.
   static TrainOptions load_toml(const std::filesystem::path& path, TrainOptions defaults);
+  // The same from TOML text; `where` names it in messages.
+  static TrainOptions parse_toml(const std::string& text, const std::string& where, TrainOptions defaults);
+  static std::vector<std::string> keys();  // the setting names, sorted
   void validate() const;  // throws esft::Error for values out of range
   nlohmann::json to_json() const;
 };

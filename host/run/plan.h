@@ -1,0 +1,68 @@
+#pragma once
+// A pipeline file (`esft-host run FILE.toml`): the model, the tasks, and the settings of each step, with sweep lists
+// expanded into named runs. Everything a file can get wrong is found here, before any step starts: TOML syntax
+// (line and column), unknown sections and keys (with a "did you mean"), wrong types, missing files, and training
+// settings the trainer would refuse.
+//
+//   [model]   path, plugin, device, dtype
+//   [[task]]  name, train_data, eval_data, metric, enable_thinking
+//   [scores]  n_sample_tokens, seed, batch_size, seq_length
+//   [select]  score_function, top_p, train_shared_experts, train_non_expert_modules     (lists sweep)
+//   [train]   every `train --config` setting                                            (lists sweep)
+//   [merge]   enabled, max_shard_size
+//   [eval]    max_new_tokens, limit, before
+// Paths are relative to the pipeline file's folder.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace esft::host::run {
+
+enum class Step { Scores, Select, Train, Merge, Eval };
+inline constexpr Step kSteps[] = {Step::Scores, Step::Select, Step::Train, Step::Merge, Step::Eval};
+const char* step_name(Step step);
+Step parse_step(const std::string& name);  // throws esft::UsageError listing the steps
+
+struct ModelSpec {
+  std::filesystem::path path;
+  std::string plugin, device = "auto", dtype = "auto";
+};
+
+struct TaskSpec {
+  std::string name;
+  std::filesystem::path train_data, eval_data;
+  std::string metric = "loss";
+  std::optional<bool> enable_thinking;
+};
+
+// One point of the sweep grid.
+struct RunSpec {
+  std::string name;                  // "default", or the swept values: "top_p=0.1,score_function=gate"
+  nlohmann::json select;             // score_function, top_p, train_shared_experts, train_non_expert_modules
+  std::string train_toml;            // the resolved [train] table, as train --config reads it
+};
+
+struct Plan {
+  std::filesystem::path file;
+  std::string file_sha256;
+  nlohmann::json resolved;           // the whole configuration after --set, as JSON (sweep lists kept)
+  ModelSpec model;
+  std::vector<TaskSpec> tasks;
+  nlohmann::json scores;             // n_sample_tokens, seed, batch_size, seq_length
+  nlohmann::json merge;              // enabled, max_shard_size
+  nlohmann::json eval;               // max_new_tokens, limit, before
+  std::vector<RunSpec> runs;
+};
+
+// `overrides` are `section.key=value` with a TOML value (`select.top_p=[0.1,0.3]`, `model.device="cpu"`; a bare
+// word is taken as a string). Throws esft::Error (file problems) or esft::UsageError (a malformed override).
+Plan load_plan(const std::filesystem::path& file, const std::vector<std::string>& overrides);
+
+// The closest of `known` to `name` when it is close enough to be a likely typo, for "did you mean".
+std::optional<std::string> closest_name(const std::string& name, const std::vector<std::string>& known);
+
+}  // namespace esft::host::run

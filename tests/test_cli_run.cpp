@@ -1,0 +1,150 @@
+// `esft-host run`: pipeline files from examples/ run end to end (shortened with --set), steps whose inputs did not
+// change are skipped, one failing run does not stop the others, and a bad file is refused before any step starts.
+#include "doctest_torch.h"
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "cli_support.h"
+#include "test_support.h"
+
+using namespace cli_support;
+using test_support::read_bytes;
+using test_support::TempDir;
+using test_support::write_bytes;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kExamples = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path() / "examples";
+
+// A short version of an example pipeline: few steps, few eval records.
+Run run_example(const std::string& name, const fs::path& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"run", (kExamples / name).string(), "--output-dir", out.string(),
+                                   "--set", "train.steps=4", "--set", "eval.limit=3", "--set", "eval.max_new_tokens=4"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_host(args);
+}
+
+json summary(const fs::path& out) { return json::parse(read_bytes(out / "summary.json")); }
+
+// A pipeline file in `dir` from the demo's, with `edit` applied to its text.
+fs::path pipeline_with(const TempDir& dir, const std::string& text) {
+  const auto path = dir / "p.toml";
+  write_bytes(path, text);
+  return path;
+}
+
+std::string demo_head(const fs::path& train_data) {
+  return "[model]\npath = \"" + (kExamples / "tiny-model").string() + "\"\ndevice = \"cpu\"\n\n[[task]]\nname = \"t\"\n"
+         "train_data = \"" + train_data.string() + "\"\n";
+}
+
+}  // namespace
+
+TEST_CASE("cli run: the demo pipeline runs every step, records the run, then skips what is up to date") {
+  TempDir dir;
+  const auto out = dir / "out";
+  const Run first = run_example("pipeline.toml", out);
+  expect_success(first);
+  auto s = summary(out);
+  REQUIRE(s.size() == 1);
+  CHECK(s[0]["failed"] == false);
+  for (const char* step : {"scores", "select", "train", "merge", "eval"}) CHECK(s[0]["steps"][step] == "done");
+  CHECK(s[0]["experts"].get<int>() > 0);
+  CHECK(s[0]["metric_before"].is_number());
+  CHECK(s[0]["metric_after"].is_number());
+  CHECK(s[0]["adapter_bytes"].get<int64_t>() > 0);
+  CHECK(fs::exists(out / "summary.csv"));
+  const auto record = json::parse(read_bytes(out / "run_record.json"));
+  CHECK(record["pipeline_sha256"].get<std::string>().size() == 64);
+  CHECK(record["resolved"]["train"]["steps"] == 4);
+  CHECK(record["inputs"]["model"]["config.json"].get<std::string>().size() == 64);
+  CHECK(fs::exists(out / "intent" / "default" / "merged" / "model.safetensors.index.json"));
+
+  const Run again = run_example("pipeline.toml", out);
+  expect_success(again);
+  s = summary(out);
+  for (const char* step : {"scores", "select", "train", "merge", "eval"}) CHECK(s[0]["steps"][step] == "up to date");
+  CHECK(contains(again.out, "up to date"));
+
+  // A changed training setting reruns training and what depends on it, nothing before it.
+  expect_success(run_example("pipeline.toml", out, {"--set", "train.learning_rate=0.02"}));
+  s = summary(out);
+  CHECK(s[0]["steps"]["select"] == "up to date");
+  CHECK(s[0]["steps"]["train"] == "done");
+  CHECK(s[0]["steps"]["eval"] == "done");
+
+  // --dry-run prints the plan and writes nothing.
+  TempDir dry;
+  const Run plan = run_example("pipeline.toml", dry / "out", {"--dry-run"});
+  expect_success(plan);
+  CHECK(contains(plan.out, "train: run ->"));
+  CHECK_FALSE(fs::exists(dry / "out"));
+}
+
+TEST_CASE("cli run: the token-vs-gate x top-p sweep makes six runs from one routing pass") {
+  TempDir dir;
+  const auto out = dir / "out";
+  const Run r = run_example("sweep.toml", out, {"--set", "select.top_p=[0.2,0.6]", "--only", "scores,select,train"});
+  expect_success(r);
+  const auto s = summary(out);
+  REQUIRE(s.size() == 4);
+  std::set<std::string> names;
+  for (const auto& run : s) {
+    names.insert(run["run"].get<std::string>());
+    CHECK(run["steps"]["train"] == "done");
+    CHECK(run["steps"]["eval"] == "not selected");
+  }
+  CHECK(names == std::set<std::string>{"score_function=token,top_p=0.2", "score_function=gate,top_p=0.2",
+                                       "score_function=token,top_p=0.6", "score_function=gate,top_p=0.6"});
+  // More experts at the larger top-p.
+  std::map<std::string, int> experts;
+  for (const auto& run : s) experts[run["run"].get<std::string>()] = run["experts"].get<int>();
+  CHECK(experts["score_function=token,top_p=0.6"] > experts["score_function=token,top_p=0.2"]);
+  CHECK(fs::exists(out / "intent" / "scores" / "scores.json"));
+}
+
+TEST_CASE("cli run: a failing run is reported and the others go on; the exit code says so") {
+  TempDir dir;
+  write_bytes(dir / "bad.jsonl", "{\"messages\": 3}\n");
+  const auto good = kExamples / "tiny-task" / "train.jsonl";
+  const auto file = pipeline_with(dir, demo_head(dir / "bad.jsonl") + "\n[[task]]\nname = \"good\"\ntrain_data = \"" +
+                                           good.string() + "\"\n\n[train]\nsteps = 2\nbatch_size = 2\n"
+                                           "gradient_accumulation_steps = 1\nseq_length = 128\n[merge]\nenabled = false\n");
+  const Run r = run_host({"run", file.string(), "--output-dir", (dir / "out").string()});
+  CHECK(r.code == 1);
+  CHECK(contains(r.err, "t / (task):"));
+  const auto s = summary(dir / "out");
+  REQUIRE(s.size() == 2);
+  CHECK(s[0]["failed"] == true);
+  CHECK(s[1]["failed"] == false);
+  CHECK(s[1]["steps"]["train"] == "done");
+}
+
+TEST_CASE("cli run: a bad pipeline file is refused before any step, naming where") {
+  TempDir dir;
+  const auto data = kExamples / "tiny-task" / "train.jsonl";
+  const auto out = dir / "out";
+  auto refuse = [&](const std::string& text, std::initializer_list<std::string> needles, int code = 1) {
+    const auto file = pipeline_with(dir, text);
+    expect_error(run_host({"run", file.string(), "--output-dir", out.string()}), code, needles);
+    CHECK_FALSE(fs::exists(out));
+  };
+  refuse(demo_head(data) + "[select]\ntop_p = = 0.2\n", {"p.toml:9:9:", "parsing value"});
+  refuse(demo_head(data) + "[select]\ntop_pp = 0.2\n", {"p.toml:9:", "unknown key 'top_pp'", "did you mean 'top_p'"});
+  refuse(demo_head(data) + "[selekt]\ntop_p = 0.2\n", {"unknown section 'selekt'", "did you mean 'select'"});
+  refuse(demo_head(data) + "[select]\ntop_p = \"high\"\n", {"select.top_p must be a number"});
+  refuse(demo_head(data) + "[select]\ntop_p = [0.2, 1.5]\n", {"select.top_p", "outside (0, 1]"});
+  refuse(demo_head(data) + "[train]\nlearnig_rate = 1e-3\n", {"unknown setting 'learnig_rate'", "did you mean 'learning_rate'"});
+  refuse(demo_head(data) + "[train]\nsteps = \"ten\"\n", {"steps must be an integer"});
+  refuse(demo_head(data) + "[eval]\nlimit = [1, 2]\n", {"eval.limit must be an integer, not a list"});
+  refuse(demo_head(dir / "missing.jsonl"), {"train_data", "missing.jsonl", "does not exist"});
+  refuse("[model]\npath = \"" + (dir / "nowhere").string() + "\"\n[[task]]\nname = \"t\"\ntrain_data = \"" + data.string() + "\"\n",
+         {"model.path", "has no config.json"});
+  refuse(demo_head(data) + "metric = \"blue\"\n", {"unknown metric 'blue'"});
+  const auto file = pipeline_with(dir, demo_head(data));
+  expect_error(run_host({"run", file.string(), "--set", "select.top_p"}), 2, {"expected section.key=value"});
+  expect_error(run_host({"run", file.string(), "--only", "training"}), 2, {"unknown step 'training'"});
+  expect_error(run_host({"run", (dir / "none.toml").string()}), 1, {"none.toml does not exist"});
+}
