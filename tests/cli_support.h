@@ -4,6 +4,7 @@
 #include "doctest_torch.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -117,6 +118,24 @@ inline void expect_error(const Run& r, int code, std::initializer_list<std::stri
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   CHECK((!r.err.empty() && r.err.back() == '\n'));
   for (const auto& needle : needles) CHECK_MESSAGE(contains(r.err, needle), "error should mention '", needle, "'");
+}
+
+// Sends `sig` to the esft-host processes whose arguments include `argument` (found through /proc).
+inline void signal_host(int sig, const std::string& argument) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto cmdline = read_bytes(e.path() / "cmdline");
+    std::vector<std::string> argv;
+    std::string current;
+    for (char c : cmdline) {
+      if (c == '\0') argv.push_back(current), current.clear();
+      else current += c;
+    }
+    if (!argv.empty() && argv[0] == kHost.string() && std::find(argv.begin(), argv.end(), argument) != argv.end()) {
+      ::kill(static_cast<pid_t>(std::stol(name)), sig);
+    }
+  }
 }
 
 }  // namespace cli_support

@@ -65,24 +65,6 @@ std::string line_starting(const std::string& text, const std::string& prefix) {
   return "";
 }
 
-// Sends `sig` to the esft-host processes whose arguments include `argument` (found through /proc).
-void signal_host(int sig, const std::string& argument) {
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const auto name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const auto cmdline = test_support::read_bytes(e.path() / "cmdline");
-    std::vector<std::string> argv;
-    std::string current;
-    for (char c : cmdline) {
-      if (c == '\0') argv.push_back(current), current.clear();
-      else current += c;
-    }
-    if (!argv.empty() && argv[0] == kHost.string() && std::find(argv.begin(), argv.end(), argument) != argv.end()) {
-      ::kill(static_cast<pid_t>(std::stol(name)), sig);
-    }
-  }
-}
-
 }  // namespace
 
 TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the tiny model and task") {

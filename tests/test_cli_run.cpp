@@ -3,7 +3,9 @@
 #include "doctest_torch.h"
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "cli_support.h"
 #include "test_support.h"
@@ -147,4 +149,34 @@ TEST_CASE("cli run: a bad pipeline file is refused before any step, naming where
   expect_error(run_host({"run", file.string(), "--set", "select.top_p"}), 2, {"expected section.key=value"});
   expect_error(run_host({"run", file.string(), "--only", "training"}), 2, {"unknown step 'training'"});
   expect_error(run_host({"run", (dir / "none.toml").string()}), 1, {"none.toml does not exist"});
+}
+
+TEST_CASE("cli run: an interrupted pipeline stops, and running it again resumes training from its checkpoint") {
+  TempDir dir;
+  const auto out = dir / "out";
+  const auto metrics = out / "intent" / "default" / "train" / "metrics.jsonl";
+  auto lines = [&] {
+    std::ifstream in(metrics);
+    int n = 0;
+    for (std::string line; std::getline(in, line);) n += line.find("\"loss\"") != std::string::npos;
+    return n;
+  };
+  const std::vector<std::string> args = {"run", (kExamples / "pipeline.toml").string(), "--output-dir", out.string(),
+                                         "--set", "train.steps=80", "--set", "train.save_steps=5", "--only",
+                                         "scores,select,train"};
+  std::thread interrupter([&] {
+    for (int i = 0; i < 1200 && lines() < 12; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    signal_host(SIGINT, out.string());
+  });
+  const Run first = run_host(args);
+  interrupter.join();
+  CHECK(first.code == 128 + SIGINT);
+  CHECK(contains(first.err, "interrupted"));
+  const int done_before = lines();
+  CHECK(done_before >= 10);
+  CHECK(done_before < 80);
+  const Run second = run_host(args);
+  expect_success(second);
+  CHECK(contains(second.out, "--resume"));
+  CHECK(lines() == 80);  // each step once: the second run continued, it did not start over
 }

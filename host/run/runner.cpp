@@ -52,6 +52,11 @@ json model_fingerprint(const fs::path& dir) {
   return j;
 }
 
+// A step ended by SIGINT/SIGTERM (train saves a checkpoint first): the whole pipeline stops, it does not go on.
+struct Interrupted {
+  int code;
+};
+
 // Runs one esft-host command in this process, with the model's global options.
 void invoke(const Plan& plan, const std::string& command, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"esft-host", "--device", plan.model.device, "--dtype", plan.model.dtype};
@@ -66,6 +71,7 @@ void invoke(const Plan& plan, const std::string& command, const std::vector<std:
   raw.push_back(nullptr);
   const int code = run_cli(static_cast<int>(argv.size()), raw.data());
   std::cout << std::flush;
+  if (code > 128) throw Interrupted{code};
   if (code != 0) throw Error(command + " exited with code " + std::to_string(code));
 }
 
@@ -131,9 +137,17 @@ class Runner {
     record_["inputs"] = inputs;
     if (!options_.dry_run) fs::create_directories(options_.output_dir);
 
-    for (const auto& task : plan_.tasks) run_task(task);
+    int interrupted = 0;
+    try {
+      for (const auto& task : plan_.tasks) run_task(task);
+    } catch (const Interrupted& i) {
+      interrupted = i.code;
+      std::cerr << "esft-host: run: interrupted; run the same command again to continue (training resumes from its "
+                   "checkpoint)\n";
+    }
 
     record_["ended"] = now_utc();
+    if (interrupted) record_["interrupted"] = true;
     json runs = json::array();
     bool ok = true;
     for (const auto& r : results_) {
@@ -146,6 +160,7 @@ class Runner {
       write_summary();
     }
     print_summary();
+    if (interrupted) return interrupted;
     return ok ? 0 : 1;
   }
 
@@ -245,16 +260,21 @@ class Runner {
            if (run.select.value("train_non_expert_modules", false)) args.push_back("--train-non-expert-modules");
            invoke(plan_, "select", args);
          });
-    step(r, Step::Train,
-         stamp_for(dir, "train", {{"model", model_}, {"expert_config", file_hash(config)}, {"data", file_hash(task.train_data)},
-                                  {"settings", run.train_toml}}),
-         adapter / "model.safetensors", [&] {
+    const auto train_stamp = stamp_for(dir, "train", {{"model", model_}, {"expert_config", file_hash(config)},
+                                                      {"data", file_hash(task.train_data)}, {"settings", run.train_toml}});
+    step(r, Step::Train, train_stamp, adapter / "model.safetensors", [&] {
            need(config, "select");
-           fs::remove_all(train_dir);  // made from other inputs: a fresh run, not a resume of it
+           // A run interrupted with these same inputs resumes from its checkpoint; anything else starts afresh.
+           const auto started = stamp_for(dir, "train.started", {{"inputs", train_stamp.hash}});
+           const bool resume = started.current(train_dir) && fs::exists(train_dir / "checkpoints");
+           if (!resume) fs::remove_all(train_dir);
            write_text_atomically(dir / "train.toml", run.train_toml);
-           invoke(plan_, "train", {"--model", plan_.model.path.string(), "--expert-config", config.string(), "--data",
-                                   task.train_data.string(), "--config", (dir / "train.toml").string(), "--out",
-                                   train_dir.string()});
+           started.write(0);
+           std::vector<std::string> args = {"--model", plan_.model.path.string(), "--expert-config", config.string(),
+                                            "--data", task.train_data.string(), "--config", (dir / "train.toml").string(),
+                                            "--out", train_dir.string()};
+           if (resume) args.push_back("--resume");
+           invoke(plan_, "train", args);
          });
     if (plan_.merge.value("enabled", true)) {
       step(r, Step::Merge,
