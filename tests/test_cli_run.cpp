@@ -145,6 +145,7 @@ TEST_CASE("cli run: a bad pipeline file is refused before any step, naming where
   refuse("[model]\npath = \"" + (dir / "nowhere").string() + "\"\n[[task]]\nname = \"t\"\ntrain_data = \"" + data.string() + "\"\n",
          {"model.path", "has no config.json"});
   refuse(demo_head(data) + "metric = \"blue\"\n", {"unknown metric 'blue'"});
+  refuse(demo_head(data) + "[eval]\nlimit = 0\n", {"eval.limit must be positive"});
   const auto file = pipeline_with(dir, demo_head(data));
   expect_error(run_host({"run", file.string(), "--set", "select.top_p"}), 2, {"expected section.key=value"});
   expect_error(run_host({"run", file.string(), "--only", "training"}), 2, {"unknown step 'training'"});

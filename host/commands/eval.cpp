@@ -137,6 +137,7 @@ Command eval_command() {
     if (max_new <= 0 || batch_size <= 0 || seq_length <= 1) {
       throw UsageError("--max-new-tokens, --batch-size and --seq-length must be positive");
     }
+    if (vm.count("limit") && vm["limit"].as<int64_t>() <= 0) throw UsageError("--limit must be positive");
     if (vm.count("enable-thinking") && loss_mode) throw UsageError("--enable-thinking applies to generation metrics");
     if (vm.count("out") && loss_mode) throw UsageError("--out writes completions; it needs a generation --metric");
     if (vm.count("out")) check_output_path(vm["out"].as<std::string>(), "--out");
@@ -164,7 +165,7 @@ Command eval_command() {
     chat.enable_thinking = optional_true_false(vm, "enable-thinking");
     auto records = read_generation_records(data_path, m.family->chat_format(), chat);
     if (vm.count("limit") && vm["limit"].as<int64_t>() < static_cast<int64_t>(records.size())) {
-      records.resize(static_cast<size_t>(std::max<int64_t>(0, vm["limit"].as<int64_t>())));
+      records.resize(static_cast<size_t>(vm["limit"].as<int64_t>()));
     }
     auto stop = generation_stop_ids(m.config);
     if (special.eos_token) stop.push_back(tokenizer.token_to_id(*special.eos_token));

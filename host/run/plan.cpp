@@ -328,6 +328,13 @@ Plan load_plan(const fs::path& file, const std::vector<std::string>& overrides) 
   const auto& eval = get("eval");
   plan.eval = {{"max_new_tokens", eval["max_new_tokens"].value_or(int64_t{64})}, {"before", eval["before"].value_or(true)}};
   if (auto limit = eval["limit"].value<int64_t>()) plan.eval["limit"] = *limit;
+  for (const auto& [section, values] : {std::pair<const char*, const nlohmann::json*>{"scores", &plan.scores}, {"eval", &plan.eval}}) {
+    for (const auto& [key, v] : values->items()) {
+      if (v.is_number_integer() && v.get<int64_t>() < (key == "seed" ? 0 : 1)) {
+        throw Error(file.string() + ": " + section + "." + key + (key == "seed" ? " must not be negative" : " must be positive"));
+      }
+    }
+  }
 
   // The sweep grid over [select] and [train] lists.
   std::vector<Axis> axes;

@@ -128,7 +128,8 @@ StepReport Trainer::train_step() {
     if (fo.aux_loss && out.aux_loss.defined()) {
       loss = loss + out.aux_loss.to(at::kFloat) * (options_.aux_loss_coef / static_cast<double>(micro.size()));
     }
-    loss.backward();
+    // Without trainable routers the load-balancing loss reaches no trainable tensor: nothing to back-propagate.
+    if (loss.requires_grad()) loss.backward();
   }
 
   std::vector<at::Tensor> tensors;
