@@ -479,6 +479,8 @@ void write_file(const fs::path& path, const std::vector<const Prepared*>& tensor
 
 }  // namespace
 
+at::Tensor cpu_copy(const at::Tensor& t) { return t.detach().to(at::kCPU).clone(at::MemoryFormat::Contiguous); }
+
 void save_safetensors(const fs::path& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata) {
   const std::vector<Prepared> prepared = prepare(tensors, path);

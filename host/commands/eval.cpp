@@ -15,10 +15,9 @@
 #include "esft/data/samples.h"
 #include "esft/error.h"
 #include "esft/generate.h"
-#include "esft/losses.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/metrics.h"
-#include "esft/train/batch_stream.h"
+#include "esft/train/trainer.h"
 
 namespace esft::host {
 
@@ -77,27 +76,11 @@ void write_result(const po::variables_map& vm, nlohmann::json result) {
 int run_loss(const po::variables_map& vm, LoadedModel& m, const data::SampleEncoder& encoder,
              const fs::path& data_path, int64_t batch_size, int64_t seq_length) {
   auto samples = data::read_samples(data_path, encoder);
-  for (auto& s : samples) {  // keep the end of an over-long sample, where its answer is
-    if (static_cast<int64_t>(s.ids.size()) > seq_length) {
-      s.ids.erase(s.ids.begin(), s.ids.end() - seq_length);
-      s.labels.erase(s.labels.begin(), s.labels.end() - seq_length);
-    }
-  }
+  data::keep_last_tokens(samples, seq_length);
+  data::check_token_ids(samples, m.config.vocab_size, encoder.pad_id());
   const auto rows = train::make_rows(samples, /*packing=*/false, seq_length, encoder.pad_id(), 0, 0);
-  at::NoGradGuard no_grad;
-  double loss_sum = 0;
-  int64_t label_tokens = 0;
-  for (size_t i = 0; i < rows.size(); i += static_cast<size_t>(batch_size)) {
-    std::vector<const data::Row*> batch;
-    for (size_t j = i; j < std::min(rows.size(), i + static_cast<size_t>(batch_size)); ++j) batch.push_back(&rows[j]);
-    const auto b = train::collate(batch, encoder.pad_id());
-    if (b.label_tokens == 0) continue;
-    auto out = m.model->forward(b.input_ids.to(m.device), b.attention_mask.to(m.device), {});
-    loss_sum += causal_lm_loss(out.logits, b.labels.to(m.device)).item<double>() * static_cast<double>(b.label_tokens);
-    label_tokens += b.label_tokens;
-  }
+  const auto [loss, label_tokens] = train::mean_loss(*m.model, rows, batch_size, encoder.pad_id(), m.device);
   if (label_tokens == 0) throw Error(data_path.string() + " has no labelled tokens");
-  const double loss = loss_sum / static_cast<double>(label_tokens);
   std::cout << "loss " << std::fixed << std::setprecision(4) << loss << "  perplexity " << std::exp(loss) << "  ("
             << samples.size() << " samples, " << label_tokens << " labelled tokens)\n";
   write_result(vm, {{"metric", "loss"}, {"value", loss}, {"perplexity", std::exp(loss)},

@@ -15,10 +15,11 @@ void print_list(const std::vector<std::string>& names) {
   for (const auto& n : names) std::cout << n << "\n";
 }
 
+// Per-layer expert lists written as expert_config.json writes them.
 nlohmann::json experts_json(const std::map<int, std::vector<int64_t>>& experts) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [layer, list] : experts) j[std::to_string(layer)] = list;
-  return j;
+  pipeline::ExpertConfig config;
+  config.experts = experts;
+  return config.to_json()["experts"];
 }
 
 }  // namespace

@@ -51,18 +51,8 @@ Command scores_command() {
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
     auto samples = data::read_samples(vm["data"].as<std::string>(), encoder);
     data::shuffle_samples(samples, vm["seed"].as<uint64_t>());
-    for (auto& s : samples) {
-      if (static_cast<int64_t>(s.ids.size()) > seq_length) {
-        s.ids.erase(s.ids.begin(), s.ids.end() - seq_length);
-        s.labels.erase(s.labels.begin(), s.labels.end() - seq_length);
-      }
-      for (int32_t id : s.ids) {
-        if (id >= m.config.vocab_size) {
-          throw Error(s.origin + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                      std::to_string(m.config.vocab_size));
-        }
-      }
-    }
+    data::keep_last_tokens(samples, seq_length);
+    data::check_token_ids(samples, m.config.vocab_size, encoder.pad_id());
 
     const auto moe = m.model->moe_layers();
     if (moe.empty()) throw Error("the model has no MoE layers");

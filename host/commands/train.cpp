@@ -177,6 +177,8 @@ Command train_command() {
     } else {
       split = data::split_holdout(data::read_samples(data_path, encoder), options.eval_fraction, options.seed);
     }
+    data::check_token_ids(split.train, m.config.vocab_size, encoder.pad_id());
+    data::check_token_ids(split.eval, m.config.vocab_size, encoder.pad_id());
     data::shuffle_samples(split.train, options.seed);
     auto make = [&](const std::vector<data::Sample>& s) {
       return train::make_rows(s, options.packing, options.seq_length, encoder.pad_id(), options.random_concat_ratio,
@@ -184,10 +186,6 @@ Command train_command() {
     };
     auto train_rows = make(split.train);
     auto eval_rows = split.eval.empty() ? std::vector<data::Row>{} : make(split.eval);
-    for (const auto* rows : {&train_rows, &eval_rows})
-      for (const auto& r : *rows)
-        for (int32_t id : r.ids)
-          if (id >= m.config.vocab_size) throw Error("token id " + std::to_string(id) + " is outside the model's vocabulary");
 
     // What a resumed run must share with the one it continues.
     nlohmann::json fingerprint = {

@@ -87,6 +87,9 @@ class Checkpoint {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
+// A tensor's values as a contiguous CPU copy outside autograd: what to save while the source keeps training.
+at::Tensor cpu_copy(const at::Tensor& t);
+
 // Writes one file atomically (a temporary name in the same directory, then rename). Tensors are written in name
 // order, contiguous, little-endian; the header is padded with spaces to a multiple of 8 bytes.
 void save_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,

@@ -119,4 +119,27 @@ std::vector<Sample> read_samples(const std::filesystem::path& jsonl, const Sampl
   return out;
 }
 
+void keep_last_tokens(std::vector<Sample>& samples, int64_t max_tokens) {
+  for (auto& s : samples) {
+    if (static_cast<int64_t>(s.ids.size()) <= max_tokens) continue;
+    s.ids.erase(s.ids.begin(), s.ids.end() - max_tokens);
+    s.labels.erase(s.labels.begin(), s.labels.end() - max_tokens);
+  }
+}
+
+void check_token_ids(const std::vector<Sample>& samples, int64_t vocab_size, int32_t pad_id) {
+  if (pad_id >= vocab_size) {
+    throw Error("the padding id " + std::to_string(pad_id) + " is outside the model's vocabulary of " +
+                std::to_string(vocab_size));
+  }
+  for (const auto& s : samples) {
+    for (int32_t id : s.ids) {
+      if (id >= vocab_size) {
+        throw Error(s.origin + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                    std::to_string(vocab_size));
+      }
+    }
+  }
+}
+
 }  // namespace esft::data

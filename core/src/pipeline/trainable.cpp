@@ -130,17 +130,16 @@ std::vector<std::pair<std::string, at::Tensor>> trainable_parameters(MoECausalLM
 
 NamedTensors trained_checkpoint_tensors(MoECausalLM& model) {
   NamedTensors out;
-  auto copy = [](const at::Tensor& t) { return t.detach().to(at::kCPU).contiguous().clone(); };
   for (const auto& b : model.checkpoint_bindings()) {
     const auto& parts = b.parts();
     const auto n = std::count_if(parts.begin(), parts.end(), [](const BoundPart& p) { return p.trainable(); });
     if (n == 0) continue;
     if (!b.is_stacked() || n == static_cast<long>(parts.size())) {
-      out.emplace_back(b.key(), copy(b.value()));
+      out.emplace_back(b.key(), cpu_copy(b.value()));
       continue;
     }
     for (size_t i = 0; i < parts.size(); ++i) {
-      if (parts[i].trainable()) out.emplace_back(adapter_slice_name(b.key(), static_cast<int64_t>(i)), copy(b.part(i)));
+      if (parts[i].trainable()) out.emplace_back(adapter_slice_name(b.key(), static_cast<int64_t>(i)), cpu_copy(b.part(i)));
     }
   }
   return out;

@@ -88,7 +88,6 @@ TrainableNames trainable_names(const std::vector<NamedKey>& keys, const ParamNam
   // Layer sizes first: routers know E; otherwise the highest expert id seen.
   std::map<int, int64_t> highest;
   for (const auto& k : keys) {
-    out.all_keys.push_back(k.key);
     if (prefix) {
       if (auto m = prefix->match(k.key)) highest[m->layer] = std::max<int64_t>(highest[m->layer], m->expert + 1);
     }

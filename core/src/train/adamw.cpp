@@ -43,11 +43,10 @@ void AdamW::step(double lr) {
 
 NamedTensors AdamW::state() const {
   NamedTensors out;
-  auto cpu = [](const at::Tensor& t) { return t.detach().to(at::kCPU).contiguous().clone(); };
   for (const auto& s : slots_) {
-    out.emplace_back("exp_avg." + s.name, cpu(s.exp_avg));
-    out.emplace_back("exp_avg_sq." + s.name, cpu(s.exp_avg_sq));
-    if (s.master.defined()) out.emplace_back("master." + s.name, cpu(s.master));
+    out.emplace_back("exp_avg." + s.name, cpu_copy(s.exp_avg));
+    out.emplace_back("exp_avg_sq." + s.name, cpu_copy(s.exp_avg_sq));
+    if (s.master.defined()) out.emplace_back("master." + s.name, cpu_copy(s.master));
   }
   return out;
 }

@@ -157,25 +157,30 @@ StepReport Trainer::train_step() {
   return r;
 }
 
-std::optional<EvalReport> Trainer::evaluate() {
-  if (eval_rows_.empty()) return std::nullopt;
-  model_.eval();
+MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64_t batch_size, int32_t pad_id,
+                   const c10::Device& device) {
+  model.eval();
   at::NoGradGuard no_grad;
   double loss_sum = 0;
-  int64_t label_tokens = 0;
-  for (size_t i = 0; i < eval_rows_.size(); i += static_cast<size_t>(options_.batch_size)) {
-    std::vector<const data::Row*> rows;
-    for (size_t j = i; j < std::min(eval_rows_.size(), i + static_cast<size_t>(options_.batch_size)); ++j) {
-      rows.push_back(&eval_rows_[j]);
-    }
-    const auto b = collate(rows, pad_id_);
+  MeanLoss out;
+  const auto step = static_cast<size_t>(batch_size);
+  for (size_t i = 0; i < rows.size(); i += step) {
+    std::vector<const data::Row*> batch;
+    for (size_t j = i; j < std::min(rows.size(), i + step); ++j) batch.push_back(&rows[j]);
+    const auto b = collate(batch, pad_id);
     if (b.label_tokens == 0) continue;
-    auto out = model_.forward(b.input_ids.to(device_), b.attention_mask.to(device_), {});
-    loss_sum += causal_lm_loss(out.logits, b.labels.to(device_)).item<double>() * static_cast<double>(b.label_tokens);
-    label_tokens += b.label_tokens;
+    auto logits = model.forward(b.input_ids.to(device), b.attention_mask.to(device), {}).logits;
+    loss_sum += causal_lm_loss(logits, b.labels.to(device)).item<double>() * static_cast<double>(b.label_tokens);
+    out.label_tokens += b.label_tokens;
   }
-  if (label_tokens == 0) return std::nullopt;
-  return EvalReport{step_, loss_sum / static_cast<double>(label_tokens), label_tokens};
+  if (out.label_tokens > 0) out.loss = loss_sum / static_cast<double>(out.label_tokens);
+  return out;
+}
+
+std::optional<EvalReport> Trainer::evaluate() {
+  const auto m = mean_loss(model_, eval_rows_, options_.batch_size, pad_id_, device_);
+  if (m.label_tokens == 0) return std::nullopt;
+  return EvalReport{step_, m.loss, m.label_tokens};
 }
 
 void Trainer::append_metrics(const nlohmann::json& line) {
@@ -223,7 +228,7 @@ fs::path Trainer::save_checkpoint() {
   fs::create_directories(dir.parent_path());
   AtomicDirectory partial(dir);
   NamedTensors weights;
-  for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach().to(at::kCPU).contiguous().clone());
+  for (const auto& [name, p] : params_) weights.emplace_back(name, cpu_copy(p));
   save_safetensors(partial.path() / "trainable.safetensors", weights);
   save_safetensors(partial.path() / "optimizer.safetensors", optimizer_->state());
   const nlohmann::json state = {{"format", kStateFormat},

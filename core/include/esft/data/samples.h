@@ -65,6 +65,14 @@ struct ReadReport {
 
 // Every non-blank line of a JSON-lines file. Throws esft::Error naming file and line for malformed JSON or a bad
 // record; an empty file is an error too.
+// Keeps the last `max_tokens` tokens of longer samples (where a conversation's answer is), for passes that take
+// one sample per row: routing statistics, eval loss.
+void keep_last_tokens(std::vector<Sample>& samples, int64_t max_tokens);
+
+// Throws esft::Error naming the first sample with a token id the model cannot embed (a tokenizer larger than the
+// model's vocabulary), or a padding id outside it.
+void check_token_ids(const std::vector<Sample>& samples, int64_t vocab_size, int32_t pad_id);
+
 std::vector<Sample> read_samples(const std::filesystem::path& jsonl, const SampleEncoder& encoder,
                                  ReadReport* report = nullptr);
 

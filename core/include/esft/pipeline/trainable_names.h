@@ -36,7 +36,6 @@ struct TrainableNames {
   MoELayerSizes layer_sizes;                    // MoE layers found and their expert counts
   std::vector<std::string> expert_keys;         // per-expert tensors that train
   std::vector<std::string> other_keys;          // other tensors that train, and `{key}#{i}` fused slices
-  std::vector<std::string> all_keys;            // every checkpoint key, for checking a regex
 };
 
 // Classifies every key and checks the config against the MoE layers found (check_expert_config). Expert counts

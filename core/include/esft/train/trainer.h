@@ -97,6 +97,14 @@ class Trainer {
   int64_t run_steps_ = 0;
 };
 
+struct MeanLoss {
+  double loss = 0;           // token-weighted mean cross-entropy
+  int64_t label_tokens = 0;  // 0 when no row has a label (loss is then 0)
+};
+// The eval loss of `rows`, `batch_size` rows per forward pass, without gradients.
+MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64_t batch_size, int32_t pad_id,
+                   const c10::Device& device);
+
 // The checkpoint folders of a run, oldest first (complete ones only).
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& out_dir);
 
