@@ -5,6 +5,7 @@
 #include "esft/compat.h"
 #include "esft/error.h"
 #include "esft/plugin_abi.h"
+#include "esft/runtime.h"
 #include "esft/version.h"
 
 namespace esft::host {
@@ -73,7 +74,8 @@ int run_cli(int argc, char** argv) {
 
   if (vm.count("version")) {
     std::cout << "esft-host " << ESFT_VERSION_STRING << " (libtorch " << ESFT_TORCH_VERSION_STRING << ", plugin ABI "
-              << ESFT_PLUGIN_ABI_VERSION << ")\n";
+              << ESFT_PLUGIN_ABI_VERSION << ")\n"
+              << describe_accelerators(accelerators()) << "\n";
     return 0;
   }
   if (!vm.count("command")) {

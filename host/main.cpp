@@ -9,10 +9,12 @@
 
 namespace {
 
+// esft::Error messages are one clean line already; a LibTorch or library message may run over several lines (its
+// first says what went wrong) and quote anything.
 std::string one_line(std::string text) {
   const auto end = text.find('\n');
   if (end != std::string::npos) text.resize(end);
-  return text;
+  return esft::one_line_utf8(text);
 }
 
 }  // namespace
@@ -21,10 +23,10 @@ int main(int argc, char** argv) {
   try {
     return esft::host::run_cli(argc, argv);
   } catch (const esft::UsageError& e) {
-    std::cerr << "esft-host: error: " << one_line(e.what()) << "\n";
+    std::cerr << "esft-host: error: " << e.what() << "\n";
     return 2;
   } catch (const esft::Error& e) {
-    std::cerr << "esft-host: error: " << one_line(e.what()) << "\n";
+    std::cerr << "esft-host: error: " << e.what() << "\n";
     return 1;
   } catch (const c10::Error& e) {
     std::cerr << "esft-host: error: " << one_line(e.what_without_backtrace()) << "\n";

@@ -3,6 +3,8 @@
 // tiny fixture model made with transformers, then compare logits, hidden states, routing, losses, gradients (with
 // and without ESFT freezing) and greedy generation against shared/fixtures/hf/<family>, copied to tests/data/hf.
 // Tolerances are those of the fixtures' README. Measured errors are printed, so `ctest -V` shows the figures.
+// The model runs on test_support::test_device() (ESFT_TEST_DEVICE: the CPU, or a GPU in float32, where ctest's
+// "parity_tests (cuda)" runs the same cases); references stay on the CPU, and results are compared there.
 #include <ATen/ATen.h>
 #include "doctest_torch.h"
 
@@ -42,7 +44,7 @@ inline Family load(const std::string& plugin, const std::string& fixture) {
   esft::host::PluginLoader loader(std::vector<std::filesystem::path>{ESFT_BIN_DIR});
   f.family = loader.load(plugin);
   f.config = esft::ModelConfig::load(f.dir / "model");
-  f.model = esft::load_model(*f.family, f.config, c10::Device(c10::kCPU), c10::kFloat);
+  f.model = esft::load_model(*f.family, f.config, test_support::test_device(), c10::kFloat);
   return f;
 }
 
@@ -66,9 +68,10 @@ inline void check_key_sets(Family& f) {
 
 inline void check_forward(Family& f) {
   const esft::SafetensorsFile ref(f.dir / "reference.safetensors");
-  auto ids = ref.load("input_ids");
-  auto mask = ref.load("attention_mask");
-  auto real = mask.reshape({-1}).to(at::kBool);
+  const auto on_device = at::TensorOptions().device(test_support::test_device());
+  auto ids = ref.load("input_ids", on_device);
+  auto mask = ref.load("attention_mask", on_device);
+  auto real = ref.load("attention_mask").reshape({-1}).to(at::kBool);
 
   at::NoGradGuard no_grad;
   RoutingRecorder recorder;
@@ -105,13 +108,14 @@ inline void check_forward(Family& f) {
     const auto l = std::to_string(layer);
     router = std::max(router, max_diff(e.router_logits, ref.load("router_logits." + l)));  // padded rows included
     // Indices compare as sets (glm4 does not sort); weights compare in expert order.
-    auto ours_idx = std::get<0>(e.topk_idx.sort(-1));
-    auto ours_order = std::get<1>(e.topk_idx.sort(-1));
+    const auto topk_idx = e.topk_idx.cpu();
+    auto ours_idx = std::get<0>(topk_idx.sort(-1));
+    auto ours_order = std::get<1>(topk_idx.sort(-1));
     auto ref_idx_raw = ref.load("topk_idx." + l);
     auto ref_idx = std::get<0>(ref_idx_raw.sort(-1));
     auto ref_order = std::get<1>(ref_idx_raw.sort(-1));
     set_mismatches += (ours_idx != ref_idx).any(-1).index({real}).sum().item<int64_t>();
-    weights = std::max(weights, max_diff(e.topk_weight.gather(-1, ours_order),
+    weights = std::max(weights, max_diff(e.topk_weight.cpu().gather(-1, ours_order),
                                          ref.load("topk_weight." + l).gather(-1, ref_order), real));
   }
   report(f, "router logits max|diff|", router);
@@ -145,8 +149,9 @@ inline std::string part_name(const esft::CheckpointBinding& b, size_t i) {
 inline std::set<std::string> check_gradients(Family& f, const std::string& label) {
   const esft::SafetensorsFile ref(f.dir / "reference.safetensors");
   const esft::SafetensorsFile grads(f.dir / "grads.safetensors");
-  auto ids = ref.load("input_ids");
-  auto mask = ref.load("attention_mask");
+  const auto on_device = at::TensorOptions().device(test_support::test_device());
+  auto ids = ref.load("input_ids", on_device);
+  auto mask = ref.load("attention_mask", on_device);
   f.model->zero_grad();
   esft::ForwardOptions options;
   auto out = f.model->forward(ids, mask, options);
@@ -158,6 +163,7 @@ inline std::set<std::string> check_gradients(Family& f, const std::string& label
   for (const auto& b : f.model->checkpoint_bindings()) {
     auto g = b.grad();
     if (!g.defined()) continue;
+    g = g.cpu();
     REQUIRE_MESSAGE(grads.find(b.key()), "no reference gradient for ", b.key());
     auto expected_all = grads.load(b.key()).to(at::kDouble);
     const auto& parts = b.parts();
@@ -231,9 +237,9 @@ inline void check_frozen_gradients(Family& f) {
 
 inline void check_generation(Family& f) {
   const esft::SafetensorsFile ref(f.dir / "reference.safetensors");
-  auto prompt = ref.load("generate.prompt");
+  auto prompt = ref.load("generate.prompt", at::TensorOptions().device(test_support::test_device()));
   auto expected = ref.load("generate.output");
-  auto output = esft::greedy_generate(*f.model, prompt, expected.size(1) - prompt.size(1), {});
+  auto output = esft::greedy_generate(*f.model, prompt, expected.size(1) - prompt.size(1), {}).cpu();
   CHECK(output.sizes() == expected.sizes());
   if (output.sizes() == expected.sizes()) CHECK(output.equal(expected));
 }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "esft/plugin_abi.h"
+#include "esft/runtime.h"
 #include "esft/safetensors.h"
 
 #if !defined(ESFT_BIN_DIR) || !defined(ESFT_TEST_DATA_DIR) || !defined(ESFT_WRONG_ABI_PLUGIN_DIR)
@@ -141,10 +142,19 @@ bool in_forward_output(const std::string& name) {
 // ===============================================================================================================
 // Good runs
 
-TEST_CASE("cli: --version prints the program name and exits 0") {
+TEST_CASE("cli: --version names LibTorch 2.x and says whether CUDA is compiled in and a GPU visible") {
   const Run r = run_host({"--version"});
   expect_success(r);
   CHECK(r.out.rfind("esft-host ", 0) == 0);
+  CHECK(contains(r.out, "(libtorch 2."));
+  const auto accelerators = esft::describe_accelerators(esft::accelerators());
+  CHECK(contains(r.out, "\n" + accelerators + "\n"));
+#ifdef ESFT_WITH_CUDA
+  CHECK(accelerators.rfind("CUDA compiled in (CUDA ", 0) == 0);
+  CHECK((contains(accelerators, "no GPU visible") || contains(accelerators, " visible: cuda:0 ")));
+#else
+  CHECK(accelerators == "CUDA not compiled in (configured with ESFT_CUDA=OFF)");
+#endif
 }
 
 TEST_CASE("cli: --help lists every command and a command's --help its options") {

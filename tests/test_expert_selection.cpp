@@ -25,7 +25,9 @@ void check_task(const std::string& task) {
   const auto stats = load_routing_stats(kEsft / task, /*top_k=*/6, /*num_experts=*/64);
   CHECK(stats.layers.size() == 26);
   const auto summary = read_json(kEsft / task / "summary.json");
-  for (auto [function, key] : {std::pair{ScoreFunction::Token, "token_scores"}, std::pair{ScoreFunction::Gate, "gate_scores"}}) {
+  for (const auto& entry : {std::pair{ScoreFunction::Token, "token_scores"}, std::pair{ScoreFunction::Gate, "gate_scores"}}) {
+    const auto function = entry.first;  // not a structured binding: doctest's INFO captures it
+    const auto key = entry.second;
     int mismatches = 0, compared = 0;
     for (const auto& [layer, scores] : expert_scores(stats, function)) {
       const auto& expected = summary.at(key).at(std::to_string(layer));

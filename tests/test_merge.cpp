@@ -153,7 +153,9 @@ TEST_CASE("sha256: padding at the block boundaries, and any split into updates, 
       {65, "635361c48bb9eab14198e76ea8ab7f1a41685d6ad62aa9146d301d4f17eb0ae0"},
       {119, "31eba51c313a5c08226adf18d4a359cfdfd8d2e816b13f4af952f7ea6584dcfb"},
       {120, "2f3d335432c70b580af0e8e1b3674a7c020d683aa5f73aaaedfdc55af904c21c"}};
-  for (const auto& [n, digest] : expected) {
+  for (const auto& entry : expected) {
+    const auto& n = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+    const auto& digest = entry.second;
     INFO(n, " bytes");
     const std::string text(n, 'a');
     CHECK(esft::sha256_hex(text) == digest);
@@ -209,7 +211,9 @@ TEST_CASE("merge: qwen3_moe (float32, sharded): adapter tensors replace theirs, 
     if (key != expert && key != attn && key != widened) check_identical(base, merged, key);
   const std::vector<std::pair<std::string, at::Tensor>> replaced = {
       {expert, expert_value}, {attn, attn_value}, {widened, widened_value}};
-  for (const auto& [key, value] : replaced) {
+  for (const auto& entry : replaced) {
+    const auto& key = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+    const auto& value = entry.second;
     INFO("tensor ", key);
     CHECK(merged.info(key).dtype == esft::DType::F32);
     CHECK(at::equal(merged.load(key), value.to(at::kFloat)));

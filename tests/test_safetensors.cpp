@@ -105,7 +105,9 @@ TEST_CASE("safetensors: every dtype round-trips with metadata, scalars and empty
   CHECK(f.metadata() == metadata);
   REQUIRE(f.tensors().size() == tensors.size());
   for (std::size_t i = 1; i < f.tensors().size(); ++i) CHECK(f.tensors()[i - 1].name < f.tensors()[i].name);
-  for (const auto& [name, expected] : tensors) {
+  for (const auto& entry : tensors) {
+    const auto& name = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+    const auto& expected = entry.second;
     CAPTURE(name);
     const esft::TensorInfo* info = f.find(name);
     REQUIRE(info != nullptr);
@@ -184,7 +186,9 @@ TEST_CASE("safetensors: sharded write, Checkpoint::open and load") {
   CHECK(ck.files().size() == names.size());
   CHECK(ck.keys().size() == tensors.size());
   CHECK(ck.total_bytes() == total);
-  for (const auto& [name, expected] : tensors) {
+  for (const auto& entry : tensors) {
+    const auto& name = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+    const auto& expected = entry.second;
     CAPTURE(name);
     REQUIRE(ck.contains(name));
     CHECK(index["weight_map"][name] == ck.file_of(name).path().filename().string());

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -61,10 +62,19 @@ inline std::string craft_safetensors(const std::string& header, const std::strin
   return u64_le(header.size()) + header + data;
 }
 
+// The device model tests run on: $ESFT_TEST_DEVICE ("cuda", "cuda:N"), the CPU when unset.
+inline c10::Device test_device() {
+  static const c10::Device device = [] {
+    const char* name = std::getenv("ESFT_TEST_DEVICE");
+    return c10::Device(name && *name ? name : "cpu");
+  }();
+  return device;
+}
+
 // Max |a - b| over the rows [B*T] selected by `row_mask` (all rows when undefined).
 inline double max_diff(const at::Tensor& a, const at::Tensor& b, const at::Tensor& row_mask = {}) {
   REQUIRE(a.sizes() == b.sizes());
-  auto d = (a.to(at::kDouble) - b.to(at::kDouble)).abs();
+  auto d = (a.to(at::kCPU, at::kDouble) - b.to(at::kCPU, at::kDouble)).abs();  // either may live on a GPU
   if (row_mask.defined()) d = d.reshape({row_mask.size(0), -1}).index({row_mask});
   return d.numel() ? d.max().item<double>() : 0.0;
 }

@@ -123,8 +123,10 @@ Run train_run(const std::string& plugin, const std::string& fixture, const fs::p
 }  // namespace
 
 TEST_CASE("training: ESFT freezing leaves every frozen tensor bit-identical and trains the selected experts") {
-  for (const auto& [plugin, fixture] : std::vector<std::pair<std::string, std::string>>{
+  for (const auto& entry : std::vector<std::pair<std::string, std::string>>{
            {"qwen3_moe", "qwen3_moe"}, {"qwen2_moe", "qwen2_moe"}, {"gpt_oss", "gpt_oss"}}) {
+    const auto& plugin = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+    const auto& fixture = entry.second;
     CAPTURE(plugin);
     auto t = load_tiny(plugin, fixture);
     const auto before = snapshot(*t.model);
@@ -147,7 +149,9 @@ TEST_CASE("training: ESFT freezing leaves every frozen tensor bit-identical and 
     std::set<std::string> trained_names;
     for (const auto& [name, tensor] : trained) trained_names.insert(name);
     const auto after = snapshot(*t.model);
-    for (const auto& [key, value] : before) {
+    for (const auto& entry : before) {
+      const auto& key = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+      const auto& value = entry.second;
       CAPTURE(key);
       const auto m = t.family->naming().match(key);
       REQUIRE(m.has_value());
@@ -186,7 +190,9 @@ TEST_CASE("training: 6 steps straight equal 3 steps, resume, 3 steps (losses and
     CHECK(a.losses[i + 3] == second.losses[i]);
   }
   CHECK(a.losses.back() < a.losses.front());
-  for (const auto& [key, value] : a.weights) {
+  for (const auto& entry : a.weights) {
+    const auto& key = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+    const auto& value = entry.second;
     CAPTURE(key);
     CHECK(bit_identical(value, second.weights.at(key)));
   }
@@ -210,8 +216,10 @@ TEST_CASE("training: resume refuses a checkpoint made by another run, and a fold
 }
 
 TEST_CASE("training: the adapter applied to a fresh base, and merged into the base, reproduce the trained model") {
-  for (const auto& [plugin, fixture] : std::vector<std::pair<std::string, std::string>>{
+  for (const auto& entry : std::vector<std::pair<std::string, std::string>>{
            {"qwen3_moe", "qwen3_moe"}, {"qwen2_moe", "qwen2_moe"}, {"gpt_oss", "gpt_oss"}}) {
+    const auto& plugin = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+    const auto& fixture = entry.second;
     CAPTURE(plugin);
     TempDir out;
     std::map<std::string, at::Tensor> trained;
@@ -247,7 +255,9 @@ TEST_CASE("training: the adapter applied to a fresh base, and merged into the ba
 
     // qwen2_moe's checkpoint is bfloat16: the merge rounds trained values to it, the in-memory model does not.
     const auto base_dtype = esft::Checkpoint::open(fresh.dir).info(base.begin()->first).dtype;
-    for (const auto& [key, value] : trained) {
+    for (const auto& entry : trained) {
+      const auto& key = entry.first;  // not a structured binding: doctest's CAPTURE captures it
+      const auto& value = entry.second;
       CAPTURE(key);
       CHECK(bit_identical(applied.at(key), value));
       if (base_dtype == esft::DType::BF16) {

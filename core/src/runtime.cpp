@@ -3,7 +3,13 @@
 #include <ATen/Context.h>
 #include <torch/cuda.h>
 
+#ifdef ESFT_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
 #include <sys/resource.h>
+
+#include <cstdio>
 
 #include "esft/error.h"
 
@@ -22,6 +28,10 @@ c10::Device parse_device(const std::string& text) {
       device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(std::stoi(index)));
     }
     if (!at::hasCUDA()) throw Error("--device " + text + " asked for CUDA, but this build or machine has no CUDA device");
+    const auto count = torch::cuda::device_count();
+    if (device.index() >= static_cast<int64_t>(count))
+      throw Error("--device " + text + ": this machine has " + std::to_string(count) + " CUDA device" +
+                  (count == 1 ? "" : "s") + " (cuda:0" + (count > 1 ? " to cuda:" + std::to_string(count - 1) : "") + ")");
     return device;
   }
   throw UsageError("invalid --device '" + text + "' (expected auto, cpu, cuda or cuda:N)");
@@ -51,6 +61,52 @@ double peak_rss_mib() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+namespace {
+// CUDA's integer version (major * 1000 + minor * 10, cuDNN: major * 10000 + minor * 100 + patch in 9.x).
+std::string cuda_version_text(long v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+std::string cudnn_version_text(long v) {
+  return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
+}
+}  // namespace
+
+Accelerators accelerators() {
+  Accelerators a;
+#ifdef ESFT_WITH_CUDA
+  auto& context = at::globalContext();
+  a.cuda_compiled = context.hasCUDART();
+  if (!a.cuda_compiled) return a;
+  a.cuda_version = cuda_version_text(context.versionCUDART());
+  if (context.hasCuDNN()) a.cudnn_version = cudnn_version_text(context.versionCuDNN());
+  if (!at::hasCUDA()) return a;
+  for (int i = 0; i < static_cast<int>(at::cuda::device_count()); ++i) {
+    const cudaDeviceProp* p = at::cuda::getDeviceProperties(i);
+    a.gpus.push_back({i, p->name, p->major, p->minor, static_cast<double>(p->totalGlobalMem) / (1u << 30)});
+  }
+#endif
+  return a;
+}
+
+std::string describe_accelerators(const Accelerators& a) {
+  if (!a.cuda_compiled) {
+#ifdef ESFT_WITH_CUDA
+    return "CUDA compiled in, but LibTorch's CUDA runtime is not loaded";
+#else
+    return "CUDA not compiled in (configured with ESFT_CUDA=OFF)";
+#endif
+  }
+  std::string out = "CUDA compiled in (CUDA " + a.cuda_version;
+  if (!a.cudnn_version.empty()) out += ", cuDNN " + a.cudnn_version;
+  out += "); ";
+  if (a.gpus.empty()) return out + "no GPU visible";
+  out += std::to_string(a.gpus.size()) + (a.gpus.size() == 1 ? " GPU" : " GPUs") + " visible:";
+  char buf[64];
+  for (const auto& g : a.gpus) {
+    std::snprintf(buf, sizeof buf, " (sm_%d%d, %.1f GiB)", g.major, g.minor, g.memory_gib);
+    out += (g.index ? ", cuda:" : " cuda:") + std::to_string(g.index) + " " + g.name + buf;
+  }
+  return out;
 }
 
 }  // namespace esft

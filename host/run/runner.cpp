@@ -14,6 +14,7 @@
 #include "esft/compat.h"
 #include "esft/error.h"
 #include "esft/json_file.h"
+#include "esft/runtime.h"
 #include "esft/sha256.h"
 #include "esft/version.h"
 
@@ -124,6 +125,7 @@ class Runner {
                {"esft", ESFT_VERSION_STRING},
                {"git_commit", ESFT_GIT_COMMIT},
                {"libtorch", ESFT_TORCH_VERSION_STRING},
+               {"accelerators", describe_accelerators(accelerators())},
                {"device", plan_.model.device},
                {"dtype", plan_.model.dtype},
                {"threads", at::get_num_threads()},
@@ -322,8 +324,9 @@ class Runner {
 
   void report_failure(RunResult& r, const std::exception& e) {
     r.failed = true;
-    std::string what = e.what();
+    std::string what = e.what();  // a LibTorch message may run over lines and quote anything; JSON needs UTF-8
     if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    what = one_line_utf8(what);
     for (const auto s : kSteps) {
       const char* name = step_name(s);
       if (!r.steps.contains(name)) {

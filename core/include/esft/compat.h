@@ -1,10 +1,11 @@
 #pragma once
-// The one place that knows which LibTorch it is compiled against. The CPU build uses Debian's LibTorch 1.13, the
-// CUDA build the LibTorch inside a PyTorch 2.x wheel; code elsewhere asks these macros, never TORCH_VERSION_*.
+// The one place that knows which LibTorch esft is compiled against: the one inside the PyTorch 2.x wheel of the
+// project's .venv (or of a GPU machine's own Python). Code elsewhere uses these macros, never TORCH_VERSION_*.
 #include <torch/version.h>
 
-#define ESFT_TORCH_AT_LEAST(major, minor) \
-  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+#if TORCH_VERSION_MAJOR < 2
+#error "esft needs LibTorch 2.x (the PyTorch wheel that scripts/install-deps.sh installs into .venv)"
+#endif
 
 #define ESFT_STRINGIFY_IMPL(x) #x
 #define ESFT_STRINGIFY(x) ESFT_STRINGIFY_IMPL(x)

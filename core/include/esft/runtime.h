@@ -4,6 +4,7 @@
 #include <c10/core/ScalarType.h>
 
 #include <string>
+#include <vector>
 
 namespace esft {
 
@@ -17,5 +18,23 @@ const char* dtype_label(c10::ScalarType dtype);
 void synchronize(const c10::Device& device);
 // The process's peak resident memory so far, in MiB (getrusage).
 double peak_rss_mib();
+
+// What this build and machine offer, for --version, run records and the headers of benchmark tables.
+struct GpuInfo {
+  int index = 0;
+  std::string name;        // "NVIDIA H100 80GB HBM3"
+  int major = 0, minor = 0;  // compute capability
+  double memory_gib = 0;
+};
+struct Accelerators {
+  bool cuda_compiled = false;  // the CUDA path is built in (ESFT_CUDA) and LibTorch's CUDA runtime is loaded
+  std::string cuda_version;    // CUDA runtime LibTorch was built with, "13.0"; empty without CUDA
+  std::string cudnn_version;   // "9.19.0"; empty when cuDNN is absent
+  std::vector<GpuInfo> gpus;   // visible devices
+};
+Accelerators accelerators();
+// One line: "CUDA compiled in (CUDA 13.0, cuDNN 9.19.0); 1 GPU visible: cuda:0 NVIDIA H100 ... (sm_90, 79.2 GiB)",
+// "CUDA compiled in (...); no GPU visible", or "CUDA not compiled in (configured with ESFT_CUDA=OFF)".
+std::string describe_accelerators(const Accelerators& a);
 
 }  // namespace esft

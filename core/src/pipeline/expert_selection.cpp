@@ -69,7 +69,8 @@ ExpertConfig ExpertConfig::load(const std::filesystem::path& path) { return from
 ExpertConfig select_experts(const RoutingStats& stats, ScoreFunction function, double top_p) {
   if (!(top_p > 0 && top_p <= 1)) throw Error("top_p must be in (0, 1]");
   ExpertConfig config;
-  for (const auto& [layer, scores] : expert_scores(stats, function)) {
+  for (const auto& [layer, layer_scores] : expert_scores(stats, function)) {
+    const std::vector<double>& scores = layer_scores;  // a lambda may not capture a structured binding in C++17
     std::vector<int64_t> order(scores.size());
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });

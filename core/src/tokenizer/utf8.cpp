@@ -45,6 +45,11 @@ size_t valid_sequence(std::string_view s, size_t pos, size_t& consumed) {
 
 }  // namespace
 
+size_t utf8_sequence_length(std::string_view text, size_t pos) {
+  size_t consumed;
+  return valid_sequence(text, pos, consumed);
+}
+
 bool is_valid_utf8(std::string_view text) {
   size_t consumed;
   for (size_t pos = 0; pos < text.size();) {

@@ -7,6 +7,9 @@
 
 namespace esft::tok {
 
+// Length (1-4) of the well-formed UTF-8 sequence that starts at text[pos], or 0 when none does there.
+size_t utf8_sequence_length(std::string_view text, size_t pos);
+
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
 bool is_valid_utf8(std::string_view text);
 

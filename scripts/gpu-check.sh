@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The GPU check, for a lent CUDA machine (PyTorch with CUDA and transformers installed, no apt, no network), in one
+# call of under 10 minutes: build esft against the machine's own PyTorch, run the parity suite on the GPU (float32,
+# the fixtures' tolerances) and on the CPU, then the benchmarks next to Hugging Face transformers. Everything it
+# prints is also saved under $OUT (default: build-gpu/gpu-check).
+#
+# Before: scripts/fetch-gpu-debs.sh (on a Debian machine) fills .gpu-debs/, which travels with the working tree.
+# Without a GPU (a dry run on a development machine) the same steps run, the CUDA parity test reports "not run" and
+# the benchmarks measure the CPU.
+#   usage: scripts/gpu-check.sh
+#   environment: GPU_CHECK_PYTHON (python3), DEBS_DIR (.gpu-debs), OUT, and for a quick dry run smaller benchmarks:
+#                BENCH_FORWARD ("--batch 8 --seq 1024 --repeat 5"), BENCH_TRAIN ("--batch 8 --seq 1024 --steps 10")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+python=${GPU_CHECK_PYTHON:-$(command -v python3)}
+debs=${DEBS_DIR:-.gpu-debs}
+build=${BUILD_DIR:-build-gpu}
+out=${OUT:-$build/gpu-check}
+mkdir -p "$out"
+exec > >(tee "$out/gpu-check.log") 2>&1
+step() { printf '\n== [%4ds] %s\n' "$(($(date +%s) - started))" "$*"; }
+
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi: no GPU"
+echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 2^20}' /proc/meminfo); $(uname -sr)"
+"$python" -c 'import torch, transformers; print("python", torch.__version__, "CUDA", torch.version.cuda, "GPU visible:", torch.cuda.is_available(), "transformers", transformers.__version__)'
+device=cpu dtype=float32
+if "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then device=cuda dtype=bfloat16; fi
+
+step "unpack the Debian packages of $debs"
+prefix=/tmp/esft-gpu-deps
+mkdir -p "$prefix"
+for f in "$debs"/*.deb; do dpkg-deb -x "$f" "$prefix"; done
+libdir=$prefix/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PATH=$PATH:$prefix/usr/bin                      # pkg-config and ninja, where the machine lacks them
+export PKG_CONFIG_LIBDIR=$libdir/pkgconfig:$prefix/usr/share/pkgconfig
+export PKG_CONFIG_SYSROOT_DIR=$prefix                  # the .pc files say prefix=/usr
+
+step "configure and build ($build, PyTorch of $python)"
+generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DESFT_PYTHON="$python" \
+  -DCMAKE_PREFIX_PATH="$prefix/usr" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" | tail -n 3
+cmake --build "$build" -j "$(nproc)" | tail -n 2
+"$build/bin/esft-host" --version
+
+step "parity on the GPU (every family: logits, routing, losses, gradients, ESFT freezing, greedy generation)"
+ctest --test-dir "$build" -R 'parity_tests \(cuda\)' -V 2>&1 | grep -E "parity |not run|Passed|Failed|Not Run|SUCCESS|FAILURE|ERROR|CHECK" \
+  | sed 's/^[0-9]*: //' | tee "$out/parity-cuda.txt"
+
+step "every test on the CPU"
+ctest --test-dir "$build" -j "$(nproc)" -E 'parity_tests \(cuda\)' 2>&1 | tail -n 4
+
+step "forward, full fine-tuning and ESFT steps next to transformers ($device, $dtype)"
+"$build/bin/esft-bench-forward" --device "$device" --dtype "$dtype" ${BENCH_FORWARD:---batch 8 --seq 1024 --repeat 5} \
+  --python "$python" | tee "$out/bench-forward.txt"
+
+step "the trainer: ESFT against every expert trainable ($device, $dtype)"
+"$build/bin/esft-bench-train" --device "$device" --dtype "$dtype" ${BENCH_TRAIN:---batch 8 --seq 1024 --steps 10} \
+  | tee "$out/bench-train.txt"
+
+step "done"
