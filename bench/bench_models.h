@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "esft/moe_causal_lm.h"
+#include "esft/model/moe_causal_lm.h"
 
 namespace esft::bench {
 

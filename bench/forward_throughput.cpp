@@ -26,7 +26,7 @@
 #include "bench_models.h"
 #include "esft/compat.h"
 #include "esft/error.h"
-#include "esft/losses.h"
+#include "esft/model/losses.h"
 #include "esft/runtime.h"
 #include "plugin_loader.h"
 

@@ -63,9 +63,14 @@ if(ESFT_CUDA)
   set(C10_CUDA_LIBRARY "${torch_lib}/libc10_cuda.so" CACHE FILEPATH "c10_cuda of the PyTorch wheel" FORCE)
   # Kineto (the profiler) is linked into libtorch_cpu in the wheels; without this TorchConfig warns it is missing.
   set(kineto_LIBRARY "${torch_lib}/libtorch_cpu.so" CACHE FILEPATH "libtorch_cpu, which holds Kineto" FORCE)
-  unset(CMAKE_CUDA_ARCHITECTURES CACHE)  # set by check_language; PyTorch's CMake warns that it ignores it
+  # PyTorch's CMake enables CUDA itself and warns when CMAKE_CUDA_ARCHITECTURES is set, which CMake's policy
+  # CMP0104 does on enabling the language; it reads TORCH_CUDA_ARCH_LIST instead.
+  cmake_policy(PUSH)
+  cmake_policy(SET CMP0104 OLD)
+  unset(CMAKE_CUDA_ARCHITECTURES CACHE)
   unset(CMAKE_CUDA_ARCHITECTURES)
   find_package(Torch REQUIRED)
+  cmake_policy(POP)
   target_link_libraries(esft_torch INTERFACE ${TORCH_LIBRARIES})
   target_compile_definitions(esft_torch INTERFACE ESFT_WITH_CUDA=1)
 else()

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "esft/model_family.h"
+#include "esft/model/model_family.h"
 
 namespace esft::host {
 

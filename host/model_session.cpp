@@ -3,7 +3,7 @@
 #include "cli.h"
 #include "esft/error.h"
 #include "esft/runtime.h"
-#include "esft/weights.h"
+#include "esft/io/weights.h"
 #include "plugin_loader.h"
 
 namespace esft::host {

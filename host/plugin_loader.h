@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "esft/model_family.h"
+#include "esft/model/model_family.h"
 #include "esft/plugin_abi.h"
 
 namespace esft::host {

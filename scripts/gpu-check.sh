@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, for a lent CUDA machine (PyTorch with CUDA and transformers installed, no apt, no network), in one
 # call of under 10 minutes: build esft against the machine's own PyTorch, run the parity suite on the GPU (float32,
-# the fixtures' tolerances) and on the CPU, then the benchmarks next to Hugging Face transformers. Everything it
+# the fixtures' tolerances), the benchmarks next to Hugging Face transformers, then every test on the CPU. Everything it
 # prints is also saved under $OUT (default: build-gpu/gpu-check).
 #
 # Before: scripts/fetch-gpu-debs.sh (on a Debian machine) fills .gpu-debs/, which travels with the working tree.
@@ -40,17 +40,18 @@ export PKG_CONFIG_SYSROOT_DIR=$prefix                  # the .pc files say prefi
 
 step "configure and build ($build, PyTorch of $python)"
 generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
+failed() { grep -m 20 -E "error|Error|ERROR" "$1" || true; tail -n 30 "$1"; exit 1; }
 cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DESFT_PYTHON="$python" \
-  -DCMAKE_PREFIX_PATH="$prefix/usr" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" | tail -n 3
-cmake --build "$build" -j "$(nproc)" | tail -n 2
+  -DCMAKE_PREFIX_PATH="$prefix/usr" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" >"$out/configure.log" 2>&1 \
+  || failed "$out/configure.log"
+grep -E "esft:|CUDA detected|Found Torch" "$out/configure.log" || true
+cmake --build "$build" -j "$(nproc)" >"$out/build.log" 2>&1 || failed "$out/build.log"
+tail -n 1 "$out/build.log"
 "$build/bin/esft-host" --version
 
 step "parity on the GPU (every family: logits, routing, losses, gradients, ESFT freezing, greedy generation)"
 ctest --test-dir "$build" -R 'parity_tests \(cuda\)' -V 2>&1 | grep -E "parity |not run|Passed|Failed|Not Run|SUCCESS|FAILURE|ERROR|CHECK" \
   | sed 's/^[0-9]*: //' | tee "$out/parity-cuda.txt"
-
-step "every test on the CPU"
-ctest --test-dir "$build" -j "$(nproc)" -E 'parity_tests \(cuda\)' 2>&1 | tail -n 4
 
 step "forward, full fine-tuning and ESFT steps next to transformers ($device, $dtype)"
 "$build/bin/esft-bench-forward" --device "$device" --dtype "$dtype" ${BENCH_FORWARD:---batch 8 --seq 1024 --repeat 5} \
@@ -59,5 +60,8 @@ step "forward, full fine-tuning and ESFT steps next to transformers ($device, $d
 step "the trainer: ESFT against every expert trainable ($device, $dtype)"
 "$build/bin/esft-bench-train" --device "$device" --dtype "$dtype" ${BENCH_TRAIN:---batch 8 --seq 1024 --steps 10} \
   | tee "$out/bench-train.txt"
+
+step "every test on the CPU"
+ctest --test-dir "$build" -j "$(nproc)" -E 'parity_tests \(cuda\)' 2>&1 | tail -n 4
 
 step "done"

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "cli_support.h"
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 #include "test_support.h"
 
 using namespace cli_support;

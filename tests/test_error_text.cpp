@@ -5,7 +5,7 @@
 #include <string>
 
 #include "esft/error.h"
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 #include "esft/tokenizer/utf8.h"
 #include "test_support.h"
 

@@ -6,7 +6,7 @@
 #include <functional>
 
 #include "esft/error.h"
-#include "esft/model_config.h"
+#include "esft/model/model_config.h"
 #include "plugin_loader.h"
 
 namespace {

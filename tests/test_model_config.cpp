@@ -2,7 +2,7 @@
 #include "doctest_torch.h"
 
 #include "esft/error.h"
-#include "esft/model_config.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/rotary.h"
 
 using esft::ModelConfig;

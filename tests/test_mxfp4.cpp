@@ -6,9 +6,9 @@
 #include <cmath>
 
 #include "esft/error.h"
-#include "esft/mxfp4.h"
-#include "esft/safetensors.h"
-#include "esft/weights.h"
+#include "esft/io/mxfp4.h"
+#include "esft/io/safetensors.h"
+#include "esft/io/weights.h"
 #include "plugin_loader.h"
 #include "test_support.h"
 

@@ -2,7 +2,7 @@
 #include "doctest_torch.h"
 
 #include "esft/error.h"
-#include "esft/param_naming.h"
+#include "esft/model/param_naming.h"
 
 using esft::ParamNaming;
 using esft::Role;

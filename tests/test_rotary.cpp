@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "esft/model_config.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/rotary.h"
 
 namespace {

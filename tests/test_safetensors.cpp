@@ -1,7 +1,7 @@
 // Safetensors reader/writer, sharded checkpoints and atomic output files.
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 #include "esft/error.h"
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 
 #include <ATen/ATen.h>
 #include "doctest_torch.h"

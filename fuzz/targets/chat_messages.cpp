@@ -1,7 +1,7 @@
 // A conversation file (`chat --messages`, `generate --messages`): a list of messages or {"messages": [...]},
 // rendered by every family's chat format with and without a generation prompt.
-#include "esft/chat_format.h"
-#include "esft/model_family.h"
+#include "esft/model/chat_format.h"
+#include "esft/model/model_family.h"
 #include "fuzz_target.h"
 #include "plugin_loader.h"
 

@@ -1,7 +1,7 @@
 // config.json as every family plugin reads it: the shared keys (ModelConfig), then each family's own keys and
 // limits, building the model on the meta device (shapes without memory, so a config may ask for any size).
-#include "esft/model_config.h"
-#include "esft/model_family.h"
+#include "esft/model/model_config.h"
+#include "esft/model/model_family.h"
 #include "fuzz_target.h"
 #include "plugin_loader.h"
 

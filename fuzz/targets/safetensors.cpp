@@ -1,6 +1,6 @@
 // A .safetensors file: header length, JSON header (dtypes, shapes, offsets, __metadata__), data. Every tensor of a
 // file that opens is then read both ways (copied out, and viewed in place).
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 #include "fuzz_target.h"
 
 ESFT_FUZZ_TARGET(safetensors) {

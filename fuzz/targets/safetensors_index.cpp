@@ -3,7 +3,7 @@
 // try to leave the folder, tensors missing from or repeated across shards.
 #include <ATen/ATen.h>
 
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 #include "fuzz_target.h"
 
 ESFT_FUZZ_TARGET(safetensors_index) {

@@ -1,6 +1,6 @@
 // A training file in JSON lines ({"messages"}, {"prompt","completion"}, {"text"}), encoded as the trainer encodes it:
 // the bundled tiny tokenizer and Qwen3's chat format, labels and all.
-#include "esft/chat_format.h"
+#include "esft/model/chat_format.h"
 #include "esft/data/samples.h"
 #include "esft/tokenizer/tokenizer.h"
 #include "fuzz_target.h"

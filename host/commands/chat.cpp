@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
-#include "esft/chat_format.h"
+#include "esft/model/chat_format.h"
 #include "esft/error.h"
 #include "esft/tokenizer/tokenizer.h"
 

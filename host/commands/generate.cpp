@@ -10,8 +10,8 @@
 
 #include "../cli.h"
 #include "esft/error.h"
-#include "esft/chat_format.h"
-#include "esft/generate.h"
+#include "esft/model/chat_format.h"
+#include "esft/model/generate.h"
 #include "esft/tokenizer/tokenizer.h"
 
 namespace esft::host {

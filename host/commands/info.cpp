@@ -5,7 +5,7 @@
 
 #include "../cli.h"
 #include "esft/runtime.h"
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 
 namespace esft::host {
 

@@ -4,7 +4,7 @@
 
 #include "../cli.h"
 #include "esft/error.h"
-#include "esft/mxfp4.h"
+#include "esft/io/mxfp4.h"
 #include "esft/pipeline/trainable_names.h"
 
 namespace esft::host {

@@ -7,7 +7,7 @@
 #include <iostream>
 
 #include "../cli.h"
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"

@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "../cli.h"
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 #include "esft/error.h"
 #include "esft/pipeline/expert_selection.h"
 

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 #include "esft/error.h"
 #include "esft/tokenizer/tokenizer.h"
 

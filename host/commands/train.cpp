@@ -16,7 +16,7 @@
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
-#include "esft/sha256.h"
+#include "esft/io/sha256.h"
 #include "esft/train/trainer.h"
 
 namespace esft::host {

@@ -9,7 +9,7 @@
 
 #include "esft/error.h"
 #include "esft/pipeline/metrics.h"
-#include "esft/sha256.h"
+#include "esft/io/sha256.h"
 #include "esft/train/train_options.h"
 
 namespace esft::host::run {

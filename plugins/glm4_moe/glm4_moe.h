@@ -6,10 +6,10 @@
 // load-balancing loss. Math: shared/spec/MODELS.md.
 #include <memory>
 
-#include "esft/chat_format.h"
-#include "esft/model_config.h"
+#include "esft/model/chat_format.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/decoder.h"
-#include "esft/param_naming.h"
+#include "esft/model/param_naming.h"
 
 namespace glm4_moe {
 

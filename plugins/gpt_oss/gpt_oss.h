@@ -5,10 +5,10 @@
 // in the released ones, dequantized on load). Math: shared/spec/MODELS.md.
 #include <memory>
 
-#include "esft/chat_format.h"
-#include "esft/model_config.h"
+#include "esft/model/chat_format.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/decoder.h"
-#include "esft/param_naming.h"
+#include "esft/model/param_naming.h"
 
 namespace gpt_oss {
 

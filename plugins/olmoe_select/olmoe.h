@@ -4,10 +4,10 @@
 // shared/spec/MODELS.md. This folder will also host the Select-MoE variant, hence the olmoe_select plugin name.
 #include <memory>
 
-#include "esft/chat_format.h"
-#include "esft/model_config.h"
+#include "esft/model/chat_format.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/decoder.h"
-#include "esft/param_naming.h"
+#include "esft/model/param_naming.h"
 
 namespace olmoe {
 

@@ -4,10 +4,10 @@
 // decoder_sparse_step). Math: shared/spec/MODELS.md.
 #include <memory>
 
-#include "esft/chat_format.h"
-#include "esft/model_config.h"
+#include "esft/model/chat_format.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/decoder.h"
-#include "esft/param_naming.h"
+#include "esft/model/param_naming.h"
 
 namespace qwen2_moe {
 

@@ -3,10 +3,10 @@
 // no shared expert, no attention biases. Math: shared/spec/MODELS.md.
 #include <memory>
 
-#include "esft/chat_format.h"
-#include "esft/model_config.h"
+#include "esft/model/chat_format.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/decoder.h"
-#include "esft/param_naming.h"
+#include "esft/model/param_naming.h"
 
 namespace qwen3_moe {
 

@@ -3,7 +3,7 @@
 #include <fstream>
 
 #include "esft/error.h"
-#include "esft/json_file.h"
+#include "esft/io/json_file.h"
 
 namespace esft::data {
 

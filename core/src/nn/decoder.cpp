@@ -6,7 +6,7 @@
 #include <cctype>
 #include <map>
 
-#include "esft/losses.h"
+#include "esft/model/losses.h"
 
 namespace esft::nn {
 

@@ -2,10 +2,10 @@
 
 #include <ATen/ATen.h>
 
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 #include "esft/error.h"
 #include "esft/pipeline/trainable.h"
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 
 namespace esft::pipeline {
 

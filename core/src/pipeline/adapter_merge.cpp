@@ -9,11 +9,11 @@
 #include <map>
 #include <system_error>
 
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 #include "esft/error.h"
-#include "esft/json_file.h"
-#include "esft/safetensors.h"
-#include "esft/sha256.h"
+#include "esft/io/json_file.h"
+#include "esft/io/safetensors.h"
+#include "esft/io/sha256.h"
 
 namespace esft::pipeline {
 

@@ -6,7 +6,7 @@
 #include <numeric>
 
 #include "esft/error.h"
-#include "esft/json_file.h"
+#include "esft/io/json_file.h"
 
 namespace esft::pipeline {
 

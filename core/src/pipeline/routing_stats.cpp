@@ -3,7 +3,7 @@
 #include <sstream>
 
 #include "esft/error.h"
-#include "esft/json_file.h"
+#include "esft/io/json_file.h"
 #include "esft/tokenizer/tokenizer.h"  // read_maybe_gzipped
 
 namespace esft::pipeline {

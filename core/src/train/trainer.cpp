@@ -8,13 +8,13 @@
 #include <cstdio>
 #include <fstream>
 
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 #include "esft/error.h"
-#include "esft/json_file.h"
-#include "esft/losses.h"
+#include "esft/io/json_file.h"
+#include "esft/model/losses.h"
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 
 namespace esft::train {
 

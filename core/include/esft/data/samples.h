@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "esft/chat_format.h"
+#include "esft/model/chat_format.h"
 #include "esft/tokenizer/tokenizer.h"
 
 namespace esft::data {

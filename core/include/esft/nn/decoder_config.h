@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "esft/model_config.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/decoder.h"
 
 namespace esft::nn {

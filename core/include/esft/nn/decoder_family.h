@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "esft/model_family.h"
+#include "esft/model/model_family.h"
 #include "esft/nn/decoder.h"
 
 namespace esft::nn {

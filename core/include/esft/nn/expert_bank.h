@@ -18,8 +18,8 @@
 #include <memory>
 #include <vector>
 
-#include "esft/checkpoint_binding.h"
-#include "esft/param_naming.h"
+#include "esft/model/checkpoint_binding.h"
+#include "esft/model/param_naming.h"
 
 namespace esft::nn {
 

@@ -7,7 +7,7 @@
 #include <optional>
 #include <utility>
 
-#include "esft/model_config.h"
+#include "esft/model/model_config.h"
 
 namespace esft::nn {
 

@@ -5,7 +5,7 @@
 
 #include <filesystem>
 
-#include "esft/moe_causal_lm.h"
+#include "esft/model/moe_causal_lm.h"
 #include "esft/pipeline/adapter_merge.h"
 #include "esft/pipeline/expert_selection.h"
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "esft/pipeline/routing_stats.h"
-#include "esft/router_event.h"
+#include "esft/model/router_event.h"
 
 namespace esft::pipeline {
 

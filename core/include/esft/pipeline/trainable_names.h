@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "esft/param_naming.h"
+#include "esft/model/param_naming.h"
 #include "esft/pipeline/expert_selection.h"
 #include "esft/pipeline/trainable.h"
 

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 
 namespace esft::train {
 

@@ -20,7 +20,7 @@
 #include <optional>
 #include <vector>
 
-#include "esft/moe_causal_lm.h"
+#include "esft/model/moe_causal_lm.h"
 #include "esft/train/adamw.h"
 #include "esft/train/batch_stream.h"
 #include "esft/train/train_options.h"

@@ -1,4 +1,4 @@
-#include "esft/losses.h"
+#include "esft/model/losses.h"
 
 #include <ATen/ATen.h>
 

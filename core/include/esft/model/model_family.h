@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "esft/chat_format.h"
-#include "esft/model_config.h"
-#include "esft/moe_causal_lm.h"
-#include "esft/param_naming.h"
+#include "esft/model/chat_format.h"
+#include "esft/model/model_config.h"
+#include "esft/model/moe_causal_lm.h"
+#include "esft/model/param_naming.h"
 
 namespace esft {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 
 namespace esft {
 

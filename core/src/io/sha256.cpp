@@ -1,4 +1,4 @@
-#include "esft/sha256.h"
+#include "esft/io/sha256.h"
 
 #include "esft/error.h"
 

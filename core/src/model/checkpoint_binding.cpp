@@ -1,4 +1,4 @@
-#include "esft/checkpoint_binding.h"
+#include "esft/model/checkpoint_binding.h"
 
 #include <ATen/ATen.h>
 

@@ -1,4 +1,4 @@
-#include "esft/param_naming.h"
+#include "esft/model/param_naming.h"
 
 #include <cctype>
 

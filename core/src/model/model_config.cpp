@@ -1,4 +1,4 @@
-#include "esft/model_config.h"
+#include "esft/model/model_config.h"
 
 #include <fstream>
 #include <initializer_list>

@@ -1,4 +1,4 @@
-#include "esft/mxfp4.h"
+#include "esft/io/mxfp4.h"
 
 #include <ATen/ATen.h>
 

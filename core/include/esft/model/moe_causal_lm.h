@@ -8,11 +8,11 @@
 #include <memory>
 #include <vector>
 
-#include "esft/checkpoint_binding.h"
-#include "esft/model_config.h"
+#include "esft/model/checkpoint_binding.h"
+#include "esft/model/model_config.h"
 #include "esft/nn/kv_cache.h"
 #include "esft/nn/moe_layer.h"
-#include "esft/router_event.h"
+#include "esft/model/router_event.h"
 
 namespace esft {
 

@@ -1,4 +1,4 @@
-#include "esft/generate.h"
+#include "esft/model/generate.h"
 
 #include <ATen/ATen.h>
 

@@ -1,9 +1,9 @@
-#include "esft/chat_format.h"
+#include "esft/model/chat_format.h"
 
 #include <ctime>
 
 #include "esft/error.h"
-#include "esft/json_file.h"
+#include "esft/io/json_file.h"
 
 namespace esft {
 

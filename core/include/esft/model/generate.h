@@ -4,7 +4,7 @@
 #include <functional>
 #include <vector>
 
-#include "esft/moe_causal_lm.h"
+#include "esft/model/moe_causal_lm.h"
 
 namespace esft {
 

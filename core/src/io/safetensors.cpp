@@ -1,6 +1,6 @@
-#include "esft/safetensors.h"
+#include "esft/io/safetensors.h"
 
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 #include "esft/error.h"
 
 #include <ATen/ATen.h>

@@ -1,4 +1,4 @@
-#include "esft/weights.h"
+#include "esft/io/weights.h"
 
 #include <ATen/ATen.h>
 
@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "esft/error.h"
-#include "esft/mxfp4.h"
+#include "esft/io/mxfp4.h"
 
 namespace esft {
 

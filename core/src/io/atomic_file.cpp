@@ -1,4 +1,4 @@
-#include "esft/atomic_file.h"
+#include "esft/io/atomic_file.h"
 
 #include "esft/error.h"
 

@@ -1,4 +1,4 @@
-#include "esft/json_file.h"
+#include "esft/io/json_file.h"
 
 #include <fstream>
 
