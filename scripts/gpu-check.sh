@@ -33,6 +33,11 @@ prefix=/tmp/esft-gpu-deps
 mkdir -p "$prefix"
 for f in "$debs"/*.deb; do dpkg-deb -x "$f" "$prefix"; done
 libdir=$prefix/usr/lib/x86_64-linux-gnu
+# zlib1g-dev's libz.so points at Debian's own /lib/x86_64-linux-gnu/libz.so.1.2.13: link the machine's zlib instead
+# (and never fall back to the static libz.a, which a shared library cannot take).
+system_zlib=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
+if [ -n "$system_zlib" ]; then ln -sf "$system_zlib" "$libdir/libz.so"; fi
+rm -f "$libdir/libz.a"
 export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PATH=$PATH:$prefix/usr/bin                      # pkg-config and ninja, where the machine lacks them
 export PKG_CONFIG_LIBDIR=$libdir/pkgconfig:$prefix/usr/share/pkgconfig
@@ -40,6 +45,7 @@ export PKG_CONFIG_SYSROOT_DIR=$prefix                  # the .pc files say prefi
 
 step "configure and build ($build, PyTorch of $python)"
 generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
+rm -f "$build/CMakeCache.txt"  # configure afresh (what a previous call found may be gone); objects are reused
 failed() { grep -m 20 -E "error|Error|ERROR" "$1" || true; tail -n 30 "$1"; exit 1; }
 cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DESFT_PYTHON="$python" \
   -DCMAKE_PREFIX_PATH="$prefix/usr" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" >"$out/configure.log" 2>&1 \
@@ -50,16 +56,25 @@ tail -n 1 "$out/build.log"
 "$build/bin/esft-host" --version
 
 step "parity on the GPU (every family: logits, routing, losses, gradients, ESFT freezing, greedy generation)"
-ctest --test-dir "$build" -R 'parity_tests \(cuda\)' -V 2>&1 | grep -E "parity |not run|Passed|Failed|Not Run|SUCCESS|FAILURE|ERROR|CHECK" \
-  | sed 's/^[0-9]*: //' | tee "$out/parity-cuda.txt"
+# Case by case, so that one failure (or crash) does not hide the others' figures.
+parity=$build/tests/parity_tests
+"$parity" --list-test-cases --no-version | grep -v '^\[doctest\]' | grep -v '^=*$' | while IFS= read -r name; do
+  filter=${name//,/\\,}
+  status=0
+  ESFT_TEST_DEVICE=cuda "$parity" -tc="$filter" >"$out/case.log" 2>&1 || status=$?
+  case $status in 0) result=passed ;; 77) result="not run (no GPU)" ;; *) result="FAILED (exit $status)" ;; esac
+  { grep -E "^parity |ERROR|CRASHED|not run" "$out/case.log" || true; } | sed "s/^/  /" | head -n 20
+  echo "$result: $name"
+done | tee "$out/parity-cuda.txt"
+echo "cases passed on the GPU: $(grep -c '^passed: ' "$out/parity-cuda.txt") of $(grep -cE '^(passed|FAILED)' "$out/parity-cuda.txt")"
 
 step "forward, full fine-tuning and ESFT steps next to transformers ($device, $dtype)"
 "$build/bin/esft-bench-forward" --device "$device" --dtype "$dtype" ${BENCH_FORWARD:---batch 8 --seq 1024 --repeat 5} \
-  --python "$python" | tee "$out/bench-forward.txt"
+  --python "$python" | tee "$out/bench-forward.txt" || echo "esft-bench-forward FAILED"
 
 step "the trainer: ESFT against every expert trainable ($device, $dtype)"
 "$build/bin/esft-bench-train" --device "$device" --dtype "$dtype" ${BENCH_TRAIN:---batch 8 --seq 1024 --steps 10} \
-  | tee "$out/bench-train.txt"
+  | tee "$out/bench-train.txt" || echo "esft-bench-train FAILED"
 
 step "every test on the CPU"
 ctest --test-dir "$build" -j "$(nproc)" -E 'parity_tests \(cuda\)' 2>&1 | tail -n 4
