@@ -2,8 +2,9 @@
 
 #include "cli.h"
 #include "esft/error.h"
-#include "esft/runtime.h"
+#include "esft/io/json_file.h"
 #include "esft/io/weights.h"
+#include "esft/runtime.h"
 #include "plugin_loader.h"
 
 namespace esft::host {
@@ -41,11 +42,10 @@ std::vector<int64_t> generation_stop_ids(const ModelConfig& config) {
     }
     auto it = j.find("eos_token_id");
     if (it != j.end() && !it->is_null()) {
-      std::vector<int64_t> ids;
-      if (it->is_number_integer()) ids.push_back(it->get<int64_t>());
-      if (it->is_array())
-        for (const auto& e : *it) ids.push_back(e.get<int64_t>());
-      return ids;
+      if (auto id = json_get<int64_t>(*it)) return {*id};
+      if (auto ids = json_get<std::vector<int64_t>>(*it)) return *ids;
+      throw Error("eos_token_id must be an integer or a list of integers (" +
+                  (config.model_dir / "generation_config.json").string() + ")");
     }
   }
   return config.eos_token_ids;

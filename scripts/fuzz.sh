@@ -34,7 +34,8 @@ for t in "${targets[@]}"; do
   corpus="$build/corpus/$t" crashes="$build/crashes/$t/" log="$build/logs/$t.log"
   mkdir -p "$corpus" "$crashes" "$(dirname "$log")"
   status=0
-  "$build/bin/esft-fuzz-$t" "$corpus" "fuzz/corpus/$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=6144 \
+  seeds=("fuzz/corpus/$t"); [ -d "fuzz/regressions/$t" ] && seeds+=("fuzz/regressions/$t")
+  "$build/bin/esft-fuzz-$t" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=6144 \
     -artifact_prefix="$crashes" -print_final_stats=1 >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)

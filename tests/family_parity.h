@@ -14,10 +14,10 @@
 #include <set>
 #include <string>
 
-#include "esft/model/generate.h"
-#include "esft/model/losses.h"
 #include "esft/io/safetensors.h"
 #include "esft/io/weights.h"
+#include "esft/model/generate.h"
+#include "esft/model/losses.h"
 #include "plugin_loader.h"
 #include "test_support.h"
 

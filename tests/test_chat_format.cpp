@@ -5,8 +5,8 @@
 
 #include <fstream>
 
-#include "esft/model/chat_format.h"
 #include "esft/error.h"
+#include "esft/model/chat_format.h"
 #include "esft/tokenizer/tokenizer.h"
 #include "plugin_loader.h"
 

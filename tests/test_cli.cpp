@@ -27,9 +27,9 @@
 #include <utility>
 #include <vector>
 
+#include "esft/io/safetensors.h"
 #include "esft/plugin_abi.h"
 #include "esft/runtime.h"
-#include "esft/io/safetensors.h"
 
 #if !defined(ESFT_BIN_DIR) || !defined(ESFT_TEST_DATA_DIR) || !defined(ESFT_WRONG_ABI_PLUGIN_DIR)
 #error "ESFT_BIN_DIR, ESFT_TEST_DATA_DIR and ESFT_WRONG_ABI_PLUGIN_DIR must be defined by the build"

@@ -80,3 +80,29 @@ TEST_CASE("expert selection: malformed logs name file and line") {
   CHECK_THROWS_WITH_AS(read_legacy_logs(dir.path, 2, 64), doctest::Contains("differ"), esft::Error);
   CHECK_THROWS_AS(load_routing_stats(dir / "nothing"), esft::Error);
 }
+
+TEST_CASE("expert selection: configs and scores with numbers out of range or keys of the wrong shape are refused") {
+  using nlohmann::json;
+  // Found by the expert_config and scores fuzz targets (fuzz/regressions): an expert id of 1e41 was converted to
+  // int64 (undefined behaviour), and a "format" that is an object escaped as a JSON type error.
+  CHECK_THROWS_WITH_AS(esft::pipeline::ExpertConfig::from_json({{"experts", {{"1", {3, 1e41}}}}}, "c.json"),
+                       doctest::Contains("c.json: layer 1: experts must be a list of integers"), esft::Error);
+  CHECK_THROWS_WITH_AS(esft::pipeline::ExpertConfig::from_json({{"experts", {{"99999999999999999999", {3}}}}}, "c.json"),
+                       doctest::Contains("is not a layer index"), esft::Error);
+  const json scores = {{"format", "esft-scores"}, {"version", 1}, {"num_experts", 2}, {"top_k", 1}, {"tokens", 4},
+                       {"layers", {{"0", {{"token_count", {1, 3}}, {"gate_sum", {0.5, 2.0}}}}}}};
+  CHECK(esft::pipeline::RoutingStats::from_json(scores, "s.json").layers.at(0).token_count[1] == 3);
+  auto with = [&](const char* key, json value) {
+    json j = scores;
+    j[key] = std::move(value);
+    return j;
+  };
+  CHECK_THROWS_AS(esft::pipeline::RoutingStats::from_json(with("format", json::object()), "s.json"), esft::Error);
+  CHECK_THROWS_AS(esft::pipeline::RoutingStats::from_json(with("version", 1.0e300), "s.json"), esft::Error);
+  CHECK_THROWS_WITH_AS(esft::pipeline::RoutingStats::from_json(with("num_experts", 2.5), "s.json"),
+                       doctest::Contains("\"num_experts\" must be a non-negative integer"), esft::Error);
+  json bad_layer = scores;
+  bad_layer["layers"] = {{"x1", scores["layers"]["0"]}};
+  CHECK_THROWS_WITH_AS(esft::pipeline::RoutingStats::from_json(bad_layer, "s.json"),
+                       doctest::Contains("layer key 'x1' is not a layer index"), esft::Error);
+}

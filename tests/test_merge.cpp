@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "esft/error.h"
-#include "esft/pipeline/adapter_merge.h"
 #include "esft/io/safetensors.h"
 #include "esft/io/sha256.h"
+#include "esft/pipeline/adapter_merge.h"
 
 #if !defined(ESFT_BIN_DIR) || !defined(ESFT_TEST_DATA_DIR)
 #error "ESFT_BIN_DIR and ESFT_TEST_DATA_DIR must be defined by the build"

@@ -2,6 +2,7 @@
 #include "doctest_torch.h"
 
 #include "esft/error.h"
+#include "esft/io/json_file.h"
 #include "esft/model/model_config.h"
 #include "esft/nn/rotary.h"
 
@@ -69,4 +70,32 @@ TEST_CASE("model config: errors name the key and the file") {
 TEST_CASE("rotary: an unsupported rope_type fails loudly instead of running wrong math") {
   const auto c = ModelConfig::from_json({{"model_type", "qwen3_moe"}, {"rope_scaling", {{"rope_type", "longrope"}}}}, "t");
   CHECK_THROWS_WITH_AS(esft::nn::rope_spec_from_config(c, 64), doctest::Contains("rope_type 'longrope'"), esft::Error);
+}
+
+TEST_CASE("model config: integers are read exactly (2.5 and 1e40 are wrong types, not truncated or overflowed)") {
+  for (const json bad : {json(2.5), json(1e40), json(-1e40), json(18446744073709551615ULL)}) {
+    CAPTURE(bad.dump());
+    CHECK_THROWS_WITH_AS(ModelConfig::from_json({{"model_type", "x"}, {"hidden_size", bad}}, "cfg.json"),
+                         doctest::Contains("'hidden_size' has the wrong type (cfg.json)"), esft::Error);
+    const auto c = ModelConfig::from_json({{"model_type", "x"}, {"n_group", bad}, {"mlp_only_layers", {1, bad}}}, "c");
+    CHECK_THROWS_AS(c.get<int64_t>("n_group", 1), esft::Error);
+    CHECK_THROWS_AS(c.get<std::vector<int64_t>>("mlp_only_layers", {}), esft::Error);
+  }
+  CHECK_THROWS_WITH_AS(ModelConfig::from_json({{"model_type", "x"}, {"eos_token_id", {1, "two"}}}, "cfg.json"),
+                       doctest::Contains("'eos_token_id' has the wrong type"), esft::Error);
+  CHECK(ModelConfig::from_json({{"model_type", "x"}, {"eos_token_id", {1, 2}}}, "c").eos_token_ids ==
+        std::vector<int64_t>{1, 2});
+}
+
+TEST_CASE("json numbers: json_get takes integers in range only, parse_index digits only") {
+  CHECK(esft::json_get<int32_t>(json(7)) == 7);
+  CHECK(esft::json_get<int32_t>(json(-7)) == -7);
+  CHECK_FALSE(esft::json_get<int32_t>(json(3000000000LL)).has_value());
+  CHECK_FALSE(esft::json_get<int64_t>(json(1.0)).has_value());
+  CHECK_FALSE(esft::json_get<int64_t>(json("1")).has_value());
+  CHECK(esft::json_get<std::vector<int64_t>>(json({1, 2})) == std::vector<int64_t>{1, 2});
+  CHECK_FALSE(esft::json_get<std::vector<int64_t>>(json({1, 2.5})).has_value());
+  CHECK(esft::json_get<double>(json(2)) == 2.0);
+  CHECK(esft::parse_index("012") == 12);
+  for (const char* bad : {"", "-1", "1a", " 1", "1234567890123456789"}) CHECK_FALSE(esft::parse_index(bad).has_value());
 }

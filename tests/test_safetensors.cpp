@@ -1,6 +1,6 @@
 // Safetensors reader/writer, sharded checkpoints and atomic output files.
-#include "esft/io/atomic_file.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/io/safetensors.h"
 
 #include <ATen/ATen.h>

@@ -10,12 +10,12 @@
 
 #include "esft/error.h"
 #include "esft/io/json_file.h"
+#include "esft/io/sha256.h"
+#include "esft/io/weights.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/adapter_merge.h"
 #include "esft/pipeline/trainable.h"
-#include "esft/io/sha256.h"
 #include "esft/train/trainer.h"
-#include "esft/io/weights.h"
 #include "plugin_loader.h"
 #include "test_support.h"
 

@@ -3,9 +3,9 @@
 // first "\n--esft-fuzz-part--\n".
 #include <ATen/ATen.h>
 
+#include "esft/io/weights.h"
 #include "esft/model/model_config.h"
 #include "esft/pipeline/adapter_io.h"
-#include "esft/io/weights.h"
 #include "fuzz_target.h"
 #include "plugin_loader.h"
 

@@ -1,7 +1,7 @@
 // A training file in JSON lines ({"messages"}, {"prompt","completion"}, {"text"}), encoded as the trainer encodes it:
 // the bundled tiny tokenizer and Qwen3's chat format, labels and all.
-#include "esft/model/chat_format.h"
 #include "esft/data/samples.h"
+#include "esft/model/chat_format.h"
 #include "esft/tokenizer/tokenizer.h"
 #include "fuzz_target.h"
 #include "plugin_loader.h"

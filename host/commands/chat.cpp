@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
-#include "esft/model/chat_format.h"
 #include "esft/error.h"
+#include "esft/model/chat_format.h"
 #include "esft/tokenizer/tokenizer.h"
 
 namespace esft::host {

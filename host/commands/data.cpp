@@ -6,10 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
-#include "esft/io/atomic_file.h"
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/train/batch_stream.h"
 
 namespace esft::host {

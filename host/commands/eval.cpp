@@ -11,9 +11,9 @@
 #include <iostream>
 
 #include "../cli.h"
-#include "esft/io/atomic_file.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/model/generate.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/metrics.h"

@@ -7,8 +7,8 @@
 
 #include "../cli.h"
 #include "esft/error.h"
-#include "esft/model/losses.h"
 #include "esft/io/safetensors.h"
+#include "esft/model/losses.h"
 
 namespace esft::host {
 

@@ -4,8 +4,8 @@
 #include <sstream>
 
 #include "../cli.h"
-#include "esft/runtime.h"
 #include "esft/io/safetensors.h"
+#include "esft/runtime.h"
 
 namespace esft::host {
 

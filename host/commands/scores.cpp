@@ -7,10 +7,10 @@
 #include <iostream>
 
 #include "../cli.h"
-#include "esft/io/atomic_file.h"
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/pipeline/routing_collector.h"
 
 namespace esft::host {

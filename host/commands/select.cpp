@@ -4,8 +4,8 @@
 #include <sstream>
 
 #include "../cli.h"
-#include "esft/io/atomic_file.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/pipeline/expert_selection.h"
 
 namespace esft::host {

@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
-#include "esft/io/atomic_file.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/tokenizer/tokenizer.h"
 
 namespace esft::host {

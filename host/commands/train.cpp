@@ -13,10 +13,10 @@
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
+#include "esft/io/sha256.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
-#include "esft/io/sha256.h"
 #include "esft/train/trainer.h"
 
 namespace esft::host {

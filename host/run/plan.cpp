@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "esft/error.h"
-#include "esft/pipeline/metrics.h"
 #include "esft/io/sha256.h"
+#include "esft/pipeline/metrics.h"
 #include "esft/train/train_options.h"
 
 namespace esft::host::run {

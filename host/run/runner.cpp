@@ -10,12 +10,12 @@
 #include <sstream>
 
 #include "cli.h"
-#include "esft/io/atomic_file.h"
 #include "esft/compat.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/io/json_file.h"
-#include "esft/runtime.h"
 #include "esft/io/sha256.h"
+#include "esft/runtime.h"
 #include "esft/version.h"
 
 #ifndef ESFT_GIT_COMMIT

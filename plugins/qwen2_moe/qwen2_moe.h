@@ -6,8 +6,8 @@
 
 #include "esft/model/chat_format.h"
 #include "esft/model/model_config.h"
-#include "esft/nn/decoder.h"
 #include "esft/model/param_naming.h"
+#include "esft/nn/decoder.h"
 
 namespace qwen2_moe {
 

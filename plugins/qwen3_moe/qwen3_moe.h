@@ -5,8 +5,8 @@
 
 #include "esft/model/chat_format.h"
 #include "esft/model/model_config.h"
-#include "esft/nn/decoder.h"
 #include "esft/model/param_naming.h"
+#include "esft/nn/decoder.h"
 
 namespace qwen3_moe {
 

@@ -1,7 +1,7 @@
 #include "esft/io/safetensors.h"
 
-#include "esft/io/atomic_file.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>

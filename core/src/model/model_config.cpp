@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "esft/error.h"
+#include "esft/io/json_file.h"
 
 namespace esft {
 
@@ -22,11 +23,8 @@ template <typename T>
 T read(const nlohmann::json& j, std::initializer_list<const char*> keys, T fallback, const std::string& source) {
   const auto* v = first_of(j, keys);
   if (!v) return fallback;
-  try {
-    return v->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw Error(std::string("config key '") + *keys.begin() + "' has the wrong type (" + source + ")");
-  }
+  if (auto value = json_get<T>(*v)) return *value;
+  throw Error(std::string("config key '") + *keys.begin() + "' has the wrong type (" + source + ")");
 }
 
 }  // namespace
@@ -74,11 +72,13 @@ ModelConfig ModelConfig::from_json(nlohmann::json raw, std::string source) {
   c.norm_topk_prob = read<bool>(j, {"norm_topk_prob"}, false, src);
   c.router_aux_loss_coef = read<double>(j, {"router_aux_loss_coef"}, 0.0, src);
   c.max_position_embeddings = read<int64_t>(j, {"max_position_embeddings"}, 0, src);
-  if (const auto* bos = first_of(j, {"bos_token_id"}); bos && bos->is_number_integer()) c.bos_token_id = bos->get<int64_t>();
+  if (const auto* bos = first_of(j, {"bos_token_id"})) c.bos_token_id = json_get<int64_t>(*bos);
   if (const auto* eos = first_of(j, {"eos_token_id"})) {
-    if (eos->is_number_integer()) c.eos_token_ids.push_back(eos->get<int64_t>());
-    if (eos->is_array())
-      for (const auto& e : *eos) c.eos_token_ids.push_back(e.get<int64_t>());
+    if (eos->is_array()) {
+      c.eos_token_ids = read<std::vector<int64_t>>(j, {"eos_token_id"}, {}, src);
+    } else if (auto id = json_get<int64_t>(*eos)) {
+      c.eos_token_ids.push_back(*id);
+    }
   }
 
   // Rope settings: transformers v5 nests everything in `rope_parameters`; Hub configs have `rope_theta` at the top

@@ -2,10 +2,10 @@
 
 #include <ATen/ATen.h>
 
-#include "esft/io/atomic_file.h"
 #include "esft/error.h"
-#include "esft/pipeline/trainable.h"
+#include "esft/io/atomic_file.h"
 #include "esft/io/safetensors.h"
+#include "esft/pipeline/trainable.h"
 
 namespace esft::pipeline {
 

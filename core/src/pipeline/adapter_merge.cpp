@@ -9,8 +9,8 @@
 #include <map>
 #include <system_error>
 
-#include "esft/io/atomic_file.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/io/json_file.h"
 #include "esft/io/safetensors.h"
 #include "esft/io/sha256.h"
@@ -248,10 +248,10 @@ bool parse_adapter_slice_name(const std::string& name, std::string& key, int64_t
   const auto hash = name.rfind('#');
   if (hash == std::string::npos || hash == 0 || hash + 1 == name.size()) return false;
   const std::string digits = name.substr(hash + 1);
-  if (digits.size() > 18 || (digits.size() > 1 && digits[0] == '0')) return false;  // 18 digits fit in int64
-  if (!std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) return false;
+  const auto parsed = parse_index(digits);
+  if (!parsed || (digits.size() > 1 && digits[0] == '0')) return false;
   key = name.substr(0, hash);
-  index = std::stoll(digits);
+  index = *parsed;
   return true;
 }
 

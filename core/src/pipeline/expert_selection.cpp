@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 
 #include "esft/error.h"
@@ -51,10 +52,13 @@ ExpertConfig ExpertConfig::from_json(const nlohmann::json& j, const std::string&
   try {
     for (const auto& item : j.at("experts").items()) {
       const auto& key = item.key();
-      if (key.empty() || key.find_first_not_of("0123456789") != std::string::npos) {
+      const auto layer = parse_index(key);
+      if (!layer || *layer > std::numeric_limits<int>::max()) {
         throw Error(where + ": layer key '" + key + "' is not a layer index");
       }
-      c.experts[std::stoi(key)] = item.value().get<std::vector<int64_t>>();
+      auto experts = json_get<std::vector<int64_t>>(item.value());
+      if (!experts) throw Error(where + ": layer " + key + ": experts must be a list of integers");
+      c.experts[static_cast<int>(*layer)] = std::move(*experts);
     }
     c.shared_experts = j.value("shared_experts", false);
     c.non_expert_modules = j.value("non_expert_modules", false);

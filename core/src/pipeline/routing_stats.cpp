@@ -1,5 +1,6 @@
 #include "esft/pipeline/routing_stats.h"
 
+#include <limits>
 #include <sstream>
 
 #include "esft/error.h"
@@ -20,23 +21,38 @@ nlohmann::json RoutingStats::to_json() const {
 }
 
 RoutingStats RoutingStats::from_json(const nlohmann::json& j, const std::string& where) {
-  if (!j.is_object() || j.value("format", std::string()) != "esft-scores") throw Error(where + ": not an esft-scores file");
-  if (j.value("version", 0) != 1) throw Error(where + ": esft-scores version " + j.value("version", nlohmann::json()).dump() + " is not supported");
+  if (!j.is_object() || j.find("format") == j.end() || j["format"] != "esft-scores") throw Error(where + ": not an esft-scores file");
+  if (j.find("version") == j.end() || json_get<int64_t>(j["version"]) != 1)
+    throw Error(where + ": esft-scores version " + json_excerpt(j.value("version", nlohmann::json())) + " is not supported");
   RoutingStats s;
+  // Every number is read exactly (json_get): a count of 2.5 or 1e40 is a damaged file, not a count.
+  auto integer = [&](const nlohmann::json& object, const char* key, const std::string& in) {
+    const auto it = object.find(key);
+    const auto v = it == object.end() ? std::nullopt : json_get<int64_t>(*it);
+    if (!v || *v < 0) throw Error(where + ": " + in + "\"" + key + "\" must be a non-negative integer");
+    return *v;
+  };
   try {
     s.model_type = j.value("model_type", std::string());
-    s.num_experts = j.at("num_experts").get<int64_t>();
-    s.top_k = j.at("top_k").get<int64_t>();
-    s.tokens = j.at("tokens").get<int64_t>();
+    s.num_experts = integer(j, "num_experts", "");
+    s.top_k = integer(j, "top_k", "");
+    s.tokens = integer(j, "tokens", "");
     for (const auto& item : j.at("layers").items()) {
+      const std::string layer = "layer " + item.key() + ": ";
+      const auto index = parse_index(item.key());
+      if (!index || *index > std::numeric_limits<int>::max()) throw Error(where + ": layer key '" + item.key() + "' is not a layer index");
+      const auto& value = item.value();
       LayerRouting r;
-      r.token_count = item.value().at("token_count").get<std::vector<int64_t>>();
-      r.gate_sum = item.value().at("gate_sum").get<std::vector<double>>();
-      r.tokens = item.value().value("tokens", s.tokens);
+      auto counts = json_get<std::vector<int64_t>>(value.at("token_count"));
+      auto sums = json_get<std::vector<double>>(value.at("gate_sum"));
+      if (!counts || !sums) throw Error(where + ": " + layer + "token_count and gate_sum must be lists of numbers");
+      r.token_count = std::move(*counts);
+      r.gate_sum = std::move(*sums);
+      r.tokens = value.contains("tokens") ? integer(value, "tokens", layer) : s.tokens;
       if (static_cast<int64_t>(r.token_count.size()) != s.num_experts || static_cast<int64_t>(r.gate_sum.size()) != s.num_experts) {
         throw Error(where + ": layer " + item.key() + " does not have num_experts entries");
       }
-      s.layers[std::stoi(item.key())] = std::move(r);
+      s.layers[static_cast<int>(*index)] = std::move(r);
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed esft-scores file (" + e.what() + ")");
@@ -95,9 +111,9 @@ void add_log_dir(const fs::path& dir, RoutingStats& stats) {
     for (const char* tail : {".txt.gz", ".txt"}) {
       const std::string t = tail;
       if (rest.size() > t.size() && rest.compare(rest.size() - t.size(), t.size(), t) == 0) {
-        rest = rest.substr(0, rest.size() - t.size());
-        if (rest.find_first_not_of("0123456789") != std::string::npos || rest.empty()) break;
-        add_log(entry.path(), std::stoi(rest), stats);
+        const auto layer = parse_index(rest.substr(0, rest.size() - t.size()));
+        if (!layer || *layer > std::numeric_limits<int>::max()) break;
+        add_log(entry.path(), static_cast<int>(*layer), stats);
         any = true;
         break;
       }

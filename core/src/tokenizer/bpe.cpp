@@ -4,6 +4,7 @@
 #include <queue>
 
 #include "esft/error.h"
+#include "esft/io/json_file.h"
 #include "esft/tokenizer/byte_level.h"
 
 namespace esft::tok {
@@ -34,15 +35,24 @@ BpeModel::BpeModel(const nlohmann::json& model) {
 
   const auto& vocab = model.at("vocab");
   if (!vocab.is_object()) throw Error("tokenizer.json: model.vocab must be an object");
+  // Ids index the token tables, so they must be non-negative integers and, as in every real vocabulary, about as
+  // dense as the vocabulary is large (a single id of 2e9 would ask for 2e9 table entries).
+  const int64_t id_limit = 2 * static_cast<int64_t>(vocab.size()) + 1024;
+  auto id_of_entry = [&](const nlohmann::json& value, const std::string& token) {
+    const auto id = json_get<int32_t>(value);
+    if (!id || *id < 0 || *id >= id_limit)
+      throw Error("tokenizer.json: the id of '" + token + "' must be an integer from 0 to " + std::to_string(id_limit - 1) +
+                  " (the vocabulary has " + std::to_string(vocab.size()) + " entries), got " + json_excerpt(value));
+    return *id;
+  };
   int32_t max_id = -1;
-  for (const auto& item : vocab.items()) max_id = std::max(max_id, item.value().get<int32_t>());
+  for (const auto& item : vocab.items()) max_id = std::max(max_id, id_of_entry(item.value(), item.key()));
   tokens_.assign(static_cast<size_t>(max_id + 1), std::string());
   bytes_.assign(tokens_.size(), std::string());
   is_bytes_.assign(tokens_.size(), false);
   by_bytes_.reserve(tokens_.size());
   for (const auto& item : vocab.items()) {
-    const auto id = item.value().get<int32_t>();
-    if (id < 0) throw Error("tokenizer.json: negative token id for '" + item.key() + "'");
+    const auto id = id_of_entry(item.value(), item.key());
     tokens_[id] = item.key();
     std::string raw;
     if (byte_level.decode(item.key(), raw)) {
@@ -73,7 +83,7 @@ BpeModel::BpeModel(const nlohmann::json& model) {
     auto id_of = [&](const std::string& token) {
       auto it = vocab.find(token);
       if (it == vocab.end()) throw Error("tokenizer.json: merge names '" + token + "', which is not in the vocabulary");
-      return it->get<int32_t>();
+      return id_of_entry(*it, token);
     };
     const int32_t l = id_of(left), r = id_of(right), merged = id_of(left + right);
     // A repeated pair takes its last rank, as the Rust library's HashMap collect does.

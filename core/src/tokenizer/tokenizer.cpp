@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "esft/error.h"
+#include "esft/io/json_file.h"
 #include "esft/tokenizer/bpe.h"
 #include "esft/tokenizer/byte_level.h"
 #include "esft/tokenizer/regex_split.h"
@@ -167,7 +168,9 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& sourc
 
     for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
       AddedToken t;
-      t.id = a.at("id").get<int32_t>();
+      const auto id = json_get<int32_t>(a.at("id"));
+      if (!id) throw Error(source + ": the id of an added token must be an integer, got " + json_excerpt(a.at("id")));
+      t.id = *id;
       t.content = a.at("content").get<std::string>();
       t.special = a.value("special", false);
       t.lstrip = a.value("lstrip", false);

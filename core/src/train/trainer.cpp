@@ -8,13 +8,13 @@
 #include <cstdio>
 #include <fstream>
 
-#include "esft/io/atomic_file.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/io/json_file.h"
+#include "esft/io/safetensors.h"
 #include "esft/model/losses.h"
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
-#include "esft/io/safetensors.h"
 
 namespace esft::train {
 
@@ -34,9 +34,8 @@ std::string checkpoint_name(int64_t step) {
 int64_t checkpoint_step(const fs::path& dir) {
   const auto name = dir.filename().string();
   if (name.rfind("step-", 0) != 0 || name.size() == 5) return -1;
-  const auto digits = name.substr(5);
-  if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 12) return -1;
-  return std::stoll(digits);
+  const auto step = parse_index(name.substr(5));
+  return step ? *step : -1;
 }
 
 // Keys of two JSON objects whose values differ, for a message that says what changed.
@@ -256,7 +255,8 @@ int64_t Trainer::resume() {
   if (all.empty()) throw Error("--resume: no checkpoint in " + (out_dir_ / "checkpoints").string());
   const auto dir = all.back();
   const auto state = read_json_file(dir / "trainer_state.json");
-  if (state.value("format", "") != kStateFormat || state.value("version", 0) != 1) {
+  if (!state.is_object() || state.find("format") == state.end() || state["format"] != kStateFormat ||
+      state.find("version") == state.end() || json_get<int64_t>(state["version"]) != 1) {
     throw Error((dir / "trainer_state.json").string() + ": not an esft training state (format/version)");
   }
   if (state["fingerprint"] != fingerprint_) {
@@ -273,10 +273,16 @@ int64_t Trainer::resume() {
       p.copy_(value);
     }
   }
-  optimizer_->load_state(SafetensorsFile(dir / "optimizer.safetensors"), state.at("optimizer_steps").get<int64_t>());
-  step_ = state.at("step").get<int64_t>();
-  stream_.seek(state.at("data_position").get<int64_t>());
-  elapsed_s_ = state.value("elapsed_s", 0.0);
+  auto count = [&](const char* key) {
+    const auto it = state.find(key);
+    const auto v = it == state.end() ? std::nullopt : json_get<int64_t>(*it);
+    if (!v || *v < 0) throw Error("--resume: " + dir.string() + ": \"" + key + "\" must be a non-negative integer");
+    return *v;
+  };
+  optimizer_->load_state(SafetensorsFile(dir / "optimizer.safetensors"), count("optimizer_steps"));
+  step_ = count("step");
+  stream_.seek(count("data_position"));
+  elapsed_s_ = json_get<double>(state.value("elapsed_s", nlohmann::json(0.0))).value_or(0.0);
 
   // metrics.jsonl continues from the checkpoint: lines of steps after it (written before the interruption) go.
   const auto metrics = out_dir_ / "metrics.jsonl";

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "esft/model/model_family.h"
 #include "esft/io/safetensors.h"
+#include "esft/model/model_family.h"
 
 namespace esft {
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "esft/io/json_file.h"
+
 namespace esft {
 
 struct RopeConfig {
@@ -66,11 +68,8 @@ class ModelConfig {
  private:
   template <typename T>
   T convert(const std::string& key) const {
-    try {
-      return raw.at(key).get<T>();
-    } catch (const nlohmann::json::exception&) {
-      wrong_type(key);
-    }
+    if (auto value = json_get<T>(raw.at(key))) return *value;  // integers exactly: 2.5 is not a layer count
+    wrong_type(key);
   }
   [[noreturn]] void missing(const std::string& key) const;
   [[noreturn]] void wrong_type(const std::string& key) const;

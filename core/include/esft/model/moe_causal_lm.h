@@ -10,9 +10,9 @@
 
 #include "esft/model/checkpoint_binding.h"
 #include "esft/model/model_config.h"
+#include "esft/model/router_event.h"
 #include "esft/nn/kv_cache.h"
 #include "esft/nn/moe_layer.h"
-#include "esft/model/router_event.h"
 
 namespace esft {
 

@@ -8,11 +8,11 @@
 
 #include "esft/model/model_config.h"
 #include "esft/model/moe_causal_lm.h"
+#include "esft/model/param_naming.h"
 #include "esft/nn/attention.h"
 #include "esft/nn/linear.h"
 #include "esft/nn/moe_layer.h"
 #include "esft/nn/rotary.h"
-#include "esft/model/param_naming.h"
 
 namespace esft::nn {
 

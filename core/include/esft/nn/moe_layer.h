@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "esft/model/router_event.h"
 #include "esft/nn/expert_bank.h"
 #include "esft/nn/linear.h"
 #include "esft/nn/router.h"
-#include "esft/model/router_event.h"
 
 namespace esft::nn {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "esft/pipeline/routing_stats.h"
 #include "esft/model/router_event.h"
+#include "esft/pipeline/routing_stats.h"
 
 namespace esft::pipeline {
 

@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "esft/io/safetensors.h"
 #include "esft/model/moe_causal_lm.h"
 #include "esft/model/param_naming.h"
 #include "esft/pipeline/expert_selection.h"
-#include "esft/io/safetensors.h"
 
 namespace esft::pipeline {
 
