@@ -12,7 +12,7 @@ set(ESFT_PYTHON "${PROJECT_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH
 
 execute_process(
   COMMAND "${ESFT_PYTHON}" -c
-          "import torch, torch.utils; print(torch.utils.cmake_prefix_path); print(torch.__version__); print(torch.version.cuda or '')"
+          "import torch, torch.utils; print(torch.utils.cmake_prefix_path); print(torch.__version__); print(int(torch.compiled_with_cxx11_abi())); print(torch.version.cuda or '')"
   OUTPUT_VARIABLE torch_query ERROR_VARIABLE torch_query_error RESULT_VARIABLE torch_query_result
   OUTPUT_STRIP_TRAILING_WHITESPACE)
 if(NOT torch_query_result EQUAL 0)
@@ -23,10 +23,11 @@ endif()
 string(REPLACE "\n" ";" torch_query "${torch_query}")
 list(GET torch_query 0 torch_cmake_prefix)
 list(GET torch_query 1 ESFT_TORCH_VERSION)
+list(GET torch_query 2 torch_cxx11_abi)
 list(LENGTH torch_query torch_query_length)
 set(ESFT_CUDA_VERSION "")
-if(torch_query_length GREATER 2)
-  list(GET torch_query 2 ESFT_CUDA_VERSION)
+if(torch_query_length GREATER 3)
+  list(GET torch_query 3 ESFT_CUDA_VERSION)
 endif()
 if(ESFT_TORCH_VERSION VERSION_LESS 2.0)
   message(FATAL_ERROR "esft: PyTorch ${ESFT_TORCH_VERSION} is too old; esft needs 2.x (see scripts/install-deps.sh)")
@@ -85,7 +86,6 @@ else()
   endforeach()
   target_include_directories(esft_torch SYSTEM INTERFACE "${torch_root}/include"
                                                          "${torch_root}/include/torch/csrc/api/include")
-  # Wheels since PyTorch 2.7 use the C++11 ABI of libstdc++, as Debian does.
-  target_compile_definitions(esft_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
+  target_compile_definitions(esft_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=${torch_cxx11_abi})
 endif()
 message(STATUS "esft: PyTorch ${ESFT_TORCH_VERSION} from ${ESFT_PYTHON}; CUDA path: ${ESFT_CUDA}")

@@ -87,3 +87,26 @@ TEST_CASE("family configs: qwen families refuse sliding-window attention") {
     CHECK(contains(build_error(plugin, plugin, [](json& c) { c["use_sliding_window"] = true; }), "use_sliding_window"));
   }
 }
+
+TEST_CASE("family configs: sizes no model can have are refused by every family, naming the key") {
+  // Before, a negative size reached LibTorch (at::empty: "negative dimension") and a negative layer count became a
+  // 2^64-entry vector; check_decoder_spec now refuses them for every family, before anything is built.
+  const std::pair<const char*, json> edits[] = {
+      {"hidden_size", -64},        {"hidden_size", 0},           {"vocab_size", 0},
+      {"num_hidden_layers", 0},    {"num_hidden_layers", -3},    {"num_hidden_layers", 100000},
+      {"num_attention_heads", 0},  {"num_experts_per_tok", 99},  {"num_experts_per_tok", 0},
+      {"hidden_size", int64_t{1} << 40}};
+  for (const auto& f : kFamilies) {
+    for (const auto& edit : edits) {
+      const std::string key = edit.first;
+      const auto error = build_error(f.plugin, f.fixture, [&](json& c) { c[key] = edit.second; });
+      const std::string plugin = f.plugin;
+      CHECK_MESSAGE(contains(error, key), plugin, " with ", key, " = ", edit.second.dump(), ": ", error);
+      CHECK_MESSAGE(contains(error, "edited/config.json"), plugin, ": ", error);
+    }
+  }
+  for (const char* key : {"moe_intermediate_size", "head_dim"}) {
+    const auto error = build_error("qwen3_moe", "qwen3_moe", [&](json& c) { c[key] = -8; });
+    CHECK_MESSAGE(contains(error, key), key, ": ", error);
+  }
+}

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "esft/model/losses.h"
+#include "esft/nn/decoder_config.h"
 
 namespace esft::nn {
 
@@ -45,9 +46,17 @@ DecoderBody::DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, con
                                                            spec.norm_scale_in_float32));
 }
 
+namespace {
+// The spec, after check_decoder_spec: nothing is built from a spec with an impossible size.
+const DecoderSpec& checked(const DecoderSpec& spec, const std::string& source) {
+  check_decoder_spec(spec, source);
+  return spec;
+}
+}  // namespace
+
 DecoderLM::DecoderLM(ModelConfig config, const DecoderSpec& spec, const ParamNaming& naming, const at::Device& device,
                      at::ScalarType dtype)
-    : config_(std::move(config)), spec_(spec), rotary_(spec.rope, device, dtype) {
+    : config_(std::move(config)), spec_(checked(spec, config_.source)), rotary_(spec.rope, device, dtype) {
   const auto options = at::TensorOptions().device(device).dtype(dtype);
   model_ = register_module("model", std::make_shared<DecoderBody>(spec, naming, options));
   if (!spec.tie_word_embeddings) {

@@ -62,7 +62,8 @@ RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim) {
   }
   RopeSpec spec;
   spec.head_dim = head_dim;
-  spec.rotary_dim = static_cast<int64_t>(static_cast<double>(head_dim) * config.rope.partial_rotary_factor);
+  const double factor = config.rope.partial_rotary_factor;  // checked before the product becomes an integer
+  spec.rotary_dim = factor > 0 && factor <= 1 ? static_cast<int64_t>(static_cast<double>(head_dim) * factor) : 0;
   if (spec.rotary_dim <= 0 || spec.rotary_dim > head_dim || spec.rotary_dim % 2 != 0) {
     throw Error("partial_rotary_factor " + std::to_string(config.rope.partial_rotary_factor) +
                 " gives an invalid rotary dimension for head_dim " + std::to_string(head_dim) + " (" + config.source +

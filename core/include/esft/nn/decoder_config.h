@@ -15,6 +15,12 @@ namespace esft::nn {
 // (hidden_act other than silu, heads not a multiple of kv heads, no experts).
 DecoderSpec common_decoder_spec(const ModelConfig& config, const std::string& family);
 
+// Refuses, naming the config key and `source`, a spec no model can be built from: a size that is not positive or
+// beyond any real model (1 << 24 for a width, 4096 decoder layers), top_k outside [1, E], heads that do not divide
+// into kv heads, per-layer lists of the wrong length. DecoderLM checks every spec with it before building, so a
+// family's config.cpp cannot hand LibTorch a negative dimension.
+void check_decoder_spec(const DecoderSpec& spec, const std::string& source);
+
 // Qwen's layer pattern: layer i is MoE unless listed in `mlp_only_layers`, and only every
 // `decoder_sparse_step`-th layer is ((i + 1) % step == 0). Requires `intermediate_size` when a layer is dense.
 std::vector<bool> sparse_step_moe_layers(const ModelConfig& config);
