@@ -50,7 +50,8 @@ double time_ms(const at::Device& device, F&& f) {
 struct HfRates {
   bool measured = false;
   double forward = 0, full = 0;
-  std::string versions;  // "transformers 5.17.0, torch 2.11.0+cu130, sdpa attention"
+  std::string versions;        // "transformers 5.17.0, torch 2.11.0+cu130"
+  std::string implementation;  // transformers' attention and experts implementations: "sdpa, grouped_mm"
 };
 
 // transformers on `config` through bench/hf_forward.py, in its own process.
@@ -78,9 +79,9 @@ HfRates measure_hf(const std::string& python, const json& config, int64_t batch,
           r.measured = true;
           r.forward = j["forward_tok_s"].get<double>();
           r.full = j["full_tok_s"].get<double>();
-          r.versions = "transformers " + j["transformers"].get<std::string>() + ", torch " +
-                       j["torch"].get<std::string>() + ", attention " + j.value("attention", json("?")).dump() +
-                       ", experts " + j.value("experts", json("?")).dump();
+          r.versions = "transformers " + j["transformers"].get<std::string>() + ", torch " + j["torch"].get<std::string>();
+          auto name = [&](const char* key) { return j.value(key, json()).is_string() ? j[key].get<std::string>() : "?"; };
+          r.implementation = name("attention") + ", " + name("experts");
         }
       }
     }
@@ -134,13 +135,13 @@ int main(int argc, char** argv) {
     std::printf("batch %lld x seq %lld = %lld tokens per step; median of %lld after one warm-up\n\n",
                 static_cast<long long>(batch), static_cast<long long>(seq), static_cast<long long>(batch * seq),
                 static_cast<long long>(repeat));
-    std::printf("| %-12s | %-52s | %8s | %13s | %13s | %13s | %10s | %10s | %7s | %7s |\n", "family",
+    std::printf("| %-12s | %-52s | %8s | %13s | %13s | %13s | %10s | %10s | %7s | %7s | %-18s |\n", "family",
                 "configuration", "params", "forward tok/s", "full FT tok/s", "ESFT tok/s", "HF fwd", "HF FT",
-                "fwd x", "FT x");
-    std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(14, '-').c_str(), std::string(54, '-').c_str(),
+                "fwd x", "FT x", "HF attn, experts");
+    std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(14, '-').c_str(), std::string(54, '-').c_str(),
                 std::string(10, '-').c_str(), std::string(15, '-').c_str(), std::string(15, '-').c_str(),
                 std::string(15, '-').c_str(), std::string(12, '-').c_str(), std::string(12, '-').c_str(),
-                std::string(9, '-').c_str(), std::string(9, '-').c_str());
+                std::string(9, '-').c_str(), std::string(9, '-').c_str(), std::string(20, '-').c_str());
     std::string hf_versions;
 
     for (const auto& fc : family_cases()) {
@@ -191,10 +192,11 @@ int main(int argc, char** argv) {
         std::snprintf(buf, sizeof buf, format, v);
         return std::string(buf);
       };
-      std::printf("| %-12s | %-52s | %7.1fM | %13.0f | %13.0f | %13.0f | %10s | %10s | %7s | %7s |\n",
+      std::printf("| %-12s | %-52s | %7.1fM | %13.0f | %13.0f | %13.0f | %10s | %10s | %7s | %7s | %-18s |\n",
                   fc.plugin.c_str(), fc.note.c_str(), static_cast<double>(params) / 1e6, forward_rate, full_rate,
                   esft_rate, cell(hf_rates.forward, "%.0f").c_str(), cell(hf_rates.full, "%.0f").c_str(),
-                  cell(forward_rate / hf_rates.forward, "%.2f").c_str(), cell(full_rate / hf_rates.full, "%.2f").c_str());
+                  cell(forward_rate / hf_rates.forward, "%.2f").c_str(), cell(full_rate / hf_rates.full, "%.2f").c_str(),
+                  hf_rates.measured ? hf_rates.implementation.c_str() : "n/a");
       std::fflush(stdout);
     }
     if (!hf_versions.empty()) std::printf("\nHF: %s (bench/hf_forward.py)\n", hf_versions.c_str());
