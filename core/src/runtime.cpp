@@ -63,6 +63,7 @@ double peak_rss_mib() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
+#ifdef ESFT_WITH_CUDA
 namespace {
 // CUDA's integer version (major * 1000 + minor * 10, cuDNN: major * 10000 + minor * 100 + patch in 9.x).
 std::string cuda_version_text(long v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
@@ -70,6 +71,7 @@ std::string cudnn_version_text(long v) {
   return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
 }
 }  // namespace
+#endif
 
 Accelerators accelerators() {
   Accelerators a;
