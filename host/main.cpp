@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "esft/error.h"
+#include "esft/runtime.h"
 
 namespace {
 
@@ -20,6 +21,7 @@ std::string one_line(std::string text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  esft::keep_freed_memory();
   try {
     return esft::host::run_cli(argc, argv);
   } catch (const esft::UsageError& e) {

@@ -7,11 +7,22 @@
 # Before: scripts/fetch-gpu-debs.sh (on a Debian machine) fills .gpu-debs/, which travels with the working tree.
 # Without a GPU (a dry run on a development machine) the same steps run, the CUDA parity test reports "not run" and
 # the benchmarks measure the CPU.
-#   usage: scripts/gpu-check.sh
-#   environment: GPU_CHECK_PYTHON (python3), DEBS_DIR (.gpu-debs), OUT, and for a quick dry run smaller benchmarks:
-#                BENCH_FORWARD ("--batch 8 --seq 1024 --repeat 5"), BENCH_TRAIN ("--batch 8 --seq 1024 --steps 10")
+#   usage: scripts/gpu-check.sh [--dry-run]
+#   --dry-run: the CPU only, with small benchmarks (what to run here before spending device time)
+#   environment: GPU_CHECK_PYTHON (python3), DEBS_DIR (.gpu-debs), OUT, BENCH_STEPS (esft-bench-steps' arguments,
+#                "--families qwen3_moe,gpt_oss --batch 8 --seq 1024 --repeat 5")
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dry_run=false
+case "${1:-}" in
+  --dry-run) dry_run=true ;;
+  "") ;;
+  *) echo "gpu-check: error: unknown argument '$1' (usage: scripts/gpu-check.sh [--dry-run])" >&2; exit 2 ;;
+esac
+if $dry_run; then
+  export CUDA_VISIBLE_DEVICES=""
+  BENCH_STEPS=${BENCH_STEPS:---families qwen3_moe --batch 1 --seq 64 --repeat 1}
+fi
 started=$(date +%s)
 python=${GPU_CHECK_PYTHON:-$(command -v python3)}
 debs=${DEBS_DIR:-.gpu-debs}
@@ -35,7 +46,8 @@ for f in "$debs"/*.deb; do dpkg-deb -x "$f" "$prefix"; done
 libdir=$prefix/usr/lib/x86_64-linux-gnu
 # zlib1g-dev's libz.so points at Debian's own /lib/x86_64-linux-gnu/libz.so.1.2.13: link the machine's zlib instead
 # (and never fall back to the static libz.a, which a shared library cannot take).
-system_zlib=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
+# (awk reads to the end: an early exit would kill ldconfig with SIGPIPE, which pipefail turns into a failure)
+system_zlib=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ && !found {print $NF; found = 1}')
 if [ -n "$system_zlib" ]; then ln -sf "$system_zlib" "$libdir/libz.so"; fi
 rm -f "$libdir/libz.a"
 export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -68,13 +80,11 @@ parity=$build/tests/parity_tests
 done | tee "$out/parity-cuda.txt"
 echo "cases passed on the GPU: $(grep -c '^passed: ' "$out/parity-cuda.txt") of $(grep -cE '^(passed|FAILED)' "$out/parity-cuda.txt")"
 
-step "forward, full fine-tuning and ESFT steps next to transformers ($device, $dtype)"
-"$build/bin/esft-bench-forward" --device "$device" --dtype "$dtype" ${BENCH_FORWARD:---batch 8 --seq 1024 --repeat 5} \
-  --python "$python" | tee "$out/bench-forward.txt" || echo "esft-bench-forward FAILED"
-
-step "the trainer: ESFT against every expert trainable ($device, $dtype)"
-"$build/bin/esft-bench-train" --device "$device" --dtype "$dtype" ${BENCH_TRAIN:---batch 8 --seq 1024 --steps 10} \
-  | tee "$out/bench-train.txt" || echo "esft-bench-train FAILED"
+step "statistics pass, ESFT, every-expert and full fine-tuning steps next to transformers ($device, $dtype)"
+# Each measurement is a process of its own (CUDA start-up included), so two families keep this within minutes.
+"$build/bin/esft-bench-steps" --device "$device" --dtype "$dtype" \
+  ${BENCH_STEPS:---families qwen3_moe,gpt_oss --batch 8 --seq 1024 --repeat 5} --python "$python" \
+  --json "$out/bench-steps.json" | tee "$out/bench-steps.txt" || echo "esft-bench-steps FAILED"
 
 step "every test on the CPU"
 ctest --test-dir "$build" -j "$(nproc)" -E 'parity_tests \(cuda\)' 2>&1 | tail -n 4

@@ -18,6 +18,7 @@
 #include "esft/io/weights.h"
 #include "esft/model/generate.h"
 #include "esft/model/losses.h"
+#include "esft/nn/attention.h"
 #include "plugin_loader.h"
 #include "test_support.h"
 
@@ -48,8 +49,23 @@ inline Family load(const std::string& plugin, const std::string& fixture) {
   return f;
 }
 
+inline const char* kernel_label() {
+  return esft::nn::attention_kernel() == esft::nn::AttentionKernel::Fused ? "sdpa" : "eager";
+}
+
 inline void report(const Family& f, const std::string& what, double value) {
-  std::printf("parity %s: %-28s %.3e\n", f.plugin.c_str(), what.c_str(), value);
+  std::printf("parity %s (%s attention): %-28s %.3e\n", f.plugin.c_str(), kernel_label(), what.c_str(), value);
+}
+
+// Runs `check` with each attention kernel: LibTorch's fused one (the default), then transformers' eager formula.
+template <typename Check>
+void with_each_attention_kernel(Check&& check) {
+  for (const auto kernel : {esft::nn::AttentionKernel::Fused, esft::nn::AttentionKernel::Eager}) {
+    esft::nn::set_attention_kernel(kernel);
+    INFO("attention kernel: ", kernel_label());
+    check();
+  }
+  esft::nn::set_attention_kernel(esft::nn::AttentionKernel::Fused);
 }
 
 class RoutingRecorder : public esft::RouterHook {
@@ -66,7 +82,7 @@ inline void check_key_sets(Family& f) {
   CHECK_MESSAGE(diff.unexpected.empty(), "in checkpoint but not bound: ", diff.unexpected.size());
 }
 
-inline void check_forward(Family& f) {
+inline void check_forward_with_current_kernel(Family& f) {
   const esft::SafetensorsFile ref(f.dir / "reference.safetensors");
   const auto on_device = at::TensorOptions().device(test_support::test_device());
   auto ids = ref.load("input_ids", on_device);
@@ -78,6 +94,7 @@ inline void check_forward(Family& f) {
   esft::ForwardOptions options;
   options.hidden_states = true;
   options.aux_loss = true;
+  options.final_hidden = true;
   options.hooks.push_back(&recorder);
   auto out = f.model->forward(ids, mask, options);
 
@@ -118,6 +135,20 @@ inline void check_forward(Family& f) {
     weights = std::max(weights, max_diff(e.topk_weight.cpu().gather(-1, ours_order),
                                          ref.load("topk_weight." + l).gather(-1, ref_order), real));
   }
+  // The statistics pass (routing only) routes every MoE layer exactly as the full forward does.
+  RoutingRecorder routing_only;
+  esft::ForwardOptions statistics;
+  statistics.routing_only = true;
+  statistics.hooks.push_back(&routing_only);
+  CHECK_FALSE(f.model->forward(ids, mask, statistics).logits.defined());
+  REQUIRE(routing_only.events.size() == recorder.events.size());
+  for (const auto& [layer, e] : recorder.events) {
+    const auto& s = routing_only.events.at(layer);
+    CHECK(at::equal(s.router_logits, e.router_logits));
+    CHECK(at::equal(s.topk_idx, e.topk_idx));
+    CHECK(at::equal(s.topk_weight, e.topk_weight));
+  }
+
   report(f, "router logits max|diff|", router);
   report(f, "top-k weights max|diff|", weights);
   report(f, "top-k sets differing", static_cast<double>(set_mismatches));
@@ -129,6 +160,11 @@ inline void check_forward(Family& f) {
   const double ce_ref = ref.load("ce_loss").item<double>();
   report(f, "ce loss rel diff", std::abs(ce - ce_ref) / std::abs(ce_ref));
   CHECK(std::abs(ce - ce_ref) <= kLossRelTol * std::abs(ce_ref));
+  // The trainer's loss: from the final hidden states, a few positions at a time.
+  const double chunked = esft::chunked_causal_lm_loss(out.final_hidden, f.model->output_embedding(),
+                                                      esft::labels_from_inputs(ids, mask), 5).item<double>();
+  report(f, "chunked ce loss rel diff", std::abs(chunked - ce_ref) / std::abs(ce_ref));
+  CHECK(std::abs(chunked - ce_ref) <= kLossRelTol * std::abs(ce_ref));
 
   if (ref.find("aux_loss")) {
     REQUIRE(out.aux_loss.defined());
@@ -185,7 +221,7 @@ inline std::set<std::string> check_gradients(Family& f, const std::string& label
   return with_grad;
 }
 
-inline void check_all_gradients(Family& f) {
+inline void check_all_gradients_with_current_kernel(Family& f) {
   const esft::SafetensorsFile grads(f.dir / "grads.safetensors");
   std::set<std::string> keys_with_grad;
   for (const auto& name : check_gradients(f, "all trainable:")) keys_with_grad.insert(name.substr(0, name.find('[')));
@@ -196,6 +232,14 @@ inline void check_all_gradients(Family& f) {
     CHECK_MESSAGE(grads.load(t.name).abs().max().item<double>() == 0, "no gradient for ", t.name);
   }
   for (const auto& key : keys_with_grad) CHECK_MESSAGE(grads.find(key), "gradient for ", key, " has no reference");
+}
+
+inline void check_forward(Family& f) {
+  with_each_attention_kernel([&] { check_forward_with_current_kernel(f); });
+}
+
+inline void check_all_gradients(Family& f) {
+  with_each_attention_kernel([&] { check_all_gradients_with_current_kernel(f); });
 }
 
 // ESFT freezing: only experts {l % E, (l + 3) % E} of each MoE layer train. Their gradients must equal the

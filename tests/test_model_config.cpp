@@ -73,7 +73,7 @@ TEST_CASE("rotary: an unsupported rope_type fails loudly instead of running wron
 }
 
 TEST_CASE("model config: integers are read exactly (2.5 and 1e40 are wrong types, not truncated or overflowed)") {
-  for (const json bad : {json(2.5), json(1e40), json(-1e40), json(18446744073709551615ULL)}) {
+  for (const json& bad : {json(2.5), json(1e40), json(-1e40), json(18446744073709551615ULL)}) {
     CAPTURE(bad.dump());
     CHECK_THROWS_WITH_AS(ModelConfig::from_json({{"model_type", "x"}, {"hidden_size", bad}}, "cfg.json"),
                          doctest::Contains("'hidden_size' has the wrong type (cfg.json)"), esft::Error);

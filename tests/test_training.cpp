@@ -2,6 +2,7 @@
 // (written, applied, merged), the schedule and the TOML settings.
 #include <ATen/ATen.h>
 #include "doctest_torch.h"
+#include <torch/autograd.h>
 #include <torch/optim/adamw.h>
 
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "esft/io/json_file.h"
 #include "esft/io/sha256.h"
 #include "esft/io/weights.h"
+#include "esft/model/losses.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/adapter_merge.h"
 #include "esft/pipeline/trainable.h"
@@ -271,6 +273,29 @@ TEST_CASE("training: the adapter applied to a fresh base, and merged into the ba
     for (const auto& [key, value] : trained) changed = changed || !bit_identical(value, base.at(key));
     CHECK(changed);
   }
+}
+
+TEST_CASE("training: chunked cross-entropy equals the loss over whole logits, with its gradients") {
+  at::manual_seed(5);
+  auto hidden = at::randn({2, 7, 8}).set_requires_grad(true);
+  auto weight = at::randn({11, 8}).set_requires_grad(true);
+  auto labels = at::randint(11, {2, 7}, at::kLong);
+  labels[0][3] = esft::kIgnoreIndex;
+  labels[1][6] = esft::kIgnoreIndex;
+  auto whole = esft::causal_lm_loss(at::matmul(hidden, weight.t()), labels);
+  auto whole_grads = torch::autograd::grad({whole}, {hidden, weight});
+  for (const int64_t chunk : {1, 3, 14, 100}) {
+    CAPTURE(chunk);
+    auto chunked = esft::chunked_causal_lm_loss(hidden, weight, labels, chunk);
+    auto grads = torch::autograd::grad({chunked}, {hidden, weight});
+    CHECK(std::abs(chunked.item<double>() - whole.item<double>()) < 1e-6);
+    CHECK(test_support::max_diff(grads[0], whole_grads[0]) < 1e-6);
+    CHECK(test_support::max_diff(grads[1], whole_grads[1]) < 1e-6);
+  }
+  // A frozen output embedding gets no gradient, and the hidden states still do.
+  auto frozen = weight.detach();
+  auto g = torch::autograd::grad({esft::chunked_causal_lm_loss(hidden, frozen, labels, 4)}, {hidden});
+  CHECK(test_support::max_diff(g[0], whole_grads[0]) < 1e-6);
 }
 
 TEST_CASE("training: AdamW equals torch::optim::AdamW (moments, bias correction, decoupled decay)") {

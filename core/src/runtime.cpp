@@ -5,11 +5,14 @@
 
 #ifdef ESFT_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <fstream>
 
 #include "esft/error.h"
 
@@ -61,6 +64,47 @@ double peak_rss_mib() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+namespace {
+// VmHWM of /proc/self/status: the peak resident set, which, unlike getrusage's, clear_refs can reset.
+double resident_high_water_mib() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  }
+  return peak_rss_mib();
+}
+}  // namespace
+
+double peak_memory_mib(const c10::Device& device) {
+#ifdef ESFT_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    return static_cast<double>(stats.allocated_bytes[aggregate].peak) / (1024.0 * 1024.0);
+  }
+#endif
+  (void)device;
+  return resident_high_water_mib();
+}
+
+void reset_peak_memory(const c10::Device& device) {
+#ifdef ESFT_WITH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+    return;
+  }
+#endif
+  (void)device;
+  std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current resident set (Linux 4.0+)
+}
+
+void keep_freed_memory() {
+  // No block gets its own mmap (so none is unmapped when freed), and free memory at the top of the heap is never
+  // trimmed. The heap's high-water mark is then the process's peak, as with PyTorch's caching allocator on a GPU.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, -1);
 }
 
 #ifdef ESFT_WITH_CUDA

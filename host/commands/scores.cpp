@@ -60,6 +60,7 @@ Command scores_command() {
                                          vm["legacy-logs"].as<bool>());
     ForwardOptions options;
     options.logits = LogitsMode::None;
+    options.routing_only = true;
     options.hooks.push_back(&collector);
     at::NoGradGuard no_grad;
     const auto start = std::chrono::steady_clock::now();

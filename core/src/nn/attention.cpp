@@ -2,12 +2,26 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "esft/nn/rotary.h"
 
 namespace esft::nn {
+
+namespace {
+AttentionKernel kernel_from_environment() {
+  const char* v = std::getenv("ESFT_ATTENTION");
+  return v && std::strcmp(v, "eager") == 0 ? AttentionKernel::Eager : AttentionKernel::Fused;
+}
+std::atomic<AttentionKernel> current_kernel{kernel_from_environment()};
+}  // namespace
+
+void set_attention_kernel(AttentionKernel kernel) { current_kernel = kernel; }
+AttentionKernel attention_kernel() { return current_kernel; }
 
 static at::Scalar lowest_value(at::ScalarType dtype) {
   switch (dtype) {
@@ -79,13 +93,20 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& cos, const 
   k = apply_rotary(k.transpose(1, 2), cos, sin);
   if (cache) std::tie(k, v) = cache->append(layer_index_, k, v);
 
-  // Grouped-query attention: kv head j serves query heads j*g .. j*g+g-1.
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const int64_t groups = spec_.num_heads / spec_.num_kv_heads;
+  if (!sinks.defined() && attention_kernel() == AttentionKernel::Fused) {
+    // Grouped-query attention without copying the kv heads (enable_gqa).
+    auto out = at::scaled_dot_product_attention(q, k, v, bias, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
+                                                /*enable_gqa=*/groups > 1);
+    return o_proj->forward(out.transpose(1, 2).reshape({B, T, spec_.num_heads * D}));
+  }
+
+  // Grouped-query attention: kv head j serves query heads j*g .. j*g+g-1.
   if (groups > 1) {
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   auto scores = at::matmul(q, k.transpose(2, 3)) * scale + bias;
   at::Tensor probs;
   if (sinks.defined()) {

@@ -34,6 +34,12 @@ at::Tensor DecoderLayer::forward(const at::Tensor& h, const at::Tensor& cos, con
   return x + (moe ? moe->forward(normed, routing) : dense->forward(normed));
 }
 
+void DecoderLayer::route(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
+                         KVCache* cache, const RoutingContext& routing) const {
+  auto x = h + self_attn->forward(input_layernorm->forward(h), cos, sin, bias, cache);
+  moe->route(post_attention_layernorm->forward(x), routing);
+}
+
 DecoderBody::DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, const at::TensorOptions& options) {
   embed_tokens = register_module("embed_tokens", std::make_shared<Embedding>(spec.vocab_size, spec.hidden_size, options));
   torch::nn::ModuleList list;
@@ -104,6 +110,20 @@ ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& 
   auto h = model_->embed_tokens->forward(input_ids);
   if (options.hidden_states) out.hidden_states.push_back(h);
   const size_t L = model_->layers.size();
+  if (options.routing_only) {
+    size_t last_moe = L;
+    for (size_t i = 0; i < L; ++i)
+      if (model_->layers[i]->moe) last_moe = i;
+    for (size_t i = 0; i < last_moe; ++i) {
+      const auto& layer = *model_->layers[i];
+      h = layer.forward(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
+    }
+    if (last_moe < L) {
+      const auto& layer = *model_->layers[last_moe];
+      layer.route(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
+    }
+    return {};
+  }
   for (size_t i = 0; i < L; ++i) {
     const auto& layer = *model_->layers[i];
     h = layer.forward(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
@@ -111,6 +131,7 @@ ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& 
   }
   h = model_->norm->forward(h);
   if (options.hidden_states) out.hidden_states.push_back(h);
+  if (options.final_hidden) out.final_hidden = h;
 
   if (options.logits != LogitsMode::None) {
     auto last = options.logits == LogitsMode::Last ? h.narrow(1, T - 1, 1) : h;

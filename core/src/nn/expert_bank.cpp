@@ -5,6 +5,7 @@
 #include <string>
 
 #include "esft/error.h"
+#include "sorted_experts.h"
 
 namespace esft::nn {
 
@@ -67,65 +68,21 @@ at::Tensor ExpertBank::row_value(const Split& w, int64_t expert) const {
   return r.tensor[r.index];
 }
 
-std::vector<at::Tensor> ExpertBank::expert_rows(const Split& w) const {
-  // unbind, not w[e] per expert: the backward of unbind stacks the row gradients once, while each w[e] would
-  // materialise a zero gradient of the whole bank (E times the work: a 46x slower backward at 64 experts).
-  std::vector<at::Tensor> out;
-  if (!w.trainable.defined()) return out;
-  const auto trainable = w.trainable.unbind(0), frozen = w.frozen.unbind(0);
-  for (int64_t e = 0; e < spec_.num_experts; ++e) {
-    const int64_t s = slot_[e];
-    out.push_back(s >= 0 ? trainable[s] : frozen[-s - 1]);
-  }
-  return out;
-}
-
-at::Tensor ExpertBank::activate(const at::Tensor& gu) const {
-  const int64_t I = spec_.intermediate;
-  auto gate = gu.narrow(-1, 0, I);
-  auto up = gu.narrow(-1, I, I);
-  switch (spec_.activation) {
-    case ExpertActivation::SiLU: return at::silu(gate) * up;
-    case ExpertActivation::ClampedSwiGLU: {
-      // Same op order as transformers' GptOssExperts._apply_gate.
-      const double limit = spec_.swiglu_limit;
-      gate = gate.clamp_max(limit);
-      up = up.clamp(-limit, limit);
-      auto glu = gate * at::sigmoid(gate * spec_.swiglu_alpha);
-      return (up + 1) * glu;
-    }
-  }
-  throw Error("unknown expert activation");
-}
-
 at::Tensor ExpertBank::forward(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& weight) const {
   const int64_t k = idx.size(1), E = spec_.num_experts;
   auto flat_idx = idx.reshape({-1});
   // Sort the N*k (token, slot) pairs by expert once; each expert then works on one contiguous block.
   auto order = at::argsort(flat_idx);
   auto token_of = at::div(order, k, "floor");
-  auto counts = at::bincount(flat_idx, {}, E).cpu();  // the one host sync of the per-expert loop
-  const auto* count = counts.data_ptr<int64_t>();
+  const auto counts_tensor = at::bincount(flat_idx, {}, E).cpu();  // the one host sync of the per-expert loop
+  const std::vector<int64_t> counts(counts_tensor.data_ptr<int64_t>(), counts_tensor.data_ptr<int64_t>() + E);
   auto xs = x.index_select(0, token_of);
-
-  const auto gate_up = expert_rows(gate_up_), down = expert_rows(down_);
-  const auto gate_up_bias = expert_rows(gate_up_bias_), down_bias = expert_rows(down_bias_);
-  std::vector<at::Tensor> outputs;
-  int64_t offset = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    if (count[e] == 0) continue;
-    auto block = xs.narrow(0, offset, count[e]);
-    at::Tensor b1, b2;
-    if (spec_.bias) b1 = gate_up_bias[e], b2 = down_bias[e];
-    auto h = activate(at::linear(block, gate_up[e], b1));
-    outputs.push_back(at::linear(h, down[e], b2));
-    offset += count[e];
-  }
-  auto y = at::zeros_like(x);
-  if (outputs.empty()) return y;
+  auto ys = detail::sorted_experts(xs, counts, slot_, {gate_up_.trainable, down_.trainable, gate_up_bias_.trainable,
+                                                       down_bias_.trainable},
+                                   {gate_up_.frozen, down_.frozen, gate_up_bias_.frozen, down_bias_.frozen}, spec_);
   // The weights may be float32 while x is not (sigmoid routers): weigh in the wider type, then cast, as HF does.
   auto w = weight.reshape({-1}).index_select(0, order).unsqueeze(1);
-  return y.index_add(0, token_of, (at::cat(outputs, 0) * w).to(x.scalar_type()));
+  return at::zeros_like(x).index_add(0, token_of, (ys * w).to(x.scalar_type()));
 }
 
 void ExpertBank::set_trainable_experts(const std::vector<int64_t>& experts) {

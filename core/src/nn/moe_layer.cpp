@@ -20,13 +20,22 @@ MoELayer::MoELayer(const MoESpec& spec, int64_t hidden, int layer, const ParamNa
   }
 }
 
-at::Tensor MoELayer::forward(const at::Tensor& x, const RoutingContext& routing) const {
-  auto flat = x.reshape({-1, x.size(-1)});
+Routing MoELayer::route_flat(const at::Tensor& flat, const RoutingContext& routing) const {
   auto r = router_->forward(flat);
   if (routing.hooks && !routing.hooks->empty()) {
     RouterEvent event{layer_, routing.token_mask, r.logits, r.idx, r.weight};
     for (auto* hook : *routing.hooks) hook->on_route(event);
   }
+  return r;
+}
+
+void MoELayer::route(const at::Tensor& x, const RoutingContext& routing) const {
+  route_flat(x.reshape({-1, x.size(-1)}), routing);
+}
+
+at::Tensor MoELayer::forward(const at::Tensor& x, const RoutingContext& routing) const {
+  auto flat = x.reshape({-1, x.size(-1)});
+  auto r = route_flat(flat, routing);
   auto y = experts_->forward(flat, r.idx, r.weight);
   if (shared_) {
     auto s = shared_->forward(flat);

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <vector>
 
 #include "esft/error.h"
 
@@ -11,8 +12,9 @@ namespace esft::train {
 AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> params, AdamWSettings settings) : settings_(settings) {
   at::NoGradGuard no_grad;
   for (auto& [name, p] : params) {
-    Slot s{name, p, {}, {}, {}, p.dim() >= 2};
+    Slot s{name, p, {}, {}, {}, {}, p.dim() >= 2};
     const auto f32 = p.options().dtype(at::kFloat);
+    s.step = at::zeros({}, f32);
     s.exp_avg = at::zeros(p.sizes(), f32);
     s.exp_avg_sq = at::zeros(p.sizes(), f32);
     if (p.scalar_type() != at::kFloat) s.master = p.detach().to(at::kFloat).clone();
@@ -23,30 +25,37 @@ AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> params, AdamWSettin
 void AdamW::step(double lr) {
   at::NoGradGuard no_grad;
   ++steps_;
-  const double b1 = settings_.beta1, b2 = settings_.beta2;
-  const double bias_correction1 = 1 - std::pow(b1, static_cast<double>(steps_));
-  const double bias_correction2_sqrt = std::sqrt(1 - std::pow(b2, static_cast<double>(steps_)));
-  const double step_size = lr / bias_correction1;
-  for (auto& s : slots_) {
-    const auto& g = s.param.grad();
-    if (!g.defined()) continue;
-    auto grad = g.to(at::kFloat);
-    auto& w = s.master.defined() ? s.master : s.param;
-    if (s.decay && settings_.weight_decay != 0) w.mul_(1 - lr * settings_.weight_decay);
-    s.exp_avg.lerp_(grad, 1 - b1);
-    s.exp_avg_sq.mul_(b2).addcmul_(grad, grad, 1 - b2);
-    auto denom = (s.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(settings_.eps);
-    w.addcdiv_(s.exp_avg, denom, -step_size);
-    if (s.master.defined()) s.param.copy_(s.master);
+  // One pass over each tensor in LibTorch's fused kernel (the one transformers' Trainer picks by default,
+  // adamw_torch_fused): the unfused formula reads and writes every tensor about ten times and allocates two
+  // parameter-sized temporaries per step. Decayed and undecayed tensors are two calls; a bfloat16 parameter is
+  // updated through its float32 master copy.
+  for (const bool decay : {true, false}) {
+    std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
+    for (auto& s : slots_) {
+      const auto& g = s.param.grad();
+      if (s.decay != decay || !g.defined()) continue;
+      params.push_back(s.master.defined() ? s.master : s.param);
+      grads.push_back(g.to(at::kFloat).contiguous());
+      exp_avgs.push_back(s.exp_avg);
+      exp_avg_sqs.push_back(s.exp_avg_sq);
+      s.step.fill_(static_cast<double>(steps_));
+      steps.push_back(s.step);
+    }
+    if (params.empty()) continue;
+    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, settings_.beta1,
+                      settings_.beta2, decay ? settings_.weight_decay : 0.0, settings_.eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
   }
+  for (auto& s : slots_)
+    if (s.master.defined() && s.param.grad().defined()) s.param.copy_(s.master);
 }
 
 NamedTensors AdamW::state() const {
   NamedTensors out;
   for (const auto& s : slots_) {
-    out.emplace_back("exp_avg." + s.name, cpu_copy(s.exp_avg));
-    out.emplace_back("exp_avg_sq." + s.name, cpu_copy(s.exp_avg_sq));
-    if (s.master.defined()) out.emplace_back("master." + s.name, cpu_copy(s.master));
+    out.emplace_back("exp_avg." + s.name, s.exp_avg);
+    out.emplace_back("exp_avg_sq." + s.name, s.exp_avg_sq);
+    if (s.master.defined()) out.emplace_back("master." + s.name, s.master);
   }
   return out;
 }

@@ -112,6 +112,8 @@ StepReport Trainer::train_step() {
   }
   ForwardOptions fo;
   fo.aux_loss = options_.aux_loss_coef > 0;
+  fo.logits = LogitsMode::None;  // the loss comes from the final hidden states, a chunk of logits at a time
+  fo.final_hidden = true;
   double loss_sum = 0;
   for (const auto& b : micro) {
     if (b.label_tokens == 0 && !fo.aux_loss) continue;  // nothing to learn from an all-padding micro-batch
@@ -120,7 +122,7 @@ StepReport Trainer::train_step() {
     if (b.label_tokens > 0) {
       // Each micro-batch's mean, weighted by its share of the step's labels: the step's token mean.
       const double weight = static_cast<double>(b.label_tokens) / static_cast<double>(label_tokens);
-      auto ce = causal_lm_loss(out.logits, b.labels.to(device_)) * weight;
+      auto ce = chunked_causal_lm_loss(out.final_hidden, model_.output_embedding(), b.labels.to(device_)) * weight;
       loss_sum += ce.item<double>();
       loss = loss + ce;
     }
@@ -168,8 +170,12 @@ MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64
     for (size_t j = i; j < std::min(rows.size(), i + step); ++j) batch.push_back(&rows[j]);
     const auto b = collate(batch, pad_id);
     if (b.label_tokens == 0) continue;
-    auto logits = model.forward(b.input_ids.to(device), b.attention_mask.to(device), {}).logits;
-    loss_sum += causal_lm_loss(logits, b.labels.to(device)).item<double>() * static_cast<double>(b.label_tokens);
+    ForwardOptions fo;
+    fo.logits = LogitsMode::None;
+    fo.final_hidden = true;
+    const auto hidden = model.forward(b.input_ids.to(device), b.attention_mask.to(device), fo).final_hidden;
+    loss_sum += chunked_causal_lm_loss(hidden, model.output_embedding(), b.labels.to(device)).item<double>() *
+                static_cast<double>(b.label_tokens);
     out.label_tokens += b.label_tokens;
   }
   if (out.label_tokens > 0) out.loss = loss_sum / static_cast<double>(out.label_tokens);
@@ -227,7 +233,9 @@ fs::path Trainer::save_checkpoint() {
   fs::create_directories(dir.parent_path());
   AtomicDirectory partial(dir);
   NamedTensors weights;
-  for (const auto& [name, p] : params_) weights.emplace_back(name, cpu_copy(p));
+  // The live tensors: saving writes them before training goes on, and a copy of every trainable tensor and its
+  // optimizer state would raise the run's peak memory by their size.
+  for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach());
   save_safetensors(partial.path() / "trainable.safetensors", weights);
   save_safetensors(partial.path() / "optimizer.safetensors", optimizer_->state());
   const nlohmann::json state = {{"format", kStateFormat},

@@ -21,14 +21,19 @@ enum class LogitsMode { All, Last, None };
 struct ForwardOptions {
   LogitsMode logits = LogitsMode::All;
   bool hidden_states = false;  // embedding output, each decoder layer's output, then the final-norm output
+  bool final_hidden = false;   // the final-norm output alone (for losses computed from it, with LogitsMode::None)
   bool aux_loss = false;       // load-balancing loss over all MoE layers (padding excluded), coefficient not applied
   nn::KVCache* cache = nullptr;  // incremental decoding: positions start at cache->length()
   std::vector<RouterHook*> hooks;
+  // The statistics pass: stop once the last MoE layer has routed. Hooks see every MoE layer's routing; that layer's
+  // experts, later layers, the final norm and the logits are not computed (no logits, hidden states or aux loss).
+  bool routing_only = false;
 };
 
 struct ForwardOutput {
   at::Tensor logits;  // [B, T, V] (All), [B, 1, V] (Last), undefined (None)
   std::vector<at::Tensor> hidden_states;
+  at::Tensor final_hidden;  // [B, T, H] when requested
   at::Tensor aux_loss;  // scalar, or undefined when not requested or the family has none
 };
 
@@ -38,6 +43,8 @@ class MoECausalLM : public torch::nn::Module {
   virtual ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                 const ForwardOptions& options) = 0;
   virtual std::vector<nn::MoELayer*> moe_layers() = 0;
+  // The output embedding [V, H]: logits = final hidden states @ weight^T (lm_head, or the tied input embedding).
+  virtual at::Tensor output_embedding() const = 0;
   virtual std::unique_ptr<nn::KVCache> make_cache() const = 0;
   virtual CheckpointBindings checkpoint_bindings() = 0;
   // Checkpoint tensors this model deliberately leaves out (glm4_moe's next-token-prediction layers); any other

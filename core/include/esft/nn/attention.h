@@ -1,7 +1,6 @@
 #pragma once
 // Multi-head attention with grouped key/value heads, rotary positions, optional q/k RMSNorm (per head or over the
-// whole projection), optional q/k/v clipping and optional learned attention sinks, computed the way transformers'
-// eager path does (float32 softmax over `q k^T * scale + mask`). Sliding windows live in the mask.
+// whole projection), optional q/k/v clipping and optional learned attention sinks. Sliding windows live in the mask.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
@@ -16,6 +15,15 @@ enum class QKNorm {
   Full,     // RMSNorm over the whole projection width (weights [n_heads*head_dim], [n_kv_heads*head_dim]), before
             // the reshape into heads (olmoe)
 };
+
+// How attention weights are computed. Fused: LibTorch's scaled_dot_product_attention (flash kernels on CPU and GPU,
+// no [B, heads, T, T] score tensor kept for backward). Eager: transformers' eager formula (float32 softmax over
+// `q k^T * scale + mask`), which layers with sinks always use. Both match transformers within the parity tolerances,
+// and the parity tests run both. Process-wide, Fused by default; the environment variable ESFT_ATTENTION=eager
+// selects Eager at start-up.
+enum class AttentionKernel { Fused, Eager };
+void set_attention_kernel(AttentionKernel kernel);
+AttentionKernel attention_kernel();
 
 struct AttentionSpec {
   int64_t hidden_size = 0;

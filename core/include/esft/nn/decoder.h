@@ -40,6 +40,9 @@ class DecoderLayer : public torch::nn::Module {
   DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming& naming, const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
                      KVCache* cache, const RoutingContext& routing) const;
+  // forward() up to the routing of its MoE layer (which it must have), for the statistics pass.
+  void route(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias, KVCache* cache,
+             const RoutingContext& routing) const;
   int64_t sliding_window() const { return sliding_window_; }
 
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
@@ -69,6 +72,7 @@ class DecoderLM : public MoECausalLM {
   ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                         const ForwardOptions& options) override;
   std::vector<MoELayer*> moe_layers() override;
+  at::Tensor output_embedding() const override { return lm_head_ ? lm_head_->weight : model_->embed_tokens->weight; }
   std::unique_ptr<KVCache> make_cache() const override;
   CheckpointBindings checkpoint_bindings() override;
   bool skips_checkpoint_key(const std::string& key) const override;

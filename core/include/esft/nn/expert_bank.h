@@ -10,7 +10,8 @@
 //
 // ESFT freezing splits the bank: the rows of trainable experts live in parameters (`gate_up`, `down`, ...), the
 // rest in buffers (`frozen_gate_up`, ...) that never get a gradient or optimizer state. Backward through a frozen
-// expert computes only the input gradient. A fresh bank has every expert trainable.
+// expert computes only the input gradient; a trainable expert's gradient is written straight into its row
+// (src/nn/sorted_experts.h). A fresh bank has every expert trainable.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
@@ -77,10 +78,8 @@ class ExpertBank : public torch::nn::Module {
   };
   Row row(const Split& w, int64_t expert) const;
   at::Tensor row_value(const Split& w, int64_t expert) const;
-  std::vector<at::Tensor> expert_rows(const Split& w) const;  // every expert's row, for one forward
   Split make_split(const std::string& name, std::vector<int64_t> row_shape, const at::TensorOptions& options);
   void resplit(Split& w, const std::vector<bool>& trainable);
-  at::Tensor activate(const at::Tensor& gate_up) const;
   CheckpointBindings per_expert_bindings() const;
   CheckpointBindings fused_bindings() const;
   // Wraps a row selector so that it throws once the bank has been re-split since the binding was made.

@@ -34,6 +34,9 @@ class MoELayer : public torch::nn::Module {
  public:
   MoELayer(const MoESpec& spec, int64_t hidden, int layer, const ParamNaming& naming, const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x, const RoutingContext& routing) const;  // x [B, T, H]
+  // Only the routing of forward(): the router and its hooks, no expert. The statistics pass ends with this in the
+  // last MoE layer.
+  void route(const at::Tensor& x, const RoutingContext& routing) const;
 
   int layer_index() const { return layer_; }
   int64_t num_experts() const { return spec_.router.num_experts; }
@@ -50,6 +53,8 @@ class MoELayer : public torch::nn::Module {
   std::shared_ptr<ExpertBank> experts_;
   std::shared_ptr<SwiGLU> shared_;
   std::shared_ptr<Linear> shared_gate_;
+
+  Routing route_flat(const at::Tensor& flat, const RoutingContext& routing) const;
 };
 
 }  // namespace esft::nn

@@ -30,7 +30,8 @@ class AdamW {
   void step(double lr);
   int64_t steps() const { return steps_; }
 
-  // The state under stable names (`exp_avg.<param>`, `exp_avg_sq.<param>`, `master.<param>`), CPU copies.
+  // The state under stable names (`exp_avg.<param>`, `exp_avg_sq.<param>`, `master.<param>`): the live tensors,
+  // which the next step changes (save them, or copy them to keep them).
   NamedTensors state() const;
   // Restores state() output saved after `steps` updates. Throws esft::Error for a missing or misshapen tensor.
   void load_state(const SafetensorsFile& file, int64_t steps);
@@ -40,6 +41,7 @@ class AdamW {
   struct Slot {
     std::string name;
     at::Tensor param, exp_avg, exp_avg_sq, master;  // master undefined for float32 parameters
+    at::Tensor step;                                 // the step count as the fused kernel reads it (float32, 0-d)
     bool decay;
   };
   std::vector<Slot> slots_;
