@@ -1,8 +1,10 @@
 // Tokenizer encode throughput, single thread, on a few MB of mixed text (by default the texts of the public
 // tokenizer fixtures, joined and repeated: English, CJK, Korean, Russian, code, numbers, emoji, whitespace runs),
-// and the same measurement for Hugging Face's `tokenizers` (Rust) when this machine's python3 can import it.
+// and the same measurement for Hugging Face's `tokenizers` (Rust) when the project's Python (.venv, or --python) can
+// import it. --json FILE writes the figures as well.
 //
-//   esft-bench-tokenize [--tokenizer FILE]... [--input TEXT_FILE] [--megabytes 4] [--repeat 3]
+//   esft-bench-tokenize [--tokenizer FILE]... [--input TEXT_FILE] [--megabytes 4] [--repeat 3] [--python PATH]
+//                       [--json FILE]
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 
 #include <unistd.h>
 
+#include "bench_models.h"
 #include "esft/error.h"
 #include "esft/tokenizer/tokenizer.h"
 
@@ -63,9 +66,11 @@ std::vector<std::string> file_corpus(const fs::path& path) {
   return docs;
 }
 
-// MB/s of the `tokenizers` library on the same documents, or a negative value when python3 cannot import it.
+std::string python = ESFT_PYTHON;  // --python
+
+// MB/s of the `tokenizers` library on the same documents, or a negative value when the Python cannot import it.
 double rust_rate(const fs::path& tokenizer_file, const std::vector<std::string>& docs, int repeat) {
-  if (std::system("python3 -c 'import tokenizers' >/dev/null 2>&1") != 0) return -1;
+  if (std::system(("'" + python + "' -c 'import tokenizers' >/dev/null 2>&1").c_str()) != 0) return -1;
   const auto dir = fs::temp_directory_path() / ("esft_bench_tok_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "tokenizer.json") << esft::tok::read_maybe_gzipped(tokenizer_file);
@@ -85,7 +90,7 @@ double rust_rate(const fs::path& tokenizer_file, const std::vector<std::string>&
                                    "    t = time.perf_counter() - t\n"
                                    "    best = t if best is None else min(best, t)\n"
                                    "print(size / best / 1e6)\n";
-  const std::string command = "RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false python3 " + (dir / "run.py").string() + " " +
+  const std::string command = "RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false '" + python + "' " + (dir / "run.py").string() + " " +
                               dir.string();
   double rate = -1;
   if (FILE* p = popen(command.c_str(), "r")) {
@@ -100,7 +105,7 @@ double rust_rate(const fs::path& tokenizer_file, const std::vector<std::string>&
 
 int main(int argc, char** argv) {
   std::vector<fs::path> tokenizers;
-  fs::path input;
+  fs::path input, json_path;
   double megabytes = 4;
   int repeat = 3;
   for (int i = 1; i < argc; ++i) {
@@ -116,8 +121,11 @@ int main(int argc, char** argv) {
     else if (arg == "--input") input = value();
     else if (arg == "--megabytes") megabytes = std::stod(value());
     else if (arg == "--repeat") repeat = std::stoi(value());
+    else if (arg == "--python") python = value();
+    else if (arg == "--json") json_path = value();
     else if (arg == "-h" || arg == "--help") {
-      std::cout << "usage: esft-bench-tokenize [--tokenizer FILE]... [--input TEXT_FILE] [--megabytes N] [--repeat N]\n";
+      std::cout << "usage: esft-bench-tokenize [--tokenizer FILE]... [--input TEXT_FILE] [--megabytes N] [--repeat N] "
+                   "[--python PATH] [--json FILE]\n";
       return 0;
     } else {
       std::cerr << "esft-bench-tokenize: error: unknown argument '" << arg << "'\n";
@@ -132,8 +140,11 @@ int main(int argc, char** argv) {
     const auto docs = input.empty() ? default_corpus(megabytes) : file_corpus(input);
     size_t bytes = 0;
     for (const auto& d : docs) bytes += d.size();
-    std::printf("esft-bench-tokenize: %.2f MB in %zu documents (%s); single thread; best of %d after a warm-up\n\n",
-                static_cast<double>(bytes) / 1e6, docs.size(), input.empty() ? "fixture texts" : input.c_str(), repeat);
+    const std::string machine = esft::bench::cpu_model() + ", 1 thread";
+    std::printf("esft-bench-tokenize: %s; %.2f MB in %zu documents (%s); best of %d after a warm-up\n\n",
+                machine.c_str(), static_cast<double>(bytes) / 1e6, docs.size(),
+                input.empty() ? "fixture texts" : input.c_str(), repeat);
+    nlohmann::json results = nlohmann::json::array();
     std::printf("| %-26s | %7s | %10s | %12s | %14s | %9s |\n", "tokenizer", "load s", "esft MB/s", "esft tok/s",
                 "tokenizers MB/s", "esft/rust");
     std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(28, '-').c_str(), std::string(9, '-').c_str(),
@@ -158,6 +169,14 @@ int main(int argc, char** argv) {
       std::printf("| %-26s | %7.2f | %10.2f | %12.0f | %15s | %9s |\n", path.filename().c_str(), load, ours,
                   static_cast<double>(tokens) / best, rust_text, ratio);
       std::fflush(stdout);
+      results.push_back({{"tokenizer", path.filename().string()}, {"load_s", load}, {"esft_mb_s", ours},
+                         {"esft_tokens_s", static_cast<double>(tokens) / best},
+                         {"tokenizers_mb_s", rust > 0 ? nlohmann::json(rust) : nlohmann::json(nullptr)}});
+    }
+    if (!json_path.empty()) {
+      const nlohmann::json doc = {{"program", "esft-bench-tokenize"}, {"machine", machine}, {"megabytes", bytes / 1e6},
+                                  {"repeat", repeat}, {"results", results}};
+      std::ofstream(json_path) << doc.dump(2) << "\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "esft-bench-tokenize: error: " << e.what() << "\n";
