@@ -11,7 +11,6 @@
 //                    [--python PATH | --no-hf] [--json FILE]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,7 +20,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -32,6 +30,7 @@
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
 #include "esft/train/trainer.h"
+#include "cli.h"
 #include "plugin_loader.h"
 
 namespace {
@@ -52,14 +51,6 @@ struct Figures {
   int64_t trainable = 0;
   uint64_t optimizer_bytes = 0;
 };
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -149,12 +140,12 @@ Figures esft_once(const FamilyCase& fc, const std::string& mode, const Settings&
   auto model = family->create(config, device, dtype);
   randomize(*model);
   auto f = mode == "stats" ? stats_pass(*model, config, s, device) : train_steps(*model, *family, config, mode, s, device);
-  if (device.is_cuda()) f.peak_mib = esft::peak_memory_mib(device);
+  f.peak_mib = esft::peak_memory_mib(device);
   return f;
 }
 
-// esft_once in a child process, so that its peak memory is its own (wait4's, on the CPU). The parent never
-// touches the GPU, so the child may.
+// esft_once in a child process, so that its peak memory is its own. The parent never touches the GPU, so the child
+// may.
 Figures measure_esft(const FamilyCase& fc, const std::string& mode, const Settings& s) {
   int fds[2];
   if (pipe(fds) != 0) throw esft::Error("pipe failed");
@@ -179,10 +170,8 @@ Figures measure_esft(const FamilyCase& fc, const std::string& mode, const Settin
   const auto got = read(fds[0], &f, sizeof f);
   close(fds[0]);
   int status = 0;
-  rusage usage{};
-  wait4(pid, &status, 0, &usage);
+  waitpid(pid, &status, 0);
   if (got != static_cast<ssize_t>(sizeof f) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return Figures{};
-  if (f.peak_mib == 0) f.peak_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
   return f;
 }
 
@@ -271,8 +260,8 @@ Settings parse_arguments(int argc, char** argv) {
         throw esft::UsageError(arg + " needs a positive integer, not '" + v + "'");
       return static_cast<int64_t>(std::stoll(v));
     };
-    if (arg == "--families") s.families = split_list(value());
-    else if (arg == "--modes") s.modes = split_list(value());
+    if (arg == "--families") s.families = esft::host::split_commas(value());
+    else if (arg == "--modes") s.modes = esft::host::split_commas(value());
     else if (arg == "--batch") s.batch = positive();
     else if (arg == "--seq") s.seq = positive();
     else if (arg == "--repeat") s.repeat = positive();

@@ -12,7 +12,6 @@
 #include <sys/resource.h>
 
 #include <cstdio>
-#include <fstream>
 
 #include "esft/error.h"
 
@@ -66,17 +65,6 @@ double peak_rss_mib() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
-namespace {
-// VmHWM of /proc/self/status: the peak resident set, which, unlike getrusage's, clear_refs can reset.
-double resident_high_water_mib() {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
-  }
-  return peak_rss_mib();
-}
-}  // namespace
-
 double peak_memory_mib(const c10::Device& device) {
 #ifdef ESFT_WITH_CUDA
   if (device.is_cuda()) {
@@ -86,18 +74,7 @@ double peak_memory_mib(const c10::Device& device) {
   }
 #endif
   (void)device;
-  return resident_high_water_mib();
-}
-
-void reset_peak_memory(const c10::Device& device) {
-#ifdef ESFT_WITH_CUDA
-  if (device.is_cuda()) {
-    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-    return;
-  }
-#endif
-  (void)device;
-  std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current resident set (Linux 4.0+)
+  return peak_rss_mib();
 }
 
 void keep_freed_memory() {

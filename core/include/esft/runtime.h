@@ -18,10 +18,9 @@ const char* dtype_label(c10::ScalarType dtype);
 void synchronize(const c10::Device& device);
 // The process's peak resident memory so far, in MiB (getrusage).
 double peak_rss_mib();
-// Peak memory of a run on `device`: the CUDA caching allocator's peak of allocated bytes on a GPU (reset by
-// reset_peak_memory), the process's peak resident memory on the CPU. In MiB.
+// Peak memory of the process on `device`: the CUDA caching allocator's peak of allocated bytes on a GPU,
+// peak_rss_mib() on the CPU. In MiB.
 double peak_memory_mib(const c10::Device& device);
-void reset_peak_memory(const c10::Device& device);
 
 // Makes glibc's malloc keep the memory it frees instead of handing it back to the kernel. By default every block of
 // 32 MiB and more is its own mmap, unmapped when freed: a training step then faults in a gigabyte of fresh zeroed

@@ -27,17 +27,21 @@ DecoderLayer::DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming
       register_module("post_attention_layernorm", std::make_shared<RMSNorm>(H, spec.rms_norm_eps, options, f32));
 }
 
+at::Tensor DecoderLayer::attend(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
+                                const at::Tensor& bias, KVCache* cache) const {
+  return h + self_attn->forward(input_layernorm->forward(h), cos, sin, bias, cache);
+}
+
 at::Tensor DecoderLayer::forward(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
                                  const at::Tensor& bias, KVCache* cache, const RoutingContext& routing) const {
-  auto x = h + self_attn->forward(input_layernorm->forward(h), cos, sin, bias, cache);
+  auto x = attend(h, cos, sin, bias, cache);
   auto normed = post_attention_layernorm->forward(x);
   return x + (moe ? moe->forward(normed, routing) : dense->forward(normed));
 }
 
 void DecoderLayer::route(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
                          KVCache* cache, const RoutingContext& routing) const {
-  auto x = h + self_attn->forward(input_layernorm->forward(h), cos, sin, bias, cache);
-  moe->route(post_attention_layernorm->forward(x), routing);
+  moe->route(post_attention_layernorm->forward(attend(h, cos, sin, bias, cache)), routing);
 }
 
 DecoderBody::DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, const at::TensorOptions& options) {
@@ -110,24 +114,23 @@ ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& 
   auto h = model_->embed_tokens->forward(input_ids);
   if (options.hidden_states) out.hidden_states.push_back(h);
   const size_t L = model_->layers.size();
+  // The statistics pass runs the layers before the last MoE layer whole, and only the routing of that one.
+  size_t whole = L;
   if (options.routing_only) {
-    size_t last_moe = L;
     for (size_t i = 0; i < L; ++i)
-      if (model_->layers[i]->moe) last_moe = i;
-    for (size_t i = 0; i < last_moe; ++i) {
-      const auto& layer = *model_->layers[i];
-      h = layer.forward(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
-    }
-    if (last_moe < L) {
-      const auto& layer = *model_->layers[last_moe];
-      layer.route(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
-    }
-    return {};
+      if (model_->layers[i]->moe) whole = i;
   }
-  for (size_t i = 0; i < L; ++i) {
+  for (size_t i = 0; i < whole; ++i) {
     const auto& layer = *model_->layers[i];
     h = layer.forward(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
     if (options.hidden_states && i + 1 < L) out.hidden_states.push_back(h);
+  }
+  if (options.routing_only) {
+    if (whole < L) {
+      const auto& layer = *model_->layers[whole];
+      layer.route(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
+    }
+    return {};
   }
   h = model_->norm->forward(h);
   if (options.hidden_states) out.hidden_states.push_back(h);

@@ -51,6 +51,10 @@ class DecoderLayer : public torch::nn::Module {
   std::shared_ptr<SwiGLU> dense;     // set for dense layers (registered as `mlp`)
 
  private:
+  // h plus the attention of the normed h: the residual stream after attention.
+  at::Tensor attend(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
+                    KVCache* cache) const;
+
   int64_t sliding_window_ = 0;
 };
 
