@@ -54,6 +54,19 @@ inline std::vector<FamilyCase> family_cases() {
   return out;
 }
 
+// Qwen3-30B-A3B's own sizes (its config.json on the Hub), four layers deep instead of 48: the GPU geometry of the
+// performance goals (`esft-bench-steps --geometry qwen3-30b-a3b`).
+inline FamilyCase qwen3_30b_a3b_case() {
+  const json config = {{"model_type", "qwen3_moe"},      {"hidden_size", 2048},        {"num_hidden_layers", 4},
+                       {"num_attention_heads", 32},      {"num_key_value_heads", 4},   {"head_dim", 128},
+                       {"vocab_size", 151936},           {"num_experts", 128},         {"num_experts_per_tok", 8},
+                       {"moe_intermediate_size", 768},   {"intermediate_size", 6144},  {"norm_topk_prob", true},
+                       {"rms_norm_eps", 1e-6},           {"max_position_embeddings", 40960}, {"hidden_act", "silu"},
+                       {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 1000000.0}}},
+                       {"dtype", "bfloat16"}};
+  return {"qwen3_moe", "Qwen3-30B-A3B sizes, 4 of its 48 layers", config};
+}
+
 inline std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);) {

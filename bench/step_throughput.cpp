@@ -8,7 +8,8 @@
 //
 //   esft-bench-steps [--families qwen3_moe,gpt_oss] [--modes stats,esft,experts,full] [--batch 4] [--seq 256]
 //                    [--repeat 3] [--esft-experts 13] [--device cpu|cuda] [--dtype float32|bfloat16]
-//                    [--python PATH | --no-hf] [--json FILE]
+//                    [--geometry bench|qwen3-30b-a3b] [--python PATH | --no-hf] [--json FILE]
+// --geometry qwen3-30b-a3b measures qwen3_moe at Qwen3-30B-A3B's real sizes (4 layers; a GPU's work).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <sys/wait.h>
@@ -40,7 +41,7 @@ using namespace esft::bench;
 struct Settings {
   std::vector<std::string> families, modes = {"stats", "esft", "experts", "full"};
   int64_t batch = 4, seq = 256, repeat = 3, esft_experts = 13;
-  std::string device = "cpu", dtype = "float32", python = ESFT_PYTHON, json_path;
+  std::string device = "cpu", dtype = "float32", geometry = "bench", python = ESFT_PYTHON, json_path;
   bool hf = true;
 };
 
@@ -243,7 +244,7 @@ json figures_json(const Figures& f) {
 void usage() {
   std::cout << "usage: esft-bench-steps [--families a,b] [--modes stats,esft,experts,full] [--batch N] [--seq N] "
                "[--repeat N] [--esft-experts N] [--device cpu|cuda] [--dtype float32|bfloat16] "
-               "[--python PATH | --no-hf] [--json FILE]\n";
+               "[--geometry bench|qwen3-30b-a3b] [--python PATH | --no-hf] [--json FILE]\n";
 }
 
 Settings parse_arguments(int argc, char** argv) {
@@ -268,6 +269,7 @@ Settings parse_arguments(int argc, char** argv) {
     else if (arg == "--esft-experts") s.esft_experts = positive();
     else if (arg == "--device") s.device = value();
     else if (arg == "--dtype") s.dtype = value();
+    else if (arg == "--geometry") s.geometry = value();
     else if (arg == "--python") s.python = value();
     else if (arg == "--no-hf") s.hf = false;
     else if (arg == "--json") s.json_path = value();
@@ -288,13 +290,17 @@ int main(int argc, char** argv) {
   }
   try {
     Settings s = parse_arguments(argc, argv);
+    if (s.geometry != "bench" && s.geometry != "qwen3-30b-a3b")
+      throw esft::UsageError("--geometry must be bench or qwen3-30b-a3b, not '" + s.geometry + "'");
+    const bool real_sizes = s.geometry == "qwen3-30b-a3b";
     std::vector<FamilyCase> cases;
-    for (const auto& fc : family_cases())
+    for (const auto& fc : real_sizes ? std::vector<FamilyCase>{qwen3_30b_a3b_case()} : family_cases())
       if (s.families.empty() || std::find(s.families.begin(), s.families.end(), fc.plugin) != s.families.end())
         cases.push_back(fc);
     for (const auto& name : s.families)
       if (std::none_of(cases.begin(), cases.end(), [&](const FamilyCase& c) { return c.plugin == name; }))
-        throw esft::UsageError("unknown family '" + name + "' in --families");
+        throw esft::UsageError("unknown family '" + name + "' in --families" +
+                               (real_sizes ? " (--geometry qwen3-30b-a3b measures qwen3_moe only)" : ""));
     if (s.device != "cpu" && s.device.rfind("cuda", 0) != 0) throw esft::UsageError("--device must be cpu or cuda[:N]");
     if (s.dtype != "float32" && s.dtype != "bfloat16") throw esft::UsageError("--dtype must be float32 or bfloat16");
     const bool cuda = s.device != "cpu";
@@ -307,7 +313,8 @@ int main(int argc, char** argv) {
       std::printf("transformers: not importable by %s, so no side-by-side columns\n", s.python.c_str());
       s.hf = false;
     }
-    std::printf("shared sizes: %s\n", base_config().dump().c_str());
+    const json sizes = real_sizes ? cases.front().config : base_config();
+    std::printf("%s: %s\n", real_sizes ? "sizes" : "shared sizes", sizes.dump().c_str());
     std::printf("batch %lld x seq %lld = %lld tokens per step; median of %lld steps after one warm-up; ESFT trains "
                 "%lld experts per layer; memory: %s\n\n",
                 static_cast<long long>(s.batch), static_cast<long long>(s.seq), static_cast<long long>(s.batch * s.seq),
@@ -352,7 +359,8 @@ int main(int argc, char** argv) {
       const json doc = {{"program", "esft-bench-steps"}, {"machine", machine}, {"accelerators", accelerators},
                         {"libtorch", ESFT_TORCH_VERSION_STRING}, {"transformers", hf_versions}, {"device", s.device},
                         {"dtype", s.dtype}, {"batch", s.batch}, {"seq", s.seq}, {"repeat", s.repeat},
-                        {"esft_experts", s.esft_experts}, {"config", base_config()}, {"results", results}};
+                        {"esft_experts", s.esft_experts}, {"geometry", s.geometry}, {"config", sizes},
+                        {"results", results}};
       std::ofstream(s.json_path) << doc.dump(2) << "\n";
     }
     if (failed) {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, for a lent CUDA machine (PyTorch with CUDA and transformers installed, no apt, no network), in one
-# call of under 10 minutes: build esft against the machine's own PyTorch, run the parity suite on the GPU (float32,
-# the fixtures' tolerances), the benchmarks next to Hugging Face transformers, then every test on the CPU. Everything it
-# prints is also saved under $OUT (default: build-gpu/gpu-check).
+# call of under 10 minutes: build esft against the machine's own PyTorch, run the parity suite on the GPU (float32 with
+# the fixtures' tolerances and each attention and expert kernel; bfloat16 with the tolerances stated in
+# tests/family_parity.h), the benchmarks next to Hugging Face transformers (Qwen3-30B-A3B's sizes at 4 layers, then
+# the small configurations of every mode), then every test on the CPU. Everything it prints is also saved under $OUT
+# (default: build-gpu/gpu-check).
 #
 # Before: scripts/fetch-gpu-debs.sh (on a Debian machine) fills .gpu-debs/, which travels with the working tree.
 # Without a GPU (a dry run on a development machine) the same steps run, the CUDA parity test reports "not run" and
@@ -79,6 +81,18 @@ parity=$build/tests/parity_tests
   echo "$result: $name"
 done | tee "$out/parity-cuda.txt"
 echo "cases passed on the GPU: $(grep -c '^passed: ' "$out/parity-cuda.txt") of $(grep -cE '^(passed|FAILED)' "$out/parity-cuda.txt")"
+
+step "Qwen3-30B-A3B sizes, 4 layers: statistics pass (8 x 2048) and ESFT step (4 x 2048) next to transformers"
+if $dry_run || [ "$device" = cpu ]; then
+  echo "skipped without a GPU (3 billion parameters)"
+else
+  for run in "stats 8" "esft 4"; do
+    set -- $run
+    "$build/bin/esft-bench-steps" --geometry qwen3-30b-a3b --device cuda --dtype bfloat16 --modes "$1" --batch "$2" \
+      --seq 2048 --repeat 3 --python "$python" --json "$out/bench-30b-$1.json" | tee "$out/bench-30b-$1.txt" \
+      || echo "esft-bench-steps (qwen3-30b-a3b, $1) FAILED"
+  done
+fi
 
 step "statistics pass, ESFT, every-expert and full fine-tuning steps next to transformers ($device, $dtype)"
 # Each measurement is a process of its own (CUDA start-up included), so two families keep this within minutes.

@@ -67,3 +67,8 @@ TEST_CASE("glm4_moe: next-token-prediction layers in the checkpoint are skipped,
                          doctest::Contains(stray), esft::Error);
   }
 }
+
+TEST_CASE("glm4_moe: in bfloat16, logits, loss and gradients stay within the bfloat16 tolerances, with each expert kernel") {
+  auto f = parity::load("glm4_moe", "glm4_moe");
+  parity::check_bfloat16(f);
+}

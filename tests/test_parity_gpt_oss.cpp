@@ -26,3 +26,8 @@ TEST_CASE("gpt_oss: greedy generation with the KV cache matches") {
   auto f = parity::load("gpt_oss", "gpt_oss");
   parity::check_generation(f);
 }
+
+TEST_CASE("gpt_oss: in bfloat16, logits, loss and gradients stay within the bfloat16 tolerances, with each expert kernel") {
+  auto f = parity::load("gpt_oss", "gpt_oss");
+  parity::check_bfloat16(f);
+}

@@ -25,3 +25,8 @@ TEST_CASE("olmoe: greedy generation with the KV cache matches") {
   auto f = parity::load("olmoe_select", "olmoe");
   parity::check_generation(f);
 }
+
+TEST_CASE("olmoe: in bfloat16, logits, loss and gradients stay within the bfloat16 tolerances, with each expert kernel") {
+  auto f = parity::load("olmoe_select", "olmoe");
+  parity::check_bfloat16(f);
+}

@@ -26,3 +26,8 @@ TEST_CASE("qwen2_moe: greedy generation with the KV cache matches") {
   auto f = parity::load("qwen2_moe", "qwen2_moe");
   parity::check_generation(f);
 }
+
+TEST_CASE("qwen2_moe: in bfloat16, logits, loss and gradients stay within the bfloat16 tolerances, with each expert kernel") {
+  auto f = parity::load("qwen2_moe", "qwen2_moe");
+  parity::check_bfloat16(f);
+}

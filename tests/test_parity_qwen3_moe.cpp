@@ -37,3 +37,8 @@ TEST_CASE("qwen3_moe: greedy generation with the KV cache matches") {
   auto f = parity::load("qwen3_moe", "qwen3_moe");
   parity::check_generation(f);
 }
+
+TEST_CASE("qwen3_moe: in bfloat16, logits, loss and gradients stay within the bfloat16 tolerances, with each expert kernel") {
+  auto f = parity::load("qwen3_moe", "qwen3_moe");
+  parity::check_bfloat16(f);
+}

@@ -2,12 +2,28 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "esft/error.h"
-#include "sorted_experts.h"
+#include "expert_kernels.h"
 
 namespace esft::nn {
+
+namespace {
+ExpertKernel kernel_from_environment() {
+  const char* v = std::getenv("ESFT_EXPERTS");
+  if (v && std::strcmp(v, "loop") == 0) return ExpertKernel::Loop;
+  if (v && std::strcmp(v, "grouped") == 0) return ExpertKernel::Grouped;
+  return ExpertKernel::Auto;
+}
+std::atomic<ExpertKernel> current_kernel{kernel_from_environment()};
+}  // namespace
+
+void set_expert_kernel(ExpertKernel kernel) { current_kernel = kernel; }
+ExpertKernel expert_kernel() { return current_kernel; }
 
 namespace {
 // The pattern of `role`, which must (per-expert layout) or must not (fused layout) name one expert.
@@ -51,10 +67,12 @@ ExpertBank::ExpertBank(const ExpertBankSpec& spec, int layer, const ParamNaming&
 ExpertBank::Split ExpertBank::make_split(const std::string& name, std::vector<int64_t> row_shape,
                                          const at::TensorOptions& options) {
   row_shape.insert(row_shape.begin(), spec_.num_experts);
+  const auto whole = at::empty(row_shape, options);
   Split s;
-  s.trainable = register_parameter(name, at::empty(row_shape, options));
-  row_shape[0] = 0;
-  s.frozen = register_buffer("frozen_" + name, at::empty(row_shape, options));
+  s.trainable = register_parameter(name, whole);
+  // The rows after the last, detached: a view would hold its base (and so this storage) for the buffer's life, even
+  // after re-splitting gives the buffer new storage, and a view of the parameter would tie the buffer to its graph.
+  s.frozen = register_buffer("frozen_" + name, whole.narrow(0, spec_.num_experts, 0).detach());
   return s;
 }
 
@@ -68,18 +86,77 @@ at::Tensor ExpertBank::row_value(const Split& w, int64_t expert) const {
   return r.tensor[r.index];
 }
 
+at::Tensor ExpertBank::whole(const Split& w) const {
+  const auto &t = w.trainable, &f = w.frozen;
+  auto sizes = t.sizes().vec();
+  sizes[0] = spec_.num_experts;
+  const int64_t row_numel = c10::multiply_integers(sizes.begin() + 1, sizes.end());
+  const bool packed = t.is_contiguous() && f.is_contiguous() && t.storage().is_alias_of(f.storage()) &&
+                      f.storage_offset() == t.storage_offset() + t.size(0) * row_numel;
+  if (!packed) {
+    // Module::to() gives every parameter and buffer storage of its own; the halves go back into one tensor.
+    at::NoGradGuard no_grad;
+    const auto joined = at::cat({t.detach(), f.detach()});
+    t.set_data(joined.narrow(0, 0, t.size(0)));
+    f.set_data(joined.narrow(0, t.size(0), f.size(0)));
+  }
+  return t.detach().as_strided(sizes, at::empty(sizes, at::kMeta).strides(), t.storage_offset());
+}
+
+const at::Tensor& ExpertBank::positions_on(const at::Device& device) const {
+  if (!positions_.defined() || positions_.device() != device) {
+    const int64_t T = static_cast<int64_t>(trainable_experts().size());
+    std::vector<int64_t> position(slot_.size());
+    for (size_t e = 0; e < slot_.size(); ++e) position[e] = slot_[e] >= 0 ? slot_[e] : T - slot_[e] - 1;
+    positions_ = at::tensor(position, at::kLong).to(device);
+  }
+  return positions_;
+}
+
+bool ExpertBank::use_grouped_kernel(const at::Tensor& x) const {
+  const auto dtype = gate_up_.trainable.scalar_type();
+  const int64_t bytes = static_cast<int64_t>(gate_up_.trainable.element_size());
+  const bool aligned = spec_.hidden * bytes % 16 == 0 && spec_.intermediate * bytes % 16 == 0;
+  switch (expert_kernel()) {
+    case ExpertKernel::Loop: return false;
+    case ExpertKernel::Grouped:
+      if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf) {
+        throw Error(std::string("the grouped expert kernel runs in float32, bfloat16 or float16, not ") +
+                    c10::toString(dtype));
+      }
+      if (!aligned) {
+        throw Error("the grouped expert kernel needs hidden and intermediate sizes whose rows are multiples of 16 "
+                    "bytes (layer " + std::to_string(layer_) + ": " + std::to_string(spec_.hidden) + " and " +
+                    std::to_string(spec_.intermediate) + " of " + std::to_string(bytes) + " bytes each)");
+      }
+      return true;
+    case ExpertKernel::Auto: return aligned && x.is_cuda() && x.scalar_type() == at::kBFloat16;
+  }
+  return false;
+}
+
 at::Tensor ExpertBank::forward(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& weight) const {
   const int64_t k = idx.size(1), E = spec_.num_experts;
-  auto flat_idx = idx.reshape({-1});
-  // Sort the N*k (token, slot) pairs by expert once; each expert then works on one contiguous block.
-  auto order = at::argsort(flat_idx);
+  // Sort the N*k (token, slot) pairs by bank position once; each expert then works on one contiguous block.
+  const auto position = positions_on(x.device()).index_select(0, idx.reshape({-1}));
+  auto order = at::argsort(position);
   auto token_of = at::div(order, k, "floor");
-  const auto counts_tensor = at::bincount(flat_idx, {}, E).cpu();  // the one host sync of the per-expert loop
-  const std::vector<int64_t> counts(counts_tensor.data_ptr<int64_t>(), counts_tensor.data_ptr<int64_t>() + E);
   auto xs = x.index_select(0, token_of);
-  auto ys = detail::sorted_experts(xs, counts, slot_, {gate_up_.trainable, down_.trainable, gate_up_bias_.trainable,
-                                                       down_bias_.trainable},
-                                   {gate_up_.frozen, down_.frozen, gate_up_bias_.frozen, down_bias_.frozen}, spec_);
+  const detail::BankWeights trainable{gate_up_.trainable, down_.trainable, gate_up_bias_.trainable,
+                                      down_bias_.trainable};
+  const detail::BankWeights bank{whole(gate_up_), whole(down_), spec_.bias ? whole(gate_up_bias_) : at::Tensor(),
+                                 spec_.bias ? whole(down_bias_) : at::Tensor()};
+  at::Tensor ys;
+  if (use_grouped_kernel(x)) {
+    const auto sorted_position = position.index_select(0, order);
+    const auto ends = at::searchsorted(sorted_position, at::arange(E, sorted_position.options()), /*out_int32=*/true,
+                                       /*right=*/true);
+    ys = detail::expert_grouped(xs, ends, sorted_position, trainable, bank, spec_);
+  } else {
+    const auto counts_tensor = at::bincount(position, {}, E).cpu();  // the loop's one wait for the device
+    const std::vector<int64_t> counts(counts_tensor.data_ptr<int64_t>(), counts_tensor.data_ptr<int64_t>() + E);
+    ys = detail::expert_loop(xs, counts, trainable, bank, spec_);
+  }
   // The weights may be float32 while x is not (sigmoid routers): weigh in the wider type, then cast, as HF does.
   auto w = weight.reshape({-1}).index_select(0, order).unsqueeze(1);
   return at::zeros_like(x).index_add(0, token_of, (ys * w).to(x.scalar_type()));
@@ -104,24 +181,22 @@ void ExpertBank::set_trainable_experts(const std::vector<int64_t>& experts) {
   }
   int64_t t = 0, f = 0;
   for (int64_t e = 0; e < E; ++e) slot_[e] = trainable[e] ? t++ : -(++f);
+  positions_ = at::Tensor();
   ++*splits_;
 }
 
 void ExpertBank::resplit(Split& w, const std::vector<bool>& trainable) {
   at::NoGradGuard no_grad;
-  std::vector<at::Tensor> train_rows, frozen_rows;
-  for (int64_t e = 0; e < spec_.num_experts; ++e) (trainable[e] ? train_rows : frozen_rows).push_back(row_value(w, e));
-  auto stacked = [&](const std::vector<at::Tensor>& rows) {
-    if (!rows.empty()) return at::stack(rows);
-    auto sizes = w.trainable.sizes().vec();
-    sizes[0] = 0;
-    return at::empty(sizes, w.trainable.options());
-  };
-  auto train = stacked(train_rows);
-  auto frozen = stacked(frozen_rows);
+  std::vector<at::Tensor> rows;  // trainable rows first: the bank's positions
+  for (int64_t e = 0; e < spec_.num_experts; ++e)
+    if (trainable[e]) rows.push_back(row_value(w, e));
+  const int64_t T = static_cast<int64_t>(rows.size());
+  for (int64_t e = 0; e < spec_.num_experts; ++e)
+    if (!trainable[e]) rows.push_back(row_value(w, e));
+  const auto joined = at::stack(rows);
   w.trainable.mutable_grad() = at::Tensor();  // a gradient of the old shape would be meaningless
-  w.trainable.set_data(train);
-  w.frozen.set_data(frozen);
+  w.trainable.set_data(joined.narrow(0, 0, T));
+  w.frozen.set_data(joined.narrow(0, T, joined.size(0) - T));
 }
 
 std::vector<int64_t> ExpertBank::trainable_experts() const {

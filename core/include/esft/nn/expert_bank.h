@@ -9,9 +9,10 @@
 // bind as stacked strided views. The math never depends on the layout.
 //
 // ESFT freezing splits the bank: the rows of trainable experts live in parameters (`gate_up`, `down`, ...), the
-// rest in buffers (`frozen_gate_up`, ...) that never get a gradient or optimizer state. Backward through a frozen
-// expert computes only the input gradient; a trainable expert's gradient is written straight into its row
-// (src/nn/sorted_experts.h). A fresh bank has every expert trainable.
+// rest in buffers (`frozen_gate_up`, ...) that never get a gradient or optimizer state. Both halves are views of
+// one tensor per weight, trainable rows first (the bank's positions), so a kernel can read the whole bank at once.
+// Backward through a frozen expert computes only the input gradient; the trainable experts' gradients are written
+// straight into one tensor (src/nn/expert_kernels.h). A fresh bank has every expert trainable.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
@@ -33,6 +34,16 @@ enum class ExpertActivation {
   SiLU,           // silu(gate) * up
   ClampedSwiGLU,  // gpt-oss: g = min(gate, limit); (clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g)
 };
+
+// How the experts' matrix products run. Loop: one product per expert, the experts in parallel on the CPU; it needs
+// the token counts on the host, one synchronisation per layer on a GPU. Grouped: one at::_grouped_mm per projection
+// over all experts, nothing synchronised; it needs every weight row to be a multiple of 16 bytes (hidden and
+// intermediate sizes multiples of 8 in bf16). Auto: Grouped on CUDA in bf16 where the sizes allow it, Loop
+// elsewhere (on the CPU the loop is faster). Both give the same numbers within the parity tolerances, and the parity
+// tests run both. Process-wide; the environment variable ESFT_EXPERTS=loop|grouped overrides Auto at start-up.
+enum class ExpertKernel { Auto, Loop, Grouped };
+void set_expert_kernel(ExpertKernel kernel);
+ExpertKernel expert_kernel();
 
 struct ExpertBankSpec {
   int64_t num_experts = 0;
@@ -77,6 +88,12 @@ class ExpertBank : public torch::nn::Module {
     int64_t index;             // its row there
   };
   Row row(const Split& w, int64_t expert) const;
+  // The whole tensor of `w` [E, ...] in position order, a view of both halves' storage. Packs the halves into one
+  // tensor again if something gave them separate storage (Module::to does).
+  at::Tensor whole(const Split& w) const;
+  // Each expert's bank position on `device` ([E] int64; rows [0, T) of the whole tensors are trainable).
+  const at::Tensor& positions_on(const at::Device& device) const;
+  bool use_grouped_kernel(const at::Tensor& x) const;
   at::Tensor row_value(const Split& w, int64_t expert) const;
   Split make_split(const std::string& name, std::vector<int64_t> row_shape, const at::TensorOptions& options);
   void resplit(Split& w, const std::vector<bool>& trainable);
@@ -91,6 +108,7 @@ class ExpertBank : public torch::nn::Module {
   std::string gate_up_pattern_, gate_up_bias_pattern_, down_bias_pattern_;  // fused layout (+ down_pattern_)
   // slot_[e] >= 0: row of the trainable parameters; slot_[e] < 0: row -slot_[e]-1 of the frozen buffers.
   std::vector<int64_t> slot_;
+  mutable at::Tensor positions_;  // slot_ as bank positions, on the device of the last forward
   std::shared_ptr<int64_t> splits_ = std::make_shared<int64_t>(0);  // how many times the bank was re-split
   Split gate_up_, down_, gate_up_bias_, down_bias_;  // the biases are empty Splits without spec.bias
 };
