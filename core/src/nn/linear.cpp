@@ -31,6 +31,15 @@ at::Tensor RMSNorm::forward(const at::Tensor& x) const {
   return weight * h.to(input_dtype);
 }
 
+LayerNorm::LayerNorm(int64_t dim, double eps_, const at::TensorOptions& options) : eps(eps_) {
+  weight = register_parameter("weight", at::empty({dim}, options));
+  bias = register_parameter("bias", at::empty({dim}, options));
+}
+
+at::Tensor LayerNorm::forward(const at::Tensor& x) const {
+  return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+}
+
 SwiGLU::SwiGLU(int64_t hidden, int64_t intermediate, const at::TensorOptions& options) {
   gate_proj = register_module("gate_proj", std::make_shared<Linear>(hidden, intermediate, false, options));
   up_proj = register_module("up_proj", std::make_shared<Linear>(hidden, intermediate, false, options));

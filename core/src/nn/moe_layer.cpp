@@ -6,10 +6,14 @@ namespace esft::nn {
 
 MoELayer::MoELayer(const MoESpec& spec, int64_t hidden, int layer, const ParamNaming& naming,
                    const at::TensorOptions& options)
+    : MoELayer(std::make_shared<Router>(spec.router, hidden, options), spec, hidden, layer, naming, options) {}
+
+MoELayer::MoELayer(std::shared_ptr<RouterBase> router, const MoESpec& spec, int64_t hidden, int layer,
+                   const ParamNaming& naming, const at::TensorOptions& options)
     : spec_(spec), layer_(layer) {
-  router_ = register_module(spec.router_name, std::make_shared<Router>(spec.router, hidden, options));
+  router_ = register_module(spec.router_name, std::move(router));
   ExpertBankSpec bank = spec.experts;
-  bank.num_experts = spec.router.num_experts;
+  bank.num_experts = router_->num_experts();
   bank.hidden = hidden;
   experts_ = register_module("experts", std::make_shared<ExpertBank>(bank, layer, naming, options));
   if (spec.shared_intermediate > 0) {
@@ -21,9 +25,9 @@ MoELayer::MoELayer(const MoESpec& spec, int64_t hidden, int layer, const ParamNa
 }
 
 Routing MoELayer::route_flat(const at::Tensor& flat, const RoutingContext& routing) const {
-  auto r = router_->forward(flat);
+  auto r = router_->route(flat, routing.token_mask);
   if (routing.hooks && !routing.hooks->empty()) {
-    RouterEvent event{layer_, routing.token_mask, r.logits, r.idx, r.weight};
+    RouterEvent event{layer_, routing.token_mask, r.logits, r.idx, r.weight, r.probs, r.dropped};
     for (auto* hook : *routing.hooks) hook->on_route(event);
   }
   return r;

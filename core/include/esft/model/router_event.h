@@ -12,6 +12,8 @@ struct RouterEvent {
   at::Tensor router_logits;   // [N, E] raw router scores before any softmax / sigmoid
   at::Tensor topk_idx;        // [N, k] int64 chosen experts
   at::Tensor topk_weight;     // [N, k] weights applied to the experts' outputs (after normalisation and scaling)
+  at::Tensor probs;           // [N, E] float32 probabilities the router chose from; undefined where it has none
+  at::Tensor dropped;         // [N, k] bool, true = the expert was full (capacity routers); undefined = none dropped
 };
 
 class RouterHook {

@@ -36,6 +36,17 @@ class RMSNorm : public torch::nn::Module {
   bool scale_in_float32;
 };
 
+// y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias over the last dimension (biased variance), as
+// torch.nn.LayerNorm computes it: GPT-style blocks (tinymoe).
+class LayerNorm : public torch::nn::Module {
+ public:
+  LayerNorm(int64_t dim, double eps, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const;
+
+  at::Tensor weight, bias;
+  double eps;
+};
+
 // down(silu(gate(x)) * up(x)): dense layers and shared experts.
 class SwiGLU : public torch::nn::Module {
  public:

@@ -32,16 +32,20 @@ struct RoutingContext {
 
 class MoELayer : public torch::nn::Module {
  public:
+  // The scoring-rule router of spec.router.
   MoELayer(const MoESpec& spec, int64_t hidden, int layer, const ParamNaming& naming, const at::TensorOptions& options);
+  // A router of another kind (registered as spec.router_name; spec.router is not used).
+  MoELayer(std::shared_ptr<RouterBase> router, const MoESpec& spec, int64_t hidden, int layer, const ParamNaming& naming,
+           const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x, const RoutingContext& routing) const;  // x [B, T, H]
   // Only the routing of forward(): the router and its hooks, no expert. The statistics pass ends with this in the
   // last MoE layer.
   void route(const at::Tensor& x, const RoutingContext& routing) const;
 
   int layer_index() const { return layer_; }
-  int64_t num_experts() const { return spec_.router.num_experts; }
-  int64_t top_k() const { return spec_.router.top_k; }
-  Router& router() { return *router_; }
+  int64_t num_experts() const { return router_->num_experts(); }
+  int64_t top_k() const { return router_->top_k(); }
+  RouterBase& router() { return *router_; }
   ExpertBank& experts() { return *experts_; }
   SwiGLU* shared_experts() { return shared_.get(); }  // null when the family has none
   void set_trainable_experts(const std::vector<int64_t>& experts) { experts_->set_trainable_experts(experts); }
@@ -49,7 +53,7 @@ class MoELayer : public torch::nn::Module {
  private:
   MoESpec spec_;
   int layer_;
-  std::shared_ptr<Router> router_;
+  std::shared_ptr<RouterBase> router_;
   std::shared_ptr<ExpertBank> experts_;
   std::shared_ptr<SwiGLU> shared_;
   std::shared_ptr<Linear> shared_gate_;

@@ -29,16 +29,31 @@ struct RouterSpec {
 };
 
 struct Routing {
-  at::Tensor logits;  // [N, E] raw scores (float32 for SigmoidGroupLimited, else the input dtype)
-  at::Tensor idx;     // [N, k] int64
-  at::Tensor weight;  // [N, k] in the logits' dtype, as applied to expert outputs
+  at::Tensor logits;   // [N, E] raw scores (float32 for SigmoidGroupLimited, else the input dtype)
+  at::Tensor idx;      // [N, k] int64
+  at::Tensor weight;   // [N, k] in the logits' dtype, as applied to expert outputs (0 where dropped)
+  at::Tensor probs;    // [N, E] float32 probabilities the choice was made from, where the router kind has them
+  at::Tensor dropped;  // [N, k] bool: the expert had no capacity left for the token; undefined = nothing dropped
 };
 
-class Router : public torch::nn::Module {
+// What a MoE layer needs of its router, whatever its kind: this scoring-rule router (the Hugging Face families) or
+// the Switch router with capacity and jitter (switch_router.h).
+class RouterBase : public torch::nn::Module {
+ public:
+  // x [N, H]; token_mask [N] bool or undefined (every token real).
+  virtual Routing route(const at::Tensor& x, const at::Tensor& token_mask) const = 0;
+  virtual int64_t num_experts() const = 0;
+  virtual int64_t top_k() const = 0;
+};
+
+class Router : public RouterBase {
  public:
   // Throws esft::Error for an inconsistent spec (top_k outside [1, E], groups that do not divide E, ...).
   Router(const RouterSpec& spec, int64_t hidden, const at::TensorOptions& options);
   Routing forward(const at::Tensor& x) const;  // x [N, H]
+  Routing route(const at::Tensor& x, const at::Tensor& /*token_mask*/) const override { return forward(x); }
+  int64_t num_experts() const override { return spec_.num_experts; }
+  int64_t top_k() const override { return spec_.top_k; }
   const RouterSpec& spec() const { return spec_; }
 
   at::Tensor weight;                   // [E, H]
