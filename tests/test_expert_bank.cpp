@@ -137,3 +137,45 @@ TEST_CASE("expert bank: the grouped kernel refuses sizes whose rows are not mult
   esft::nn::set_expert_kernel(ExpertKernel::Auto);
   CHECK_NOTHROW(bank->forward(at::randn({3, 16}), at::zeros({3, 1}, at::kLong), at::ones({3, 1})));
 }
+
+TEST_CASE("expert bank: an ungated SiLU bank in the fused layout (tinymoe) computes fc2(silu(fc1 x)) with each kernel") {
+  ExpertBankSpec spec;
+  spec.num_experts = 4;
+  spec.hidden = 8;
+  spec.intermediate = 12;
+  spec.bias = true;
+  spec.layout = esft::nn::ExpertCheckpointLayout::Fused;
+  spec.activation = esft::nn::ExpertActivation::PlainSiLU;
+  CHECK(spec.first_width() == 12);
+  at::manual_seed(6);
+  auto bank = random_bank(spec);
+  bank->set_trainable_experts({3, 0});
+  const auto bindings = bank->bindings();
+  REQUIRE(bindings.size() == 4);
+  CHECK(bindings[0].key() == "layers.0.experts.gate_up_proj");
+  CHECK(bindings[0].value().sizes() == at::IntArrayRef{4, 12, 8});  // [E, I, H], as in memory
+  CHECK(bindings[1].value().sizes() == at::IntArrayRef{4, 8, 12});
+  const auto w1 = bindings[0].value(), w2 = bindings[1].value(), b1 = bindings[2].value(), b2 = bindings[3].value();
+  const auto x = at::randn({9, 8});
+  const auto idx = at::randint(0, 4, {9, 1}, at::kLong);
+  const auto w = at::rand({9, 1});
+  auto expected = at::zeros_like(x);
+  for (int64_t n = 0; n < 9; ++n) {
+    const int64_t e = idx[n][0].item<int64_t>();
+    expected[n] = w[n][0] * (at::matmul(w2[e], at::silu(at::matmul(w1[e], x[n]) + b1[e])) + b2[e]);
+  }
+  for (const auto kernel : {ExpertKernel::Loop, ExpertKernel::Grouped}) {
+    esft::nn::set_expert_kernel(kernel);
+    const auto pass = run(*bank, x, idx, w);
+    CHECK(at::allclose(pass.y, expected, 1e-5, 1e-5));
+    CHECK(pass.grads[0].sizes() == at::IntArrayRef{2, 12, 8});  // the two trainable experts' rows
+  }
+  esft::nn::set_expert_kernel(ExpertKernel::Auto);
+}
+
+TEST_CASE("expert bank: the interleaved layout refuses an ungated activation") {
+  auto spec = gpt_oss_like(16, 8);
+  spec.activation = esft::nn::ExpertActivation::PlainSiLU;
+  CHECK_THROWS_WITH_AS(ExpertBank(spec, 0, kFusedNaming, at::kFloat), doctest::Contains("needs a gated activation"),
+                       esft::Error);
+}

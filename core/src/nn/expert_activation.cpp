@@ -7,11 +7,13 @@
 namespace esft::nn::detail {
 
 at::Tensor expert_activation(const at::Tensor& gu, const ExpertBankSpec& spec) {
+  if (spec.activation == ExpertActivation::PlainSiLU) return at::silu(gu);
   const int64_t I = spec.intermediate;
   auto gate = gu.narrow(-1, 0, I);
   auto up = gu.narrow(-1, I, I);
   switch (spec.activation) {
     case ExpertActivation::SiLU: return at::silu(gate) * up;
+    case ExpertActivation::PlainSiLU: break;  // handled above
     case ExpertActivation::ClampedSwiGLU: {
       // Same op order as transformers' GptOssExperts._apply_gate.
       const double limit = spec.swiglu_limit;

@@ -41,23 +41,25 @@ ExpertBank::ExpertBank(const ExpertBankSpec& spec, int layer, const ParamNaming&
                        const at::TensorOptions& options)
     : spec_(spec), layer_(layer) {
   const int64_t E = spec.num_experts, H = spec.hidden, I = spec.intermediate;
-  if (spec.layout == ExpertCheckpointLayout::FusedInterleaved) {
+  if (spec.layout == ExpertCheckpointLayout::PerExpert) {
+    if (spec.bias) throw Error("expert biases are only supported in the fused checkpoint layouts");
+    if (spec.gated()) gate_pattern_ = expert_pattern(naming, Role::EXPERT_GATE, true);
+    up_pattern_ = expert_pattern(naming, Role::EXPERT_UP, true);
+    down_pattern_ = expert_pattern(naming, Role::EXPERT_DOWN, true);
+  } else {
+    if (spec.layout == ExpertCheckpointLayout::FusedInterleaved && !spec.gated())
+      throw Error("the fused interleaved expert layout interleaves gate and up columns: it needs a gated activation");
     gate_up_pattern_ = expert_pattern(naming, Role::EXPERT_GATE_UP, false);
     down_pattern_ = expert_pattern(naming, Role::EXPERT_DOWN, false);
     if (spec.bias) {
       gate_up_bias_pattern_ = expert_pattern(naming, Role::EXPERT_GATE_UP_BIAS, false);
       down_bias_pattern_ = expert_pattern(naming, Role::EXPERT_DOWN_BIAS, false);
     }
-  } else {
-    if (spec.bias) throw Error("expert biases are only supported in the fused interleaved checkpoint layout");
-    gate_pattern_ = expert_pattern(naming, Role::EXPERT_GATE, true);
-    up_pattern_ = expert_pattern(naming, Role::EXPERT_UP, true);
-    down_pattern_ = expert_pattern(naming, Role::EXPERT_DOWN, true);
   }
-  gate_up_ = make_split("gate_up", {2 * I, H}, options);
+  gate_up_ = make_split("gate_up", {spec.first_width(), H}, options);
   down_ = make_split("down", {H, I}, options);
   if (spec.bias) {
-    gate_up_bias_ = make_split("gate_up_bias", {2 * I}, options);
+    gate_up_bias_ = make_split("gate_up_bias", {spec.first_width()}, options);
     down_bias_ = make_split("down_bias", {H}, options);
   }
   slot_.resize(E);
@@ -207,7 +209,7 @@ std::vector<int64_t> ExpertBank::trainable_experts() const {
 }
 
 CheckpointBindings ExpertBank::bindings() const {
-  return spec_.layout == ExpertCheckpointLayout::FusedInterleaved ? fused_bindings() : per_expert_bindings();
+  return spec_.layout == ExpertCheckpointLayout::PerExpert ? per_expert_bindings() : fused_bindings();
 }
 
 std::function<at::Tensor(const at::Tensor&)> ExpertBank::guarded(std::function<at::Tensor(const at::Tensor&)> select) const {
@@ -228,10 +230,13 @@ CheckpointBindings ExpertBank::per_expert_bindings() const {
     const auto gu = row(gate_up_, e);
     const auto dn = row(down_, e);
     const int64_t r = gu.index;
-    out.emplace_back(format_pattern(gate_pattern_, layer_, e), gu.tensor,
-                     guarded([r, I](const at::Tensor& t) { return t[r].narrow(0, 0, I); }));
+    const int64_t up_offset = spec_.gated() ? I : 0;  // gate rows first, where there is a gate
+    if (spec_.gated()) {
+      out.emplace_back(format_pattern(gate_pattern_, layer_, e), gu.tensor,
+                       guarded([r, I](const at::Tensor& t) { return t[r].narrow(0, 0, I); }));
+    }
     out.emplace_back(format_pattern(up_pattern_, layer_, e), gu.tensor,
-                     guarded([r, I](const at::Tensor& t) { return t[r].narrow(0, I, I); }));
+                     guarded([r, I, up_offset](const at::Tensor& t) { return t[r].narrow(0, up_offset, I); }));
     out.emplace_back(format_pattern(down_pattern_, layer_, e), dn.tensor,
                      guarded([r](const at::Tensor& t) { return t[r]; }));
   }
@@ -243,6 +248,16 @@ CheckpointBindings ExpertBank::fused_bindings() const {
   std::vector<BoundPart> gate_up, down, gate_up_bias, down_bias;
   for (int64_t e = 0; e < spec_.num_experts; ++e) {
     const int64_t r = row(gate_up_, e).index;  // every Split puts expert e in the same row
+    const auto as_stored = guarded([r](const at::Tensor& t) { return t[r]; });
+    if (spec_.layout == ExpertCheckpointLayout::Fused) {
+      gate_up.push_back({row(gate_up_, e).tensor, as_stored, {}});
+      down.push_back({row(down_, e).tensor, as_stored, {}});
+      if (spec_.bias) {
+        gate_up_bias.push_back({row(gate_up_bias_, e).tensor, as_stored, {}});
+        down_bias.push_back({row(down_bias_, e).tensor, as_stored, {}});
+      }
+      continue;
+    }
     // Checkpoint [H, 2I] with column 2j = gate j and 2j+1 = up j is our [2I, H] row seen as [2, I, H] -> [H, I, 2].
     gate_up.push_back({row(gate_up_, e).tensor,
                        guarded([r, I, H](const at::Tensor& t) { return t[r].view({2, I, H}).permute({2, 1, 0}); }),
@@ -251,7 +266,7 @@ CheckpointBindings ExpertBank::fused_bindings() const {
     if (spec_.bias) {
       gate_up_bias.push_back({row(gate_up_bias_, e).tensor,
                               guarded([r, I](const at::Tensor& t) { return t[r].view({2, I}).t(); }), {2 * I}});
-      down_bias.push_back({row(down_bias_, e).tensor, guarded([r](const at::Tensor& t) { return t[r]; }), {}});
+      down_bias.push_back({row(down_bias_, e).tensor, as_stored, {}});
     }
   }
   CheckpointBindings out;

@@ -62,7 +62,7 @@ class ExpertGrouped : public torch::autograd::Function<ExpertGrouped> {
       if (T == 0) return at::empty({0, rows, cols}, gy.options());
       return at::_grouped_mm(a.t(), b, trainable_ends).masked_fill_(idle.view({T, 1, 1}), 0);
     };
-    if (ctx->needs_input_grad(1)) g_gate_up = weight_gradient(ggu, xs, 2 * I, H);
+    if (ctx->needs_input_grad(1)) g_gate_up = weight_gradient(ggu, xs, spec.first_width(), H);
     if (ctx->needs_input_grad(2)) g_down = weight_gradient(gy, h, H, I);
     if (spec.bias && ctx->needs_input_grad(3)) g_gate_up_bias = bias_gradient(ggu, positions, spec.num_experts, T);
     if (spec.bias && ctx->needs_input_grad(4)) g_down_bias = bias_gradient(gy, positions, spec.num_experts, T);

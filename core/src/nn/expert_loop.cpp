@@ -63,7 +63,7 @@ class ExpertLoop : public torch::autograd::Function<ExpertLoop> {
                             const BankWeights& bank, const std::vector<int64_t>& counts, const ExpertBankSpec& spec) {
     const auto rows = position_rows(counts);
     const int64_t M = xs.size(0);
-    auto gu = at::empty({M, 2 * spec.intermediate}, xs.options());
+    auto gu = at::empty({M, spec.first_width()}, xs.options());
     for_each_expert(rows, xs, [&](const PositionRows& r) {
       linear_into(gu.narrow(0, r.offset, r.count), xs.narrow(0, r.offset, r.count), bank.gate_up[r.position],
                   row_of(bank.gate_up_bias, r.position));
@@ -106,9 +106,9 @@ class ExpertLoop : public torch::autograd::Function<ExpertLoop> {
     if (want_x) gx = at::empty_like(xs);
     // Trainable experts without tokens this step keep a zero gradient row; the others are written whole.
     std::vector<char> written(static_cast<size_t>(T), 0);  // not vector<bool>: experts set theirs concurrently
-    if (want_gate_up) g_gate_up = at::empty({T, 2 * I, spec.hidden}, gy.options());
+    if (want_gate_up) g_gate_up = at::empty({T, spec.first_width(), spec.hidden}, gy.options());
     if (want_down) g_down = at::empty({T, spec.hidden, I}, gy.options());
-    if (want_gate_up_bias) g_gate_up_bias = at::empty({T, 2 * I}, gy.options());
+    if (want_gate_up_bias) g_gate_up_bias = at::empty({T, spec.first_width()}, gy.options());
     if (want_down_bias) g_down_bias = at::empty({T, spec.hidden}, gy.options());
     for_each_expert(rows, gy, [&](const PositionRows& r) {
       const auto x_rows = xs.narrow(0, r.offset, r.count);

@@ -1,6 +1,7 @@
 #pragma once
-// The routed experts of one MoE layer, fused: gate_up [E, 2I, H] (gate rows first, then up rows), down [E, H, I]
-// and, for families with expert biases (gpt-oss), gate_up_bias [E, 2I] and down_bias [E, H]. Tokens are sorted by
+// The routed experts of one MoE layer, fused: gate_up [E, 2I, H] (gate rows first, then up rows; [E, I, H] of up
+// rows alone for an ungated activation), down [E, H, I] and, for families with expert biases (gpt-oss, tinymoe),
+// gate_up_bias [E, 2I] and down_bias [E, H]. Tokens are sorted by
 // expert once and each expert runs one matrix product per projection.
 //
 // The checkpoint layout is part of the spec and the names come from the naming table: per-expert tensors
@@ -28,11 +29,14 @@ namespace esft::nn {
 enum class ExpertCheckpointLayout {
   PerExpert,         // EXPERT_GATE, EXPERT_UP, EXPERT_DOWN per expert ({expert} in the names), [out, in] each
   FusedInterleaved,  // gpt-oss: EXPERT_GATE_UP [E, H, 2I] (gate = even columns), EXPERT_DOWN [E, I, H], biases
+  Fused,             // the bank as it is in memory: EXPERT_GATE_UP [E, W, H] (W = first_width()), EXPERT_DOWN
+                     // [E, H, I], biases [E, W] and [E, H] (tinymoe, whose checkpoints esft writes itself)
 };
 
 enum class ExpertActivation {
   SiLU,           // silu(gate) * up
   ClampedSwiGLU,  // gpt-oss: g = min(gate, limit); (clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g)
+  PlainSiLU,      // silu(up), no gate: a GPT-style FFN (tinymoe); the first projection is `up` alone
 };
 
 // How the experts' matrix products run. Loop: one product per expert, the experts in parallel on the CPU; it needs
@@ -49,11 +53,15 @@ struct ExpertBankSpec {
   int64_t num_experts = 0;
   int64_t hidden = 0;
   int64_t intermediate = 0;
-  bool bias = false;  // biases on gate_up and down (FusedInterleaved only)
+  bool bias = false;  // biases on gate_up and down (fused layouts only)
   ExpertCheckpointLayout layout = ExpertCheckpointLayout::PerExpert;
   ExpertActivation activation = ExpertActivation::SiLU;
   double swiglu_limit = 7.0;    // ClampedSwiGLU only
   double swiglu_alpha = 1.702;  // ClampedSwiGLU only
+
+  bool gated() const { return activation != ExpertActivation::PlainSiLU; }
+  // Rows of the first projection (`gate_up`): gate then up (2I) for gated activations, up alone (I) otherwise.
+  int64_t first_width() const { return gated() ? 2 * intermediate : intermediate; }
 };
 
 class ExpertBank : public torch::nn::Module {
