@@ -83,6 +83,9 @@ Command forward_command() {
       add("router_logits." + l, e.router_logits.to(at::kFloat));
       add("topk_idx." + l, e.topk_idx);
       add("topk_weight." + l, e.topk_weight.to(at::kFloat));
+      // Capacity routers (tinymoe): 1 where the token lost its expert, [N] for top-1, else [N, k].
+      if (e.dropped.defined())
+        add("dropped." + l, (e.dropped.size(1) == 1 ? e.dropped.select(1, 0) : e.dropped).to(at::kByte));
     }
     add("ce_loss", causal_lm_loss(out.logits, labels_from_inputs(input_ids, attention_mask)).reshape({1}));
     if (out.aux_loss.defined()) add("aux_loss", out.aux_loss.to(at::kFloat).reshape({1}));

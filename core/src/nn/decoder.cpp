@@ -157,29 +157,7 @@ std::unique_ptr<KVCache> DecoderLM::make_cache() const {
   return std::make_unique<KVCache>(static_cast<int64_t>(model_->layers.size()));
 }
 
-CheckpointBindings DecoderLM::checkpoint_bindings() {
-  // Parameters and buffers bind under their module path, except those of expert banks, which bind per expert.
-  CheckpointBindings out;
-  std::vector<std::string> bank_prefixes;
-  for (const auto& item : named_modules()) {
-    if (const auto* bank = dynamic_cast<const ExpertBank*>(item.value().get())) {
-      bank_prefixes.push_back(item.key() + ".");
-      for (auto& b : bank->bindings()) out.push_back(std::move(b));
-    }
-  }
-  auto in_bank = [&](const std::string& name) {
-    for (const auto& prefix : bank_prefixes)
-      if (name.compare(0, prefix.size(), prefix) == 0) return true;
-    return false;
-  };
-  for (const auto& item : named_parameters()) {
-    if (!in_bank(item.key())) out.emplace_back(item.key(), item.value());
-  }
-  for (const auto& item : named_buffers()) {
-    if (!in_bank(item.key())) out.emplace_back(item.key(), item.value());
-  }
-  return out;
-}
+CheckpointBindings DecoderLM::checkpoint_bindings() { return bindings_with_expert_banks(*this); }
 
 bool DecoderLM::skips_checkpoint_key(const std::string& key) const {
   if (spec_.skipped_checkpoint_layers <= 0) return false;

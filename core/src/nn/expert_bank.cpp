@@ -279,4 +279,27 @@ CheckpointBindings ExpertBank::fused_bindings() const {
   return out;
 }
 
+CheckpointBindings bindings_with_expert_banks(const torch::nn::Module& model) {
+  CheckpointBindings out;
+  std::vector<std::string> bank_prefixes;
+  for (const auto& item : model.named_modules()) {
+    if (const auto* bank = dynamic_cast<const ExpertBank*>(item.value().get())) {
+      bank_prefixes.push_back(item.key() + ".");
+      for (auto& b : bank->bindings()) out.push_back(std::move(b));
+    }
+  }
+  auto in_bank = [&](const std::string& name) {
+    for (const auto& prefix : bank_prefixes)
+      if (name.compare(0, prefix.size(), prefix) == 0) return true;
+    return false;
+  };
+  for (const auto& item : model.named_parameters()) {
+    if (!in_bank(item.key())) out.emplace_back(item.key(), item.value());
+  }
+  for (const auto& item : model.named_buffers()) {
+    if (!in_bank(item.key())) out.emplace_back(item.key(), item.value());
+  }
+  return out;
+}
+
 }  // namespace esft::nn

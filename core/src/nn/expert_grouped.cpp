@@ -50,7 +50,8 @@ class ExpertGrouped : public torch::autograd::Function<ExpertGrouped> {
 
     const auto gh = at::_grouped_mm(gy, bank_down, offsets);
     const auto activation = expert_activation_backward(gu, gh, spec);
-    const at::Tensor &h = activation.first, &ggu = activation.second;
+    // The kernel reads rows of 16-byte aligned strides: keep both row-major (no-ops when they already are).
+    const auto h = activation.first.contiguous(), ggu = activation.second.contiguous();
 
     at::Tensor gx, g_gate_up, g_down, g_gate_up_bias, g_down_bias;
     if (ctx->needs_input_grad(0)) gx = at::_grouped_mm(ggu, bank_gate_up, offsets);

@@ -125,6 +125,7 @@ static at::Tensor rotate_half(const at::Tensor& x) {
 }
 
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (!cos.defined()) return x;  // no rotary positions (learned position embeddings: tinymoe)
   auto c = cos.unsqueeze(1);
   auto s = sin.unsqueeze(1);
   const int64_t rotary_dim = c.size(-1);

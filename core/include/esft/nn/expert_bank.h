@@ -121,4 +121,8 @@ class ExpertBank : public torch::nn::Module {
   Split gate_up_, down_, gate_up_bias_, down_bias_;  // the biases are empty Splits without spec.bias
 };
 
+// A whole model's bindings: every parameter and buffer under its module path, except those of expert banks, which
+// bind through their bank (per expert, or as stacked fused tensors).
+CheckpointBindings bindings_with_expert_banks(const torch::nn::Module& model);
+
 }  // namespace esft::nn

@@ -53,7 +53,7 @@ class RotaryEmbedding {
 // The inverse frequencies [rotary_dim / 2], float32 on the CPU, before any dtype rounding.
 at::Tensor rope_inv_freq(const RopeSpec& spec);
 
-// x [B, heads, T, head_dim]; cos/sin [B, T, rotary_dim].
+// x [B, heads, T, head_dim]; cos/sin [B, T, rotary_dim], or undefined: no rotation (learned positions).
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 }  // namespace esft::nn
