@@ -14,9 +14,9 @@ namespace {
 
 std::vector<Command> all_commands() {
   // The model tools, then the ESFT pipeline in the order a run uses it.
-  return {plugins_command(), info_command(),   forward_command(), generate_command(), tokenize_command(),
-          chat_command(),    data_command(),   scores_command(),  select_command(),   params_command(),
-          train_command(),   merge_command(),  eval_command(),     run_command()};
+  return {plugins_command(), info_command(),   init_command(),    forward_command(), generate_command(),
+          tokenize_command(), chat_command(),  data_command(),    scores_command(),  select_command(),
+          params_command(),  train_command(),  merge_command(),   eval_command(),    run_command()};
 }
 
 po::options_description global_options(GlobalOptions& g) {

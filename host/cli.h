@@ -36,6 +36,7 @@ struct Command {
 
 Command plugins_command();   // commands/plugins.cpp
 Command info_command();      // commands/info.cpp
+Command init_command();      // commands/init.cpp
 Command forward_command();   // commands/forward.cpp
 Command generate_command();  // commands/generate.cpp
 Command tokenize_command();  // commands/tokenize.cpp

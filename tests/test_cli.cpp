@@ -724,3 +724,42 @@ TEST_CASE("cli: scores counts every real token once per MoE layer, honours the b
                            "0.5", "--out", (tmp / "b.json").string()}));
   CHECK(read_json(tmp / "a.json") == read_json(tmp / "b.json"));
 }
+
+TEST_CASE("cli: init writes a tinymoe model that info, forward and generate load; bad configs leave nothing") {
+  TempDir dir;
+  const auto tokenizer = (fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path() / "examples" / "tiny-tokenizer").string();
+  const auto config = dir / "model.toml";
+  write_bytes(config, "hidden_size = 32\nnum_hidden_layers = 2\nnum_attention_heads = 2\nmax_position_embeddings = 64\n"
+                      "moe_layers = [1]\nnum_experts = 4\ncapacity_factor = 1.0\n");
+  const auto model = dir / "model";
+  const Run init = run_host({"--plugin", "tinymoe_boids", "init", "--config", config.string(), "--tokenizer", tokenizer,
+                             "--out", model.string(), "--seed", "5"});
+  expect_success(init);
+  CHECK(entries_of(model) == std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.json"});
+  const Run info = run_host({"info", "--model", model.string()});
+  expect_success(info);
+  CHECK(contains(info.out, "tinymoe (plugin tinymoe_boids)"));
+  CHECK(contains(info.out, "1 MoE: 1"));
+  const auto forward = dir / "forward.safetensors";
+  expect_success(run_host({"forward", "--model", model.string(), "--inputs",
+                           (fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe" / "reference.safetensors").string(),
+                           "--out", forward.string()}));
+  const esft::SafetensorsFile out(forward);
+  CHECK(out.find("dropped.1"));
+  CHECK(out.find("router_logits.1"));
+  CHECK_FALSE(out.find("dropped.0"));  // block 0 is dense
+  const Run again = run_host({"--plugin", "tinymoe_boids", "init", "--config", config.string(), "--tokenizer",
+                              tokenizer, "--out", (dir / "second").string(), "--seed", "5"});
+  expect_success(again);
+  CHECK(read_bytes(model / "model.safetensors") == read_bytes(dir / "second" / "model.safetensors"));  // seeded
+
+  write_bytes(config, "hidden_size = 32\nnum_hidden_layers = 2\nnum_attention_heads = 2\nmax_position_embeddings = 64\n"
+                      "num_experts = 4\ncapacity_factor = 0\n");
+  const auto refused = dir / "refused";
+  expect_error(run_host({"--plugin", "tinymoe_boids", "init", "--config", config.string(), "--tokenizer", tokenizer,
+                         "--out", refused.string()}),
+               1, {"capacity_factor must be > 0"});
+  CHECK_FALSE(fs::exists(refused));
+  expect_error(run_host({"init", "--config", config.string(), "--tokenizer", tokenizer, "--out", refused.string()}), 2,
+               {"init needs --plugin"});
+}

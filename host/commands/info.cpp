@@ -65,7 +65,8 @@ Command info_command() {
               << " MoE: " << (moe_list.empty() ? "none" : moe_list) << "\n"
               << "attention        hidden " << config.hidden_size << ", heads " << config.num_attention_heads
               << " (kv " << config.num_key_value_heads << "), head_dim " << config.head_dim << "\n"
-              << "experts          " << config.num_experts << " routed per MoE layer, top-" << config.num_experts_per_tok
+              << "experts          " << (moe_layers.empty() ? 0 : moe_layers.front()->num_experts())
+              << " routed per MoE layer, top-" << (moe_layers.empty() ? 0 : moe_layers.front()->top_k())
               << ", expert intermediate " << expert_intermediate << "\n"
               << "vocabulary       " << config.vocab_size << "\n"
               << "parameters       total " << grouped(total) << "; active per token " << grouped(static_cast<uint64_t>(active))

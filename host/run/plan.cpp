@@ -1,4 +1,5 @@
 #include "plan.h"
+#include "../toml_json.h"
 
 #include <toml++/toml.h>
 
@@ -137,23 +138,6 @@ std::string value_text(const toml::node& n) {
   return toml_text(n);
 }
 
-nlohmann::json to_json(const toml::node& n) {
-  if (auto* t = n.as_table()) {
-    nlohmann::json j = nlohmann::json::object();
-    for (const auto& [k, v] : *t) j[std::string(k.str())] = to_json(v);
-    return j;
-  }
-  if (auto* a = n.as_array()) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& v : *a) j.push_back(to_json(v));
-    return j;
-  }
-  if (auto v = n.value_exact<std::string>()) return *v;
-  if (auto v = n.value_exact<int64_t>()) return *v;
-  if (auto v = n.value_exact<double>()) return *v;
-  if (auto v = n.value_exact<bool>()) return *v;
-  return toml_text(n);  // dates and times, as TOML writes them
-}
 
 void apply_override(toml::table& root, const std::string& text) {
   const auto eq = text.find('='), dot = text.find('.');
