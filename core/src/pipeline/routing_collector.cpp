@@ -16,13 +16,53 @@ RoutingCollector::RoutingCollector(std::string model_type, int64_t num_experts, 
 }
 
 void RoutingCollector::on_route(const RouterEvent& event) {
-  // One host copy per layer and forward; statistics are sums over a few thousand tokens at most per call.
+  if (event.topk_idx.size(1) != stats_.top_k) {
+    throw Error("routing collector: layer " + std::to_string(event.layer) + " routes to " +
+                std::to_string(event.topk_idx.size(1)) + " experts, expected " + std::to_string(stats_.top_k));
+  }
+  if (keep_legacy_) count_on_host(event);
+  else count_on_device(event);
+}
+
+void RoutingCollector::count_on_device(const RouterEvent& event) {
+  const auto& idx = event.topk_idx;
+  const auto real = event.token_mask.defined() ? event.token_mask.to(at::kBool)
+                                               : at::ones({idx.size(0)}, idx.options().dtype(at::kBool));
+  const auto chosen = real.unsqueeze(1).expand_as(idx).reshape({-1});  // each real token's k choices
+  const auto experts = idx.reshape({-1});
+  auto& d = pending_[event.layer];
+  if (!d.counts.defined()) {
+    d.tokens = at::zeros({}, idx.options().dtype(at::kLong));
+    d.counts = at::zeros({stats_.num_experts}, idx.options().dtype(at::kLong));
+    d.gates = at::zeros({stats_.num_experts}, idx.options().dtype(at::kDouble));
+  }
+  d.tokens.add_(real.sum());
+  d.counts.index_add_(0, experts, chosen.to(at::kLong));
+  d.gates.index_add_(0, experts, event.topk_weight.reshape({-1}).to(at::kDouble) * chosen);
+}
+
+void RoutingCollector::flush() const {
+  for (auto& [layer, d] : pending_) {
+    auto& r = stats_.layers[layer];
+    const int64_t E = stats_.num_experts;
+    if (r.token_count.empty()) r.token_count.assign(E, 0), r.gate_sum.assign(E, 0.0);
+    r.tokens += d.tokens.item<int64_t>();
+    const auto counts = d.counts.cpu(), gates = d.gates.cpu();
+    for (int64_t e = 0; e < E; ++e) {
+      r.token_count[e] += counts.data_ptr<int64_t>()[e];
+      r.gate_sum[e] += gates.data_ptr<double>()[e];
+    }
+  }
+  pending_.clear();
+}
+
+void RoutingCollector::count_on_host(const RouterEvent& event) {
+  // Every token's choice goes into a log line: one host copy per layer and forward.
   auto idx = event.topk_idx.to(at::kCPU).to(at::kLong).contiguous();
   auto weight = event.topk_weight.to(at::kCPU).to(at::kDouble).contiguous();
   at::Tensor mask = event.token_mask.defined() ? event.token_mask.to(at::kCPU).to(at::kBool).contiguous()
                                                : at::ones({idx.size(0)}, at::kBool);
   const int64_t N = idx.size(0), k = idx.size(1), E = stats_.num_experts;
-  if (k != stats_.top_k) throw Error("routing collector: layer " + std::to_string(event.layer) + " routes to " + std::to_string(k) + " experts, expected " + std::to_string(stats_.top_k));
   auto& r = stats_.layers[event.layer];
   if (r.token_count.empty()) r.token_count.assign(E, 0), r.gate_sum.assign(E, 0.0);
   const auto* ids = idx.data_ptr<int64_t>();
@@ -52,9 +92,13 @@ void RoutingCollector::on_route(const RouterEvent& event) {
   }
 }
 
-int64_t RoutingCollector::tokens() const { return stats_.layers.empty() ? 0 : stats_.layers.begin()->second.tokens; }
+int64_t RoutingCollector::tokens() const {
+  flush();
+  return stats_.layers.empty() ? 0 : stats_.layers.begin()->second.tokens;
+}
 
 RoutingStats RoutingCollector::stats() const {
+  flush();
   RoutingStats s = stats_;
   s.tokens = tokens();
   return s;
