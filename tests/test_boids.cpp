@@ -42,7 +42,8 @@ double cohesion_loop(const std::vector<Row>& g, const std::vector<Row>& z, size_
   double sum = 0;
   for (size_t i = 0; i < g.size(); ++i) {
     std::vector<std::pair<double, size_t>> s;
-    for (size_t j = 0; j < g.size(); ++j) s.push_back({i == j ? 0.0 : cosine(z[i], z[j]), j});
+    for (size_t j = 0; j < g.size(); ++j)
+      if (j != i) s.push_back({cosine(z[i], z[j]), j});  // neighbours are other tokens
     std::sort(s.begin(), s.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     for (size_t n = 0; n < k_nn; ++n) sum += s[n].first * js(g[i], g[s[n].second]);
   }
@@ -96,6 +97,11 @@ TEST_CASE("boids: cohesion and alignment equal a plain loop over tokens") {
   CHECK(esft::boids_cohesion(g, z, 4).item<double>() ==
         doctest::Approx(cohesion_loop(rows_of(g), rows_of(z), 4)).epsilon(1e-9));
   CHECK(esft::boids_alignment(g).item<double>() == doctest::Approx(alignment_loop(rows_of(g))).epsilon(1e-9));
+  // Token 0 is dissimilar to every other: its neighbours are still two other tokens, never itself.
+  const auto apart = at::tensor({1.0, 0.0, -1.0, 0.0, -1.0, 0.1, -1.0, -0.1}).view({4, 2});
+  const auto g4 = random_gates(4, 3);
+  CHECK(esft::boids_cohesion(g4, apart, 2).item<double>() ==
+        doctest::Approx(cohesion_loop(rows_of(g4), rows_of(apart), 2)).epsilon(1e-9));
   // Every token routed alike: nothing to align, nothing to pull together.
   const auto same = g[0].unsqueeze(0).expand({12, 6}).contiguous();
   CHECK(esft::boids_alignment(same).item<double>() == doctest::Approx(0).epsilon(1e-12));

@@ -735,7 +735,15 @@ TEST_CASE("cli: init writes a tinymoe model that info, forward and generate load
   const Run init = run_host({"--plugin", "tinymoe_boids", "init", "--config", config.string(), "--tokenizer", tokenizer,
                              "--out", model.string(), "--seed", "5"});
   expect_success(init);
-  CHECK(entries_of(model) == std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.json"});
+  CHECK(entries_of(model) ==
+        std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"});
+  {
+    const esft::SafetensorsFile weights(model / "model.safetensors");
+    CHECK(weights.load("blocks.1.moe.experts.b1").abs().max().item<double>() == 0);  // biases start at 0
+    CHECK(weights.load("blocks.1.moe.router.bias").abs().max().item<double>() == 0);
+    CHECK(weights.load("ln_f.weight").eq(1).all().item<bool>());
+    CHECK(weights.load("blocks.1.moe.experts.w1").std().item<double>() == doctest::Approx(0.02).epsilon(0.1));
+  }
   const Run info = run_host({"info", "--model", model.string()});
   expect_success(info);
   CHECK(contains(info.out, "tinymoe (plugin tinymoe_boids)"));
@@ -749,7 +757,7 @@ TEST_CASE("cli: init writes a tinymoe model that info, forward and generate load
   CHECK(out.find("router_logits.1"));
   CHECK_FALSE(out.find("dropped.0"));  // block 0 is dense
   const Run again = run_host({"--plugin", "tinymoe_boids", "init", "--config", config.string(), "--tokenizer",
-                              tokenizer, "--out", (dir / "second").string(), "--seed", "5"});
+                              tokenizer, "--out", (dir / "second").string() + "/", "--seed", "5"});
   expect_success(again);
   CHECK(read_bytes(model / "model.safetensors") == read_bytes(dir / "second" / "model.safetensors"));  // seeded
 

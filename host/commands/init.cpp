@@ -39,10 +39,15 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
+bool is_bias(const std::string& key, Role role) {
+  return role == Role::EXPERT_GATE_UP_BIAS || role == Role::EXPERT_DOWN_BIAS || role == Role::ROUTER_BIAS ||
+         ends_with(key, "bias");
+}
+
 // The standard deviation a tensor starts from (0 = constant: 1 for norm weights, 0 for biases).
 double init_std(const std::string& key, Role role, int64_t dims, int64_t layers) {
   const bool norm = role == Role::NORM || role == Role::FINAL_NORM;
-  if (norm || dims == 1 || ends_with(key, "bias")) return 0;
+  if (norm || dims == 1 || is_bias(key, role)) return 0;
   const bool residual_out = role == Role::EXPERT_DOWN || ends_with(key, "o_proj.weight") ||
                             ends_with(key, "fc2.weight") || ends_with(key, "down_proj.weight");
   return residual_out ? 0.02 / std::sqrt(2.0 * static_cast<double>(layers)) : 0.02;
@@ -63,7 +68,8 @@ Command init_command() {
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
     if (!global.plugin) throw UsageError("init needs --plugin (the family of the new model)");
-    const fs::path out = fs::absolute(vm["out"].as<std::string>()).lexically_normal();
+    fs::path out = fs::absolute(vm["out"].as<std::string>()).lexically_normal();
+    if (!out.has_filename()) out = out.parent_path();  // "dir/"
     std::error_code ec;
     if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
       throw Error("output directory " + out.string() + " exists and is not empty");
@@ -94,7 +100,7 @@ Command init_command() {
         const auto match = family->naming().match(b.key());
         const Role role = match ? match->role : Role::ATTENTION;
         const double std = init_std(b.key(), role, static_cast<int64_t>(b.shape().size()), config.num_hidden_layers);
-        const bool norm_weight = (role == Role::NORM || role == Role::FINAL_NORM) && !ends_with(b.key(), "bias");
+        const bool norm_weight = (role == Role::NORM || role == Role::FINAL_NORM) && !is_bias(b.key(), role);
         auto value = std > 0 ? at::randn(b.shape()) * std : (norm_weight ? at::ones(b.shape()) : at::zeros(b.shape()));
         b.assign(value);
         tensors.emplace_back(b.key(), b.value().contiguous());
@@ -105,11 +111,19 @@ Command init_command() {
     const fs::path staging = out.parent_path() / ("." + out.filename().string() + ".init");
     fs::remove_all(staging, ec);
     fs::create_directories(staging);
-    save_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}, {"producer", "esft-host init"}});
-    write_text_atomically(staging / "config.json", json.dump(2) + "\n");
-    fs::copy_file(tokenizer_file, staging / "tokenizer.json");
-    fs::remove(out, ec);  // an empty directory, if any
-    fs::rename(staging, out);
+    try {
+      save_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}, {"producer", "esft-host init"}});
+      write_text_atomically(staging / "config.json", json.dump(2) + "\n");
+      fs::copy_file(tokenizer_file, staging / "tokenizer.json");
+      // Special tokens (eos, pad, bos) live in tokenizer_config.json: ship it too where there is one.
+      const auto tokenizer_config = tokenizer_file.parent_path() / "tokenizer_config.json";
+      if (fs::exists(tokenizer_config, ec)) fs::copy_file(tokenizer_config, staging / "tokenizer_config.json");
+      fs::remove(out, ec);  // an empty directory, if any
+      fs::rename(staging, out);
+    } catch (...) {
+      fs::remove_all(staging, ec);
+      throw;
+    }
     std::cout << "initialised " << config.model_type << " (" << family->name() << "): " << parameters
               << " parameters, seed " << vm["seed"].as<int64_t>() << ", in " << out.string() << "\n";
     return 0;

@@ -25,7 +25,7 @@ struct TinyMoESpec {
   bool tie_word_embeddings = true;
   std::vector<bool> moe_layers;  // per block: Switch MoE (true) or dense FFN
   esft::nn::SwitchRouterSpec router;
-  double aux_loss_coef = 0.01;
+  double aux_loss_coef = 0.01;  // for training from scratch (not wired yet: train takes aux_loss_coef from its config)
 };
 // Throws esft::Error naming the key for values it cannot build (an unknown MoE placement, a capacity factor <= 0,
 // top-k outside [1, E], ...). Keys: vocab_size, hidden_size, num_hidden_layers, num_attention_heads,

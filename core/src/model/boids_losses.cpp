@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "esft/error.h"
@@ -32,8 +33,11 @@ at::Tensor boids_cohesion(const at::Tensor& gates, const at::Tensor& hidden, int
                 std::to_string(n) + " tokens");
   }
   const auto unit = hidden / hidden.norm(2, -1, /*keepdim=*/true).clamp_min(kEps);
+  // S with its diagonal zeroed; a token is never its own neighbour, even when fewer than k_nn others are similar.
   const auto similarity = at::matmul(unit, unit.t()).fill_diagonal_(0);  // [N, N]
-  const auto [values, neighbours] = at::topk(similarity, k_nn, -1);      // [N, k_nn]
+  const auto choosable = similarity.detach().clone().fill_diagonal_(-std::numeric_limits<double>::infinity());
+  const auto neighbours = std::get<1>(at::topk(choosable, k_nn, -1));   // [N, k_nn]
+  const auto values = similarity.gather(1, neighbours);
   const auto js = js_divergence(gates.unsqueeze(1), gates.index_select(0, neighbours.reshape({-1})).view({n, k_nn, -1}));
   return (values * js).mean();
 }

@@ -11,7 +11,8 @@ namespace esft::nn {
 
 namespace {
 at::Tensor all_real_if_undefined(const at::Tensor& token_mask, int64_t n, const at::Device& device) {
-  return token_mask.defined() ? token_mask.to(at::kBool) : at::ones({n}, at::TensorOptions().dtype(at::kBool).device(device));
+  return token_mask.defined() ? token_mask.to(device, at::kBool)
+                              : at::ones({n}, at::TensorOptions().dtype(at::kBool).device(device));
 }
 
 // ceil(capacity_factor * real tokens / E) on the device (no wait for it), in double as expert_capacity computes it.

@@ -26,7 +26,7 @@ void RoutingCollector::on_route(const RouterEvent& event) {
 
 void RoutingCollector::count_on_device(const RouterEvent& event) {
   const auto& idx = event.topk_idx;
-  const auto real = event.token_mask.defined() ? event.token_mask.to(at::kBool)
+  const auto real = event.token_mask.defined() ? event.token_mask.to(idx.device(), at::kBool)
                                                : at::ones({idx.size(0)}, idx.options().dtype(at::kBool));
   const auto chosen = real.unsqueeze(1).expand_as(idx).reshape({-1});  // each real token's k choices
   const auto experts = idx.reshape({-1});
@@ -38,7 +38,8 @@ void RoutingCollector::count_on_device(const RouterEvent& event) {
   }
   d.tokens.add_(real.sum());
   d.counts.index_add_(0, experts, chosen.to(at::kLong));
-  d.gates.index_add_(0, experts, event.topk_weight.reshape({-1}).to(at::kDouble) * chosen);
+  // Detached: sums kept across batches must not grow an autograd graph when a caller routes with gradients on.
+  d.gates.index_add_(0, experts, event.topk_weight.detach().reshape({-1}).to(at::kDouble) * chosen);
 }
 
 void RoutingCollector::flush() const {
