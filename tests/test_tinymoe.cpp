@@ -55,6 +55,7 @@ TEST_CASE("tinymoe: bad configurations are refused with the key named") {
   refused("num_experts_per_tok", 5, "num_experts_per_tok 5 is outside [1, 4]");
   refused("router_jitter", -1.0, "router_jitter must be >= 0");
   refused("num_attention_heads", 3, "not a multiple of num_attention_heads");
+  refused("num_hidden_layers", 100000, "num_hidden_layers must be in [1, 4096]");
 }
 
 TEST_CASE("tinymoe: checkpoint names, tied embeddings and the placement of MoE blocks") {

@@ -13,10 +13,16 @@ namespace {
   throw esft::Error(c.source + ": " + what);
 }
 
-int64_t positive(const esft::ModelConfig& c, const char* key, int64_t value) {
-  if (value < 1 || value > (int64_t{1} << 24)) bad(c, std::string(key) + " must be in [1, 2^24], not " + std::to_string(value));
+// The limits every family applies (nn/decoder_config.cpp): sizes up to 2^24, depth up to 4096 blocks.
+constexpr int64_t kMaxWidth = int64_t{1} << 24, kMaxLayers = 4096;
+
+int64_t in_range(const esft::ModelConfig& c, const char* key, int64_t value, int64_t most) {
+  if (value < 1 || value > most) {
+    bad(c, std::string(key) + " must be in [1, " + std::to_string(most) + "], not " + std::to_string(value));
+  }
   return value;
 }
+int64_t positive(const esft::ModelConfig& c, const char* key, int64_t value) { return in_range(c, key, value, kMaxWidth); }
 
 // "all" | "none" | a block index | a list of block indices -> one flag per block.
 std::vector<bool> moe_placement(const esft::ModelConfig& c, int64_t layers) {
@@ -45,7 +51,7 @@ TinyMoESpec read_spec(const esft::ModelConfig& c) {
   TinyMoESpec s;
   s.vocab_size = positive(c, "vocab_size", c.vocab_size);
   s.hidden = positive(c, "hidden_size", c.hidden_size);
-  s.layers = positive(c, "num_hidden_layers", c.num_hidden_layers);
+  s.layers = in_range(c, "num_hidden_layers", c.num_hidden_layers, kMaxLayers);
   s.heads = positive(c, "num_attention_heads", c.num_attention_heads);
   if (s.hidden % s.heads != 0) {
     bad(c, "hidden_size " + std::to_string(s.hidden) + " is not a multiple of num_attention_heads " + std::to_string(s.heads));
