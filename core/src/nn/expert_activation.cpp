@@ -36,6 +36,10 @@ std::pair<at::Tensor, at::Tensor> expert_activation_backward(const at::Tensor& g
   return {h.detach(), d_gate_up};
 }
 
+at::Tensor bias_input(const at::Tensor& bias, const ExpertBankSpec& spec, const at::Tensor& like) {
+  return spec.bias ? bias : at::empty({0}, like.options());
+}
+
 void save_spec(torch::autograd::AutogradContext* ctx, const ExpertBankSpec& spec) {
   ctx->saved_data["experts"] = spec.num_experts;
   ctx->saved_data["hidden"] = spec.hidden;

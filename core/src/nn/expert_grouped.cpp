@@ -75,10 +75,9 @@ class ExpertGrouped : public torch::autograd::Function<ExpertGrouped> {
 
 at::Tensor expert_grouped(const at::Tensor& xs, const at::Tensor& offsets, const at::Tensor& positions,
                           const BankWeights& trainable, const BankWeights& bank, const ExpertBankSpec& spec) {
-  const auto none = at::empty({0}, xs.options());
-  const auto or_none = [&](const at::Tensor& t) { return spec.bias ? t : none; };
-  return ExpertGrouped::apply(xs.contiguous(), trainable.gate_up, trainable.down, or_none(trainable.gate_up_bias),
-                              or_none(trainable.down_bias), offsets, positions, bank, spec);
+  return ExpertGrouped::apply(xs.contiguous(), trainable.gate_up, trainable.down,
+                              bias_input(trainable.gate_up_bias, spec, xs), bias_input(trainable.down_bias, spec, xs),
+                              offsets, positions, bank, spec);
 }
 
 }  // namespace esft::nn::detail

@@ -38,6 +38,10 @@ at::Tensor expert_activation(const at::Tensor& gate_up, const ExpertBankSpec& sp
 std::pair<at::Tensor, at::Tensor> expert_activation_backward(const at::Tensor& gate_up, const at::Tensor& grad,
                                                              const ExpertBankSpec& spec);
 
+// A bias as an autograd node's input: the bias itself with spec.bias, else an empty tensor (a node's tensor
+// arguments must be defined).
+at::Tensor bias_input(const at::Tensor& bias, const ExpertBankSpec& spec, const at::Tensor& like);
+
 // The spec, kept in (and read back from) an autograd node's saved data.
 void save_spec(torch::autograd::AutogradContext* ctx, const ExpertBankSpec& spec);
 ExpertBankSpec saved_spec(torch::autograd::AutogradContext* ctx);

@@ -135,11 +135,9 @@ class ExpertLoop : public torch::autograd::Function<ExpertLoop> {
 
 at::Tensor expert_loop(const at::Tensor& xs, const std::vector<int64_t>& counts, const BankWeights& trainable,
                        const BankWeights& bank, const ExpertBankSpec& spec) {
-  // Autograd's custom nodes need defined tensors: an empty one stands for a missing bias.
-  const auto none = at::empty({0}, xs.options());
-  const auto or_none = [&](const at::Tensor& t) { return spec.bias ? t : none; };
-  return ExpertLoop::apply(xs.contiguous(), trainable.gate_up, trainable.down, or_none(trainable.gate_up_bias),
-                           or_none(trainable.down_bias), bank, counts, spec);
+  return ExpertLoop::apply(xs.contiguous(), trainable.gate_up, trainable.down,
+                           bias_input(trainable.gate_up_bias, spec, xs), bias_input(trainable.down_bias, spec, xs),
+                           bank, counts, spec);
 }
 
 }  // namespace esft::nn::detail
