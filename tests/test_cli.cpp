@@ -771,3 +771,55 @@ TEST_CASE("cli: init writes a tinymoe model that info, forward and generate load
   expect_error(run_host({"init", "--config", config.string(), "--tokenizer", tokenizer, "--out", refused.string()}), 2,
                {"init needs --plugin"});
 }
+
+TEST_CASE("cli: train --method pretrain lowers the validation PPL on the bundled TinyStories; the model it writes loads") {
+  TempDir dir;
+  const fs::path root = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();
+  const auto config = dir / "model.toml";
+  write_bytes(config, "hidden_size = 32\nnum_hidden_layers = 2\nnum_attention_heads = 2\nmax_position_embeddings = 64\n"
+                      "num_experts = 4\ncapacity_factor = 1.25\nrouter_jitter = 0.01\n");
+  const auto model = dir / "init";
+  expect_success(run_host({"--plugin", "tinymoe_boids", "init", "--config", config.string(), "--tokenizer",
+                           (root / "examples" / "tiny-tokenizer").string(), "--out", model.string()}));
+  const auto settings = dir / "train.toml";
+  write_bytes(settings, "steps = 40\nbatch_size = 8\nseq_length = 32\nwarmup_steps = 4\neval_steps = 20\n"
+                        "max_eval_rows = 64\nlearning_rate = 2e-3\nrouter_mode = \"boids\"\n");
+  const auto out = dir / "run";
+  const std::vector<std::string> args = {"train", "--method", "pretrain", "--model", model.string(), "--data",
+                                         (root / "data" / "tinystories" / "train.jsonl.gz").string(), "--eval-data",
+                                         (root / "data" / "tinystories" / "valid.jsonl.gz").string(), "--config",
+                                         settings.string(), "--out", out.string()};
+  const Run train = run_host(args);
+  expect_success(train);
+  CHECK(contains(train.out, "every parameter"));
+  CHECK(contains(train.out, "routers boids"));
+  // metrics.csv: evals at 20 and 40, both below the untrained model's PPL, the second below the first.
+  std::ifstream csv(out / "metrics.csv");
+  std::vector<double> ppl;
+  for (std::string line; std::getline(csv, line);) {
+    if (line.rfind("step", 0) == 0) continue;
+    std::stringstream row(line);
+    std::string cell;
+    for (int i = 0; i < 5; ++i) std::getline(row, cell, ',');
+    ppl.push_back(std::stod(cell));
+  }
+  REQUIRE(ppl.size() == 2);
+  CHECK(ppl[1] < ppl[0]);
+  const auto summary = nlohmann::json::parse(read_bytes(out / "summary.json"));
+  CHECK(summary["val_ppl"].get<double>() == doctest::Approx(ppl[1]).epsilon(1e-4));  // the best is the last
+  CHECK(summary["eval_routing"]["expert_share"].size() == 2);  // both blocks are MoE
+  CHECK(summary["train_routing"]["boids_cohesion"].is_number());
+  expect_success(run_host({"info", "--model", (out / "model").string()}));
+  const Run generate = run_host({"generate", "--model", (out / "model").string(), "--prompt", "Once upon a time",
+                                 "--max-new-tokens", "8"});
+  expect_success(generate);
+
+  // An expert config has no place in pretraining; an unknown method is named.
+  expect_error(run_host({"train", "--method", "pretrain", "--model", model.string(), "--expert-config",
+                         config.string(), "--data", config.string(), "--out", (dir / "x").string()}),
+               2, {"drop --expert-config"});
+  expect_error(run_host({"train", "--method", "lora2", "--model", model.string(), "--data", config.string(), "--out",
+                         (dir / "x").string()}),
+               2, {"not a training method"});
+  CHECK_FALSE(fs::exists(dir / "x"));
+}

@@ -1,5 +1,6 @@
 // `esft-host forward`: one forward pass over given token ids, writing everything needed to compare a family with
-// transformers, under the names of shared/fixtures/hf/*/reference.safetensors.
+// transformers, under the names of shared/fixtures/hf/*/reference.safetensors; for capacity routers (tinymoe) also
+// dropped.{l} and the Boids terms boids_{cohesion,separation,alignment}.{l}.
 #include <ATen/ATen.h>
 
 #include <iostream>
@@ -8,6 +9,7 @@
 #include "../cli.h"
 #include "esft/error.h"
 #include "esft/io/safetensors.h"
+#include "esft/model/boids_losses.h"
 #include "esft/model/losses.h"
 
 namespace esft::host {
@@ -86,6 +88,22 @@ Command forward_command() {
       // Capacity routers (tinymoe): 1 where the token lost its expert, [N] for top-1, else [N, k].
       if (e.dropped.defined())
         add("dropped." + l, (e.dropped.size(1) == 1 ? e.dropped.select(1, 0) : e.dropped).to(at::kByte));
+    }
+    // Boids terms (unweighted; shared/spec/VARIANTS.md §3) of every layer whose router gives probabilities, over the
+    // real tokens, against the final hidden states; k_nn is 8, or one less than the tokens when there are fewer.
+    const auto& final_hidden = out.hidden_states.back();
+    const auto real = attention_mask.defined() ? attention_mask.reshape({-1}).to(at::kBool) : at::Tensor();
+    auto z = final_hidden.reshape({-1, final_hidden.size(-1)}).to(at::kFloat);
+    if (real.defined()) z = z.index({real});
+    const BoidsSettings boids;
+    for (const auto& e : recorder.events) {
+      if (!e.probs.defined() || z.size(0) < 2) continue;
+      auto gates = boids_gates(e.probs, e.topk_idx);
+      if (real.defined()) gates = gates.index({real});
+      const auto l = std::to_string(e.layer);
+      add("boids_cohesion." + l, boids_cohesion(gates, z, std::min<int64_t>(boids.k_nn, z.size(0) - 1)).reshape({1}));
+      add("boids_separation." + l, boids_separation(gates, boids.tau).reshape({1}));
+      add("boids_alignment." + l, boids_alignment(gates).reshape({1}));
     }
     add("ce_loss", causal_lm_loss(out.logits, labels_from_inputs(input_ids, attention_mask)).reshape({1}));
     if (out.aux_loss.defined()) add("aux_loss", out.aux_loss.to(at::kFloat).reshape({1}));

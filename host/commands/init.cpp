@@ -12,11 +12,10 @@
 #include <iostream>
 
 #include "../cli.h"
+#include "../model_writer.h"
 #include "../plugin_loader.h"
 #include "../toml_json.h"
 #include "esft/error.h"
-#include "esft/io/atomic_file.h"
-#include "esft/io/safetensors.h"
 #include "esft/tokenizer/tokenizer.h"
 
 namespace esft::host {
@@ -92,8 +91,6 @@ Command init_command() {
     auto model = family->create(config, c10::Device(c10::kCPU), c10::kFloat);
 
     at::manual_seed(static_cast<uint64_t>(vm["seed"].as<int64_t>()));
-    NamedTensors tensors;
-    int64_t parameters = 0;
     {
       at::NoGradGuard no_grad;
       for (const auto& b : model->checkpoint_bindings()) {
@@ -101,29 +98,14 @@ Command init_command() {
         const Role role = match ? match->role : Role::ATTENTION;
         const double std = init_std(b.key(), role, static_cast<int64_t>(b.shape().size()), config.num_hidden_layers);
         const bool norm_weight = (role == Role::NORM || role == Role::FINAL_NORM) && !is_bias(b.key(), role);
-        auto value = std > 0 ? at::randn(b.shape()) * std : (norm_weight ? at::ones(b.shape()) : at::zeros(b.shape()));
-        b.assign(value);
-        tensors.emplace_back(b.key(), b.value().contiguous());
-        parameters += b.numel();
+        b.assign(std > 0 ? at::randn(b.shape()) * std : (norm_weight ? at::ones(b.shape()) : at::zeros(b.shape())));
       }
     }
-    // Everything goes into a sibling folder first: an interrupted init leaves no partial model directory.
-    const fs::path staging = out.parent_path() / ("." + out.filename().string() + ".init");
-    fs::remove_all(staging, ec);
-    fs::create_directories(staging);
-    try {
-      save_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}, {"producer", "esft-host init"}});
-      write_text_atomically(staging / "config.json", json.dump(2) + "\n");
-      fs::copy_file(tokenizer_file, staging / "tokenizer.json");
-      // Special tokens (eos, pad, bos) live in tokenizer_config.json: ship it too where there is one.
-      const auto tokenizer_config = tokenizer_file.parent_path() / "tokenizer_config.json";
-      if (fs::exists(tokenizer_config, ec)) fs::copy_file(tokenizer_config, staging / "tokenizer_config.json");
-      fs::remove(out, ec);  // an empty directory, if any
-      fs::rename(staging, out);
-    } catch (...) {
-      fs::remove_all(staging, ec);
-      throw;
-    }
+    // Special tokens (eos, pad, bos) live in tokenizer_config.json: ship it too where there is one.
+    std::vector<ShippedFile> files = {{tokenizer_file, "tokenizer.json"}};
+    const auto tokenizer_config = tokenizer_file.parent_path() / "tokenizer_config.json";
+    if (fs::exists(tokenizer_config, ec)) files.push_back({tokenizer_config, "tokenizer_config.json"});
+    const int64_t parameters = write_model_directory(*model, json, files, out, "esft-host init");
     std::cout << "initialised " << config.model_type << " (" << family->name() << "): " << parameters
               << " parameters, seed " << vm["seed"].as<int64_t>() << ", in " << out.string() << "\n";
     return 0;

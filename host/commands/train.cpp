@@ -1,6 +1,7 @@
-// `esft-host train`: expert-specialized fine-tuning (shared/spec/ESFT.md §4). Freezes everything but what the
-// expert config selects, trains with AdamW, and writes OUT/adapter/ with only the trained tensors, plus
-// checkpoints and metrics.jsonl. SIGINT/SIGTERM end the run after the current step with a checkpoint saved.
+// `esft-host train`: training with AdamW, checkpoints that resume exactly, metrics.jsonl and metrics.csv, for each
+// training method (train_methods/): esft (expert-specialized fine-tuning, shared/spec/ESFT.md §4; leaves
+// OUT/adapter/) and pretrain (training from scratch; leaves OUT/model/ and OUT/summary.json). SIGINT/SIGTERM end
+// the run after the current step with a checkpoint saved.
 #include <unistd.h>
 
 #include <csignal>
@@ -10,12 +11,11 @@
 #include <sstream>
 
 #include "../cli.h"
+#include "../train_methods/method.h"
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
 #include "esft/io/sha256.h"
-#include "esft/pipeline/adapter_io.h"
-#include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
 #include "esft/train/trainer.h"
 
@@ -52,13 +52,6 @@ std::string duration_text(double seconds) {
   if (s >= 3600) out << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s % 3600) / 60 << "m";
   else if (s >= 60) out << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
   else out << s << "s";
-  return out.str();
-}
-
-std::string mib(uint64_t bytes) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(bytes < 10 * 1024 * 1024 ? 2 : 1) << static_cast<double>(bytes) / 1048576.0
-      << " MiB";
   return out.str();
 }
 
@@ -130,26 +123,25 @@ void print_loss_curve(const std::vector<train::StepReport>& reports) {
 Command train_command() {
   Command c;
   c.name = "train";
-  c.summary = "expert-specialized fine-tuning: train only the selected experts; write OUT/adapter/";
-  c.usage = "train --model DIR --expert-config FILE --data FILE.jsonl --out DIR [--config FILE.toml] "
-            "[--eval-data FILE.jsonl] [--steps N] [--resume]";
+  c.summary = "train a model: esft (only the selected experts; writes OUT/adapter/) or pretrain (from scratch)";
+  c.usage = "train --model DIR --data FILE.jsonl --out DIR [--method esft|pretrain] [--expert-config FILE] "
+            "[--config FILE.toml] [--eval-data FILE.jsonl] [--steps N] [--resume]";
   c.add_options = [](po::options_description& d) {
     d.add_options()
-        ("model", po::value<std::string>()->required(), "base model directory (weights, tokenizer files)")
-        ("expert-config", po::value<std::string>()->required(), "expert_config.json (from select)")
+        ("model", po::value<std::string>()->required(), "model directory (weights, tokenizer files)")
+        ("expert-config", po::value<std::string>(), "expert_config.json (from select); --method esft only")
         ("data", po::value<std::string>()->required(), "training data, JSON lines (messages | prompt/completion | text)")
-        ("out", po::value<std::string>()->required(), "run folder: adapter/, checkpoints/, metrics.jsonl")
-        ("config", po::value<std::string>(), "TOML training settings (see README; defaults: the ESFT reference)")
+        ("out", po::value<std::string>()->required(), "run folder: adapter/ or model/, checkpoints/, metrics.jsonl, metrics.csv")
+        ("config", po::value<std::string>(), "TOML training settings (see README; defaults: the method's reference)")
         ("eval-data", po::value<std::string>(), "held-out data for the eval loss (default: eval_fraction of --data)")
         ("steps", po::value<int64_t>(), "optimizer steps (overrides the config)")
-        ("method", po::value<std::string>()->default_value("esft"), "training method (esft is the only one so far)")
+        ("method", po::value<std::string>()->default_value("esft"),
+         "esft: train the experts of --expert-config, write an adapter; pretrain: train every parameter, write a model")
         ("resume", po::bool_switch(), "continue from the newest checkpoint in --out");
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
-    if (vm["method"].as<std::string>() != "esft") {
-      throw UsageError("--method " + vm["method"].as<std::string>() + " is not supported (only esft)");
-    }
-    train::TrainOptions options;
+    auto method = make_training_method(vm["method"].as<std::string>(), vm);
+    train::TrainOptions options = method->defaults();
     if (vm.count("config")) options = train::TrainOptions::load_toml(vm["config"].as<std::string>(), options);
     if (vm.count("steps")) {
       options.steps = vm["steps"].as<int64_t>();
@@ -158,17 +150,30 @@ Command train_command() {
     const fs::path model_dir = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
     const fs::path out = vm["out"].as<std::string>();
     const bool resume = vm["resume"].as<bool>();
-    const auto expert_config = pipeline::ExpertConfig::load(vm["expert-config"].as<std::string>());
     for (const auto& p : {data_path, vm.count("eval-data") ? fs::path(vm["eval-data"].as<std::string>()) : data_path}) {
       if (!fs::is_regular_file(p)) throw Error("data file " + p.string() + " does not exist");
     }
     check_out_dir(out, resume);
 
-    // Model, freezing, data.
+    // What a resumed run must share with the one it continues (the method adds what it trains).
+    nlohmann::json fingerprint = {
+        {"base_config_sha256", sha256_file_hex(model_dir / "config.json")},
+        {"data_sha256", sha256_file_hex(data_path)},
+        {"eval_data_sha256", vm.count("eval-data") ? sha256_file_hex(vm["eval-data"].as<std::string>()) : ""},
+        {"seed", options.seed},
+        {"seq_length", options.seq_length},
+        {"packing", options.packing},
+        {"packing_style", options.stream_packing ? "stream" : "esft"},
+        {"random_concat_ratio", options.random_concat_ratio},
+        {"eval_fraction", options.eval_fraction},
+        {"batch_size", options.batch_size},
+        {"gradient_accumulation_steps", options.gradient_accumulation_steps}};
+
+    // Model, what trains, data.
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
     auto m = open_model(global, model_dir);
-    pipeline::apply_expert_config(*m.model, m.family->naming(), expert_config);
+    method->make_trainable(m, fingerprint);
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
     data::Split split;
     if (vm.count("eval-data")) {
@@ -181,25 +186,13 @@ Command train_command() {
     data::check_token_ids(split.eval, m.config.vocab_size, encoder.pad_id());
     data::shuffle_samples(split.train, options.seed);
     auto make = [&](const std::vector<data::Sample>& s) {
+      if (options.packing && options.stream_packing) return data::stream_samples(s, options.seq_length, encoder.pad_id());
       return train::make_rows(s, options.packing, options.seq_length, encoder.pad_id(), options.random_concat_ratio,
                               options.seed);
     };
     auto train_rows = make(split.train);
     auto eval_rows = split.eval.empty() ? std::vector<data::Row>{} : make(split.eval);
 
-    // What a resumed run must share with the one it continues.
-    nlohmann::json fingerprint = {
-        {"base_config_sha256", sha256_file_hex(model_dir / "config.json")},
-        {"data_sha256", sha256_file_hex(data_path)},
-        {"eval_data_sha256", vm.count("eval-data") ? sha256_file_hex(vm["eval-data"].as<std::string>()) : ""},
-        {"expert_config", expert_config.to_json()},
-        {"seed", options.seed},
-        {"seq_length", options.seq_length},
-        {"packing", options.packing},
-        {"random_concat_ratio", options.random_concat_ratio},
-        {"eval_fraction", options.eval_fraction},
-        {"batch_size", options.batch_size},
-        {"gradient_accumulation_steps", options.gradient_accumulation_steps}};
     fs::create_directories(out);
     train::Trainer trainer(*m.model, options, std::move(train_rows), std::move(eval_rows), encoder.pad_id(), m.device,
                            out, fingerprint);
@@ -209,66 +202,51 @@ Command train_command() {
     for (const auto& b : m.model->buffers()) total_params += b.numel();
     std::cout << "model      " << model_dir.string() << " (" << m.family->name() << ", " << dtype_label(m.dtype)
               << ", " << m.device.str() << ")\n";
-    size_t selected = 0, routed = 0;
-    for (const auto& [layer, experts] : expert_config.experts) selected += experts.size();
-    for (auto* layer : m.model->moe_layers()) routed += static_cast<size_t>(layer->num_experts());
     std::cout << "trainable  " << trainer.trainable_numel() << " of " << total_params << " parameters ("
               << std::fixed << std::setprecision(2) << 100.0 * static_cast<double>(trainer.trainable_numel()) /
                      static_cast<double>(total_params)
-              << "%): " << selected << " of " << routed << " routed experts"
-              << (expert_config.shared_experts ? " + shared experts" : "")
-              << (expert_config.non_expert_modules ? " + non-expert modules" : "") << "\n";
-    std::cout << "optimizer  AdamW, state " << mib(trainer.optimizer().state_bytes()) << "\n";
+              << "%): " << method->trainable_summary(m) << "\n";
+    std::cout << "optimizer  AdamW, state " << mib_text(trainer.optimizer().state_bytes()) << "\n";
     std::cout << "data       " << split.train.size() << " train samples -> " << trainer.train_rows() << " rows; "
               << split.eval.size() << " eval samples -> " << trainer.eval_rows() << " rows\n";
     std::cout << "schedule   " << options.steps << " steps x " << options.gradient_accumulation_steps << " x "
               << options.batch_size << " rows of " << options.seq_length << " tokens, lr "
               << std::scientific << std::setprecision(2) << options.learning_rate << std::defaultfloat << " ("
-              << train::schedule_name(options.lr_scheduler) << ", " << options.warmup_steps << " warmup)\n"
-              << std::flush;
+              << train::schedule_name(options.lr_scheduler) << ", " << options.warmup_steps << " warmup)";
+    if (!m.model->moe_layers().empty()) std::cout << ", routers " << train::router_mode_name(options.router_mode);
+    std::cout << "\n" << std::flush;
 
     if (resume) std::cout << "resumed    at step " << trainer.resume() << "\n" << std::flush;
     Progress progress(options.steps, options.log_steps);
-    train::Trainer::Outcome outcome;
-    std::vector<train::StepReport> reports;
+    TrainingRunInfo run{model_dir, out, options, fingerprint, {}, train::Trainer::Outcome::Finished};
     {
       StopSignals signals;
-      outcome = trainer.run(
+      run.outcome = trainer.run(
           &g_stop_signal,
           [&](const train::StepReport& r) {
             progress.step(r);
-            reports.push_back(r);
+            run.steps.push_back(r);
           },
           [&](const train::EvalReport& e) {
-            char line[96];
-            std::snprintf(line, sizeof line, "eval at step %lld: loss %.4f", static_cast<long long>(e.step), e.loss);
+            char line[160];
+            std::snprintf(line, sizeof line, "eval at step %lld: loss %.4f  ppl %.3f%s", static_cast<long long>(e.step),
+                          e.loss, e.ppl(), e.best ? "  (best)" : "");
             progress.line(line);
           });
     }
     progress.finish();
-    if (outcome == train::Trainer::Outcome::Interrupted) {
+    if (run.outcome == train::Trainer::Outcome::Interrupted) {
       const int sig = g_stop_signal.load();
       std::cerr << "esft-host: interrupted at step " << trainer.step() << "; checkpoint saved in "
                 << (out / "checkpoints").string() << "; continue with --resume\n";
       return 128 + sig;
     }
-
-    print_loss_curve(reports);
-
-    pipeline::AdapterManifest manifest;
-    manifest.method = "esft";
-    manifest.family = m.family->name();
-    manifest.model_type = m.config.model_type;
-    manifest.base_model = fs::absolute(model_dir).lexically_normal().string();
-    manifest.base_config_sha256 = fingerprint["base_config_sha256"];
-    manifest.dtype = dtype_label(m.dtype);
-    const auto adapter = pipeline::save_adapter(*m.model, out / "adapter", manifest, expert_config,
-                                                {{"steps", trainer.step()}, {"train_options", options.to_json()}});
-    const auto base_bytes = Checkpoint::open(model_dir).total_bytes();
-    std::cout << "adapter    " << (out / "adapter").string() << ": " << adapter.tensors << " tensors, "
-              << mib(adapter.bytes) << " (the full model: " << mib(base_bytes) << ", "
-              << std::setprecision(1) << std::fixed
-              << 100.0 * static_cast<double>(adapter.bytes) / static_cast<double>(base_bytes) << "%)\n";
+    if (run.outcome == train::Trainer::Outcome::EarlyStopped) {
+      std::cout << "early stop at step " << trainer.step() << ": " << options.early_stop_patience
+                << " evaluations without an improvement of more than " << options.early_stop_min_delta << "\n";
+    }
+    print_loss_curve(run.steps);
+    method->finish(m, trainer, run);
     return 0;
   };
   return c;

@@ -60,6 +60,31 @@ std::vector<Row> pack_samples(const std::vector<Sample>& samples, const PackOpti
   return rows;
 }
 
+std::vector<Row> stream_samples(const std::vector<Sample>& samples, int64_t seq_length, int32_t pad_id) {
+  if (seq_length <= 0) throw Error("seq_length must be positive");
+  const auto L = static_cast<size_t>(seq_length);
+  std::vector<Row> rows;
+  Row window;
+  auto close = [&] {
+    const size_t real = window.ids.size();
+    window.ids.resize(L, pad_id);
+    window.labels.resize(L, kIgnoreIndex);
+    window.attention_mask.assign(L, 0);
+    std::fill(window.attention_mask.begin(), window.attention_mask.begin() + static_cast<std::ptrdiff_t>(real), 1);
+    rows.push_back(std::move(window));
+    window = Row();
+  };
+  for (const auto& s : samples) {
+    for (size_t i = 0; i < s.ids.size(); ++i) {
+      window.ids.push_back(s.ids[i]);
+      window.labels.push_back(s.labels[i]);
+      if (window.ids.size() == L) close();
+    }
+  }
+  if (!window.ids.empty()) close();
+  return rows;
+}
+
 void check_fits(const std::vector<Sample>& samples, int64_t seq_length) {
   for (const auto& s : samples) {
     if (static_cast<int64_t>(s.ids.size()) > seq_length) {

@@ -1,8 +1,10 @@
 #include "esft/data/samples.h"
 
 #include <fstream>
+#include <sstream>
 
 #include "esft/error.h"
+#include "esft/tokenizer/tokenizer.h"
 #include "esft/io/json_file.h"
 
 namespace esft::data {
@@ -94,8 +96,8 @@ Sample SampleEncoder::encode(const nlohmann::json& record, const std::string& or
 }
 
 std::vector<Sample> read_samples(const std::filesystem::path& jsonl, const SampleEncoder& encoder, ReadReport* report) {
-  std::ifstream in(jsonl);
-  if (!in) throw Error("cannot open " + jsonl.string());
+  // Gzip-compressed files are read as they are (bundled datasets ship compressed).
+  std::istringstream in(tok::read_maybe_gzipped(jsonl));
   std::vector<Sample> out;
   ReadReport r;
   std::string line;

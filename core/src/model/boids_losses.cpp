@@ -26,6 +26,10 @@ at::Tensor gates_from_topk(const at::Tensor& probs, const at::Tensor& idx) {
   return at::zeros_like(probs).scatter(1, idx, chosen / chosen.sum(1, /*keepdim=*/true));
 }
 
+at::Tensor boids_gates(const at::Tensor& probs, const at::Tensor& idx) {
+  return idx.size(1) == 1 ? probs : gates_from_topk(probs, idx);
+}
+
 at::Tensor boids_cohesion(const at::Tensor& gates, const at::Tensor& hidden, int64_t k_nn) {
   const int64_t n = gates.size(0);
   if (k_nn < 1 || k_nn >= n) {

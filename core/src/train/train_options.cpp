@@ -54,6 +54,7 @@ std::map<std::string, Setter> setters() {
   integer("gradient_accumulation_steps", &TrainOptions::gradient_accumulation_steps);
   integer("seq_length", &TrainOptions::seq_length);
   integer("eval_steps", &TrainOptions::eval_steps);
+  integer("max_eval_rows", &TrainOptions::max_eval_rows);
   integer("save_steps", &TrainOptions::save_steps);
   integer("keep_checkpoints", &TrainOptions::keep_checkpoints);
   integer("log_steps", &TrainOptions::log_steps);
@@ -61,6 +62,35 @@ std::map<std::string, Setter> setters() {
     const auto v = read_as<int64_t>(n, w, "an integer");
     if (v < 0) throw Error(w + " must not be negative");
     o.seed = static_cast<uint64_t>(v);
+  };
+  auto boids_real = [&](const char* key, double BoidsSettings::*field) {
+    s[key] = [field](TrainOptions& o, const toml::node& n, const std::string& w) { o.boids.*field = read_as<double>(n, w, "a number"); };
+  };
+  boids_real("boids_cohesion", &BoidsSettings::cohesion);
+  boids_real("boids_separation", &BoidsSettings::separation);
+  boids_real("boids_alignment", &BoidsSettings::alignment);
+  boids_real("boids_tau", &BoidsSettings::tau);
+  boids_real("boids_warmup_frac", &BoidsSettings::warmup_frac);
+  s["boids_k_nn"] = [](TrainOptions& o, const toml::node& n, const std::string& w) { o.boids.k_nn = read_as<int64_t>(n, w, "an integer"); };
+  s["boids_layers"] = [](TrainOptions& o, const toml::node& n, const std::string& w) {
+    const auto v = read_as<std::string>(n, w, "a string");
+    if (v != "last" && v != "all") throw Error(w + " must be \"last\" or \"all\", not \"" + v + "\"");
+    o.boids_all_layers = v == "all";
+  };
+  s["router_mode"] = [](TrainOptions& o, const toml::node& n, const std::string& w) {
+    const auto v = read_as<std::string>(n, w, "a string");
+    if (v == "none") o.router_mode = RouterMode::None;
+    else if (v == "normal") o.router_mode = RouterMode::Normal;
+    else if (v == "boids") o.router_mode = RouterMode::Boids;
+    else throw Error(w + " must be \"none\", \"normal\" or \"boids\", not \"" + v + "\"");
+  };
+  integer("early_stop_patience", &TrainOptions::early_stop_patience);
+  real("early_stop_min_delta", &TrainOptions::early_stop_min_delta);
+  s["keep_best"] = [](TrainOptions& o, const toml::node& n, const std::string& w) { o.keep_best = read_as<bool>(n, w, "true or false"); };
+  s["packing_style"] = [](TrainOptions& o, const toml::node& n, const std::string& w) {
+    const auto v = read_as<std::string>(n, w, "a string");
+    if (v != "esft" && v != "stream") throw Error(w + " must be \"esft\" or \"stream\", not \"" + v + "\"");
+    o.stream_packing = v == "stream";
   };
   s["packing"] = [](TrainOptions& o, const toml::node& n, const std::string& w) { o.packing = read_as<bool>(n, w, "true or false"); };
   s["lr_scheduler"] = [](TrainOptions& o, const toml::node& n, const std::string& w) {
@@ -150,8 +180,16 @@ void TrainOptions::validate() const {
   require(random_concat_ratio >= 0 && random_concat_ratio <= 1, "random_concat_ratio must be in [0, 1]");
   require(eval_fraction >= 0 && eval_fraction < 1, "eval_fraction must be in [0, 1)");
   require(eval_steps >= 0 && save_steps >= 0, "eval_steps and save_steps must be >= 0");
+  require(max_eval_rows >= 0, "max_eval_rows must be >= 0");
   require(keep_checkpoints > 0, "keep_checkpoints must be > 0");
   require(log_steps > 0, "log_steps must be > 0");
+  require(boids.cohesion >= 0 && boids.separation >= 0 && boids.alignment >= 0,
+          "boids_cohesion, boids_separation and boids_alignment must be >= 0");
+  require(boids.tau >= 0, "boids_tau must be >= 0");
+  require(boids.k_nn >= 1, "boids_k_nn must be >= 1");
+  require(boids.warmup_frac >= 0 && boids.warmup_frac <= 1, "boids_warmup_frac must be in [0, 1]");
+  require(early_stop_patience >= 0, "early_stop_patience must be >= 0");
+  require(early_stop_min_delta >= 0, "early_stop_min_delta must be >= 0");
 }
 
 nlohmann::json TrainOptions::to_json() const {
@@ -169,13 +207,56 @@ nlohmann::json TrainOptions::to_json() const {
           {"aux_loss_coef", aux_loss_coef},
           {"seq_length", seq_length},
           {"packing", packing},
+          {"packing_style", stream_packing ? "stream" : "esft"},
           {"random_concat_ratio", random_concat_ratio},
           {"eval_fraction", eval_fraction},
           {"seed", seed},
           {"eval_steps", eval_steps},
+          {"max_eval_rows", max_eval_rows},
           {"save_steps", save_steps},
           {"keep_checkpoints", keep_checkpoints},
-          {"log_steps", log_steps}};
+          {"log_steps", log_steps},
+          {"router_mode", router_mode_name(router_mode)},
+          {"boids_cohesion", boids.cohesion},
+          {"boids_separation", boids.separation},
+          {"boids_alignment", boids.alignment},
+          {"boids_tau", boids.tau},
+          {"boids_k_nn", boids.k_nn},
+          {"boids_warmup_frac", boids.warmup_frac},
+          {"boids_layers", boids_all_layers ? "all" : "last"},
+          {"keep_best", keep_best},
+          {"early_stop_patience", early_stop_patience},
+          {"early_stop_min_delta", early_stop_min_delta}};
+}
+
+TrainOptions pretrain_defaults() {
+  TrainOptions o;
+  o.learning_rate = 3e-4;
+  o.adam_beta2 = 0.95;
+  o.weight_decay = 0.01;
+  o.lr_scheduler = LrSchedule::Cosine;
+  o.steps = 10000;
+  o.warmup_steps = 100;
+  o.batch_size = 16;
+  o.gradient_accumulation_steps = 1;
+  o.aux_loss_coef = 0.01;
+  o.seq_length = 256;
+  o.random_concat_ratio = 0;
+  o.stream_packing = true;
+  o.eval_fraction = 0.01;
+  o.eval_steps = 200;
+  o.save_steps = 1000;
+  o.keep_best = true;
+  return o;
+}
+
+const char* router_mode_name(RouterMode m) {
+  switch (m) {
+    case RouterMode::None: return "none";
+    case RouterMode::Normal: return "normal";
+    case RouterMode::Boids: return "boids";
+  }
+  return "?";
 }
 
 const char* schedule_name(LrSchedule s) { return s == LrSchedule::Cosine ? "cosine" : "constant"; }

@@ -78,8 +78,11 @@ Trainer::Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row
       pad_id_(pad_id),
       device_(device),
       out_dir_(std::move(out_dir)),
-      fingerprint_(std::move(fingerprint)) {
+      fingerprint_(std::move(fingerprint)),
+      objective_(options_) {
   options_.validate();
+  if (options_.max_eval_rows > 0 && eval_rows_.size() > static_cast<size_t>(options_.max_eval_rows))
+    eval_rows_.resize(static_cast<size_t>(options_.max_eval_rows));
   params_ = pipeline::trainable_parameters(model_);
   if (params_.empty()) throw Error("nothing to train: the expert config selects no experts and no other modules");
   AdamWSettings s;
@@ -110,25 +113,23 @@ StepReport Trainer::train_step() {
     label_tokens += micro.back().label_tokens;
     tokens += micro.back().tokens;
   }
-  ForwardOptions fo;
-  fo.aux_loss = options_.aux_loss_coef > 0;
-  fo.logits = LogitsMode::None;  // the loss comes from the final hidden states, a chunk of logits at a time
-  fo.final_hidden = true;
+  // The step's randomness (router jitter) from (seed, step): a resumed run draws what the uninterrupted one did.
+  at::manual_seed(options_.seed * 1000003ULL + static_cast<uint64_t>(step_));
   double loss_sum = 0;
   for (const auto& b : micro) {
-    if (b.label_tokens == 0 && !fo.aux_loss) continue;  // nothing to learn from an all-padding micro-batch
-    auto out = model_.forward(b.input_ids.to(device_), b.attention_mask.to(device_), fo);
-    at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device_));
-    if (b.label_tokens > 0) {
-      // Each micro-batch's mean, weighted by its share of the step's labels: the step's token mean.
-      const double weight = static_cast<double>(b.label_tokens) / static_cast<double>(label_tokens);
-      auto ce = chunked_causal_lm_loss(out.final_hidden, model_.output_embedding(), b.labels.to(device_)) * weight;
-      loss_sum += ce.item<double>();
-      loss = loss + ce;
-    }
-    if (fo.aux_loss && out.aux_loss.defined()) {
-      loss = loss + out.aux_loss.to(at::kFloat) * (options_.aux_loss_coef / static_cast<double>(micro.size()));
-    }
+    if (b.label_tokens == 0) continue;  // nothing to learn from an all-padding micro-batch
+    ForwardOptions fo;
+    fo.logits = LogitsMode::None;  // the loss comes from the final hidden states, a chunk of logits at a time
+    fo.final_hidden = true;
+    objective_.prepare(fo);
+    const auto mask = b.attention_mask.to(device_);
+    auto out = model_.forward(b.input_ids.to(device_), mask, fo);
+    // Each micro-batch's mean, weighted by its share of the step's labels: the step's token mean.
+    const double weight = static_cast<double>(b.label_tokens) / static_cast<double>(label_tokens);
+    auto loss = chunked_causal_lm_loss(out.final_hidden, model_.output_embedding(), b.labels.to(device_)) * weight;
+    loss_sum += loss.item<double>();
+    const auto routers = objective_.loss(out, mask, step_, 1.0 / static_cast<double>(micro.size()));
+    if (routers.defined()) loss = loss + routers;
     // Without trainable routers the load-balancing loss reaches no trainable tensor: nothing to back-propagate.
     if (loss.requires_grad()) loss.backward();
   }
@@ -155,11 +156,13 @@ StepReport Trainer::train_step() {
   r.elapsed_s = elapsed_s_;
   r.eta_s = run_elapsed_s_ / static_cast<double>(run_steps_) * static_cast<double>(options_.steps - step_);
   r.peak_rss_mib = peak_rss_mib();
+  r.peak_memory_mib = peak_memory_mib(device_);
+  r.routing = objective_.take_figures();
   return r;
 }
 
 MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64_t batch_size, int32_t pad_id,
-                   const c10::Device& device) {
+                   const c10::Device& device, RouterHook* hook) {
   model.eval();
   at::NoGradGuard no_grad;
   double loss_sum = 0;
@@ -173,6 +176,7 @@ MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64
     ForwardOptions fo;
     fo.logits = LogitsMode::None;
     fo.final_hidden = true;
+    if (hook) fo.hooks.push_back(hook);
     const auto hidden = model.forward(b.input_ids.to(device), b.attention_mask.to(device), fo).final_hidden;
     loss_sum += chunked_causal_lm_loss(hidden, model.output_embedding(), b.labels.to(device)).item<double>() *
                 static_cast<double>(b.label_tokens);
@@ -182,10 +186,107 @@ MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64
   return out;
 }
 
+double EvalReport::ppl() const { return std::exp(loss); }
+
 std::optional<EvalReport> Trainer::evaluate() {
-  const auto m = mean_loss(model_, eval_rows_, options_.batch_size, pad_id_, device_);
+  RoutingTally tally;
+  const auto m = mean_loss(model_, eval_rows_, options_.batch_size, pad_id_, device_, &tally);
   if (m.label_tokens == 0) return std::nullopt;
-  return EvalReport{step_, m.loss, m.label_tokens};
+  EvalReport e;
+  e.step = step_;
+  e.loss = m.loss;
+  e.label_tokens = m.label_tokens;
+  tally.read_into(e.routing);
+  return e;
+}
+
+namespace {
+
+constexpr const char* kCsvHeader =
+    "step,train_loss,aux,val_loss,val_ppl,tokens_per_sec,mem_mb,drop_frac,util_entropy,util_entropy_norm,"
+    "boids_cohesion,boids_separation,boids_alignment,lr";
+
+std::string cell(const std::optional<double>& v) {
+  if (!v || !std::isfinite(*v)) return "";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.6g", *v);
+  return text;
+}
+
+}  // namespace
+
+void Trainer::record_eval(EvalReport& e) {
+  e.best = !best_loss_ || e.loss < *best_loss_ - options_.early_stop_min_delta;
+  if (e.best) {
+    best_loss_ = e.loss;
+    best_step_ = e.step;
+    evals_since_best_ = 0;
+    if (options_.keep_best) {
+      const auto dir = out_dir_ / "checkpoints" / "best";
+      fs::create_directories(dir.parent_path());
+      AtomicDirectory partial(dir);
+      NamedTensors weights;
+      for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach());
+      save_safetensors(partial.path() / "trainable.safetensors", weights);
+      write_text_atomically(partial.path() / "best.json",
+                            nlohmann::json{{"step", e.step}, {"eval_loss", e.loss}}.dump(2) + "\n");
+      partial.commit(/*replace=*/true);
+    }
+  } else {
+    ++evals_since_best_;
+  }
+  append_metrics({{"step", e.step},
+                  {"eval_loss", e.loss},
+                  {"eval_ppl", e.ppl()},
+                  {"eval_label_tokens", e.label_tokens},
+                  {"eval_drop_fraction", e.routing.drop_fraction() ? nlohmann::json(*e.routing.drop_fraction()) : nlohmann::json()},
+                  {"best", e.best}});
+
+  // metrics.csv: the train figures are the means over the steps since the last eval.
+  const auto csv = out_dir_ / "metrics.csv";
+  const bool fresh = !fs::exists(csv);
+  std::ofstream out(csv, std::ios::app);
+  if (fresh) out << kCsvHeader << "\n";
+  const auto steps = static_cast<double>(window_steps_);
+  const auto& r = window_routing_;
+  out << e.step << "," << cell(window_steps_ ? std::optional<double>(window_loss_ / steps) : std::nullopt) << ","
+      << cell(r.aux) << "," << cell(e.loss) << "," << cell(e.ppl()) << ","
+      << cell(window_steps_ ? std::optional<double>(window_tokens_per_s_ / steps) : std::nullopt) << ","
+      << cell(peak_memory_mib(device_)) << "," << cell(r.drop_fraction()) << "," << cell(r.utilisation_entropy(false))
+      << "," << cell(r.utilisation_entropy(true)) << "," << cell(r.boids_cohesion) << "," << cell(r.boids_separation)
+      << "," << cell(r.boids_alignment) << "," << cell(options_.learning_rate * lr_factor(options_, std::max<int64_t>(0, e.step - 1)))
+      << "\n";
+  if (!out) throw Error("cannot write " + csv.string());
+  window_loss_ = window_tokens_per_s_ = 0;
+  window_steps_ = 0;
+  window_routing_ = RoutingFigures();
+}
+
+nlohmann::json Trainer::window_json() const {
+  return {{"loss_sum", window_loss_},
+          {"tokens_per_s_sum", window_tokens_per_s_},
+          {"steps", window_steps_},
+          {"routing", window_routing_.to_json()},
+          {"best_loss", best_loss_ ? nlohmann::json(*best_loss_) : nlohmann::json()},
+          {"best_step", best_step_},
+          {"evals_since_best", evals_since_best_}};
+}
+
+std::optional<EvalReport> Trainer::load_best() {
+  const auto dir = out_dir_ / "checkpoints" / "best";
+  if (!fs::exists(dir / "best.json")) return std::nullopt;
+  const auto info = read_json_file(dir / "best.json");
+  const SafetensorsFile weights(dir / "trainable.safetensors");
+  at::NoGradGuard no_grad;
+  for (auto& [name, p] : params_) {
+    if (!weights.find(name)) throw Error(weights.path().string() + ": tensor '" + name + "' is missing");
+    p.copy_(weights.view(name));
+  }
+  EvalReport e;
+  e.step = info.value("step", int64_t{0});
+  e.loss = info.value("eval_loss", 0.0);
+  e.best = true;
+  return e;
 }
 
 void Trainer::append_metrics(const nlohmann::json& line) {
@@ -196,16 +297,26 @@ void Trainer::append_metrics(const nlohmann::json& line) {
 
 Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<void(const StepReport&)>& on_step,
                               const std::function<void(const EvalReport&)>& on_eval) {
-  if (step_ == 0) std::ofstream(out_dir_ / "metrics.jsonl", std::ios::trunc);
+  if (step_ == 0) {
+    std::ofstream(out_dir_ / "metrics.jsonl", std::ios::trunc);
+    fs::remove(out_dir_ / "metrics.csv");
+  }
   auto eval_and_log = [&] {
     if (auto e = evaluate()) {
-      append_metrics({{"step", e->step}, {"eval_loss", e->loss}, {"eval_label_tokens", e->label_tokens}});
+      record_eval(*e);
       if (on_eval) on_eval(*e);
     }
   };
+  auto out_of_patience = [&] {
+    return options_.early_stop_patience > 0 && evals_since_best_ >= options_.early_stop_patience;
+  };
   while (step_ < options_.steps) {
     const auto r = train_step();
-    append_metrics({{"step", r.step},
+    window_loss_ += r.loss;
+    window_tokens_per_s_ += r.tokens_per_s;
+    ++window_steps_;
+    window_routing_.add(r.routing);
+    nlohmann::json line = {{"step", r.step},
                     {"loss", r.loss},
                     {"lr", r.lr},
                     {"grad_norm", r.grad_norm},
@@ -213,10 +324,24 @@ Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<
                     {"tokens_per_s", r.tokens_per_s},
                     {"elapsed_s", r.elapsed_s},
                     {"epoch", stream_.epoch()},
-                    {"peak_rss_mib", r.peak_rss_mib}});
+                    {"peak_rss_mib", r.peak_rss_mib}};
+    if (r.routing.aux) line["aux"] = *r.routing.aux;
+    if (auto d = r.routing.drop_fraction()) line["drop_fraction"] = *d;
+    if (r.routing.boids_cohesion) {
+      line["boids_cohesion"] = *r.routing.boids_cohesion;
+      line["boids_separation"] = *r.routing.boids_separation;
+      line["boids_alignment"] = *r.routing.boids_alignment;
+    }
+    append_metrics(line);
     if (on_step) on_step(r);
     const bool last = step_ == options_.steps;
-    if (options_.eval_steps > 0 && step_ % options_.eval_steps == 0 && !last) eval_and_log();
+    if (options_.eval_steps > 0 && step_ % options_.eval_steps == 0 && !last) {
+      eval_and_log();
+      if (out_of_patience()) {
+        save_checkpoint();
+        return Outcome::EarlyStopped;
+      }
+    }
     if ((options_.save_steps > 0 && step_ % options_.save_steps == 0) || last) save_checkpoint();
     if (stop && stop->load() != 0 && !last) {
       save_checkpoint();
@@ -244,6 +369,7 @@ fs::path Trainer::save_checkpoint() {
                                 {"optimizer_steps", optimizer_->steps()},
                                 {"data_position", stream_.position()},
                                 {"elapsed_s", elapsed_s_},
+                                {"since_eval", window_json()},
                                 {"options", options_.to_json()},
                                 {"fingerprint", fingerprint_}};
   write_text_atomically(partial.path() / "trainer_state.json", state.dump(2) + "\n");
@@ -291,6 +417,19 @@ int64_t Trainer::resume() {
   step_ = count("step");
   stream_.seek(count("data_position"));
   elapsed_s_ = json_get<double>(state.value("elapsed_s", nlohmann::json(0.0))).value_or(0.0);
+  if (const auto w = state.find("since_eval"); w != state.end()) {
+    try {
+      window_loss_ = w->at("loss_sum").get<double>();
+      window_tokens_per_s_ = w->at("tokens_per_s_sum").get<double>();
+      window_steps_ = w->at("steps").get<int64_t>();
+      window_routing_ = RoutingFigures::from_json(w->at("routing"));
+      best_loss_ = w->at("best_loss").is_null() ? std::nullopt : std::optional<double>(w->at("best_loss").get<double>());
+      best_step_ = w->at("best_step").get<int64_t>();
+      evals_since_best_ = w->at("evals_since_best").get<int64_t>();
+    } catch (const std::exception& e) {
+      throw Error("--resume: " + dir.string() + ": malformed \"since_eval\" (" + e.what() + ")");
+    }
+  }
 
   // metrics.jsonl continues from the checkpoint: lines of steps after it (written before the interruption) go.
   const auto metrics = out_dir_ / "metrics.jsonl";
@@ -303,6 +442,22 @@ int64_t Trainer::resume() {
     }
   }
   write_text_atomically(metrics, kept);
+  // A best checkpoint from after the resumed step (a run killed without a checkpoint) is not this run's best.
+  if (const auto best = out_dir_ / "checkpoints" / "best" / "best.json"; fs::exists(best)) {
+    if (read_json_file(best).value("step", int64_t{0}) > step_) fs::remove_all(best.parent_path());
+  }
+  // metrics.csv likewise keeps its header and the rows up to the checkpoint.
+  const auto csv = out_dir_ / "metrics.csv";
+  if (std::ifstream in(csv); in) {
+    std::string rows, line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      const auto comma = line.find(',');
+      const auto row_step = parse_index(line.substr(0, comma));
+      if (!row_step || *row_step <= step_) rows += line + "\n";  // the header has no step number
+    }
+    write_text_atomically(csv, rows);
+  }
   return step_;
 }
 

@@ -30,6 +30,10 @@ struct PackOptions {
 // reference, a last window with no tokens at all is not emitted (it would hold no label and give a NaN loss).
 std::vector<Row> pack_samples(const std::vector<Sample>& samples, const PackOptions& options);
 
+// Language-model pretraining's packing: every sample's tokens one after another, cut into windows of seq_length;
+// nothing is dropped, and only the last window is padded.
+std::vector<Row> stream_samples(const std::vector<Sample>& samples, int64_t seq_length, int32_t pad_id);
+
 // Without packing: throws esft::Error naming the first sample longer than seq_length (origin and length).
 void check_fits(const std::vector<Sample>& samples, int64_t seq_length);
 // One row per sample, right-padded to the longest of `batch`.

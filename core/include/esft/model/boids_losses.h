@@ -15,10 +15,13 @@ at::Tensor js_divergence(const at::Tensor& p, const at::Tensor& q);
 // probs [N, E], idx [N, k] -> g [N, E]: the chosen experts' probabilities renormalised to sum 1, zero elsewhere.
 at::Tensor gates_from_topk(const at::Tensor& probs, const at::Tensor& idx);
 
+// The gates Boids regularises: gates_from_topk for top-k > 1; for top-1 routing the router's whole distribution
+// `probs`. The renormalised top-1 gate is a one-hot constant, through which no gradient would reach the router, so
+// Boids would not regularise a Switch router at all (shared/spec/VARIANTS.md §3, "gates under top-1").
+at::Tensor boids_gates(const at::Tensor& probs, const at::Tensor& idx);
+
 // Cohesion: S = cosine(z_i, z_j) with the diagonal zeroed; each token keeps its k_nn most similar other tokens
 // (never itself); the mean over the kept pairs of S_ij * JS(g_i || g_j). Throws esft::Error unless 1 <= k_nn < N.
-// With top-1 routing the gates are one-hot constants: no gradient reaches the router through them (nor through
-// separation and alignment); Boids needs top-k > 1 or soft gates (an open question of the spec).
 at::Tensor boids_cohesion(const at::Tensor& gates, const at::Tensor& hidden, int64_t k_nn);
 
 // Separation: soft loads c_e = sum_i g_i[e] (differentiable, unlike hard top-1 counts);

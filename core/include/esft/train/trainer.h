@@ -6,9 +6,17 @@
 // The loss of a step is the token-weighted mean cross-entropy over all its micro-batches (each label counts once,
 // however the rows fall into micro-batches), plus aux_loss_coef times the load-balancing loss when asked for.
 //
+// The routers add their part (RouterObjective: load balancing, Boids) and report routing figures. Every update
+// draws its randomness (router jitter) from a generator seeded by (seed, step), so a resumed run is exact.
+//
 // Output folder:
 //   metrics.jsonl                  one line per step ({"step","loss","lr","grad_norm",...}) and per eval
+//   metrics.csv                    one row per eval: step, train_loss, aux, val_loss, val_ppl, tokens_per_sec, mem_mb
+//                                  (the TinyMoE reference's columns; train figures are means since the last eval),
+//                                  then drop_frac, util_entropy, util_entropy_norm, boids_cohesion,
+//                                  boids_separation, boids_alignment, lr
 //   checkpoints/step-000100/       trainable.safetensors (module names), optimizer.safetensors, trainer_state.json
+//   checkpoints/best/              trainable.safetensors and best.json of the lowest eval loss (keep_best)
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
@@ -23,6 +31,7 @@
 #include "esft/model/moe_causal_lm.h"
 #include "esft/train/adamw.h"
 #include "esft/train/batch_stream.h"
+#include "esft/train/router_objective.h"
 #include "esft/train/train_options.h"
 
 namespace esft::train {
@@ -37,12 +46,17 @@ struct StepReport {
   double elapsed_s = 0;       // training time so far, across resumes
   double eta_s = 0;
   double peak_rss_mib = 0;
+  double peak_memory_mib = 0; // the device's (CUDA allocator peak) or, on the CPU, peak RSS
+  RoutingFigures routing;
 };
 
 struct EvalReport {
   int64_t step = 0;
   double loss = 0;
   int64_t label_tokens = 0;
+  RoutingFigures routing;  // of the eval pass (no jitter)
+  bool best = false;       // the lowest eval loss so far, by more than early_stop_min_delta
+  double ppl() const;      // exp(loss)
 };
 
 class Trainer {
@@ -59,9 +73,10 @@ class Trainer {
   // there is none or it was made for another run.
   int64_t resume();
 
-  enum class Outcome { Finished, Interrupted };
-  // Trains until options.steps or until *stop becomes non-zero (checked after each step; a checkpoint is saved
-  // first). `on_step` and `on_eval` see every report (for progress output).
+  enum class Outcome { Finished, EarlyStopped, Interrupted };
+  // Trains until options.steps, until early_stop_patience evaluations in a row bring no improvement, or until *stop
+  // becomes non-zero (checked after each step; a checkpoint is saved first). `on_step` and `on_eval` see every
+  // report (for progress output).
   Outcome run(const std::atomic<int>* stop, const std::function<void(const StepReport&)>& on_step = {},
               const std::function<void(const EvalReport&)>& on_eval = {});
 
@@ -69,6 +84,8 @@ class Trainer {
   std::optional<EvalReport> evaluate();
   // Saves a checkpoint of the current step (a no-op when it exists). Returns its folder.
   std::filesystem::path save_checkpoint();
+  // Loads checkpoints/best/ into the model (keep_best); returns its step and eval loss, nullopt when there is none.
+  std::optional<EvalReport> load_best();
 
   int64_t step() const { return step_; }
   const AdamW& optimizer() const { return *optimizer_; }
@@ -80,6 +97,8 @@ class Trainer {
   StepReport train_step();
   void append_metrics(const nlohmann::json& line);
   void prune_checkpoints();
+  void record_eval(EvalReport& e);  // best checkpoint, patience, metrics.jsonl and metrics.csv
+  nlohmann::json window_json() const;
 
   MoECausalLM& model_;
   TrainOptions options_;
@@ -95,15 +114,23 @@ class Trainer {
   double elapsed_s_ = 0;      // training time of earlier runs (from the checkpoint) plus this one's
   double run_elapsed_s_ = 0;  // this run's training time, for the ETA
   int64_t run_steps_ = 0;
+  RouterObjective objective_;
+  // Since the last eval, for metrics.csv: sums of the step loss and tokens/s, their count, the routing figures.
+  double window_loss_ = 0, window_tokens_per_s_ = 0;
+  int64_t window_steps_ = 0;
+  RoutingFigures window_routing_;
+  std::optional<double> best_loss_;
+  int64_t best_step_ = 0, evals_since_best_ = 0;
 };
 
 struct MeanLoss {
   double loss = 0;           // token-weighted mean cross-entropy
   int64_t label_tokens = 0;  // 0 when no row has a label (loss is then 0)
 };
-// The eval loss of `rows`, `batch_size` rows per forward pass, without gradients.
+// The eval loss of `rows`, `batch_size` rows per forward pass, without gradients; `hook` (optional) sees the
+// routing of every pass.
 MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64_t batch_size, int32_t pad_id,
-                   const c10::Device& device);
+                   const c10::Device& device, RouterHook* hook = nullptr);
 
 // The checkpoint folders of a run, oldest first (complete ones only).
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& out_dir);

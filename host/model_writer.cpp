@@ -1,0 +1,48 @@
+#include "model_writer.h"
+
+#include <ATen/ATen.h>
+
+#include "esft/error.h"
+#include "esft/io/atomic_file.h"
+#include "esft/io/safetensors.h"
+
+namespace esft::host {
+
+namespace fs = std::filesystem;
+
+int64_t write_model_directory(MoECausalLM& model, const nlohmann::json& config, const std::vector<ShippedFile>& files,
+                              const fs::path& out, const std::string& producer) {
+  std::error_code ec;
+  if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
+    throw Error("output directory " + out.string() + " exists and is not empty");
+  NamedTensors tensors;
+  int64_t parameters = 0;
+  for (const auto& b : model.checkpoint_bindings()) {
+    tensors.emplace_back(b.key(), b.value().detach().cpu().contiguous());
+    parameters += b.numel();
+  }
+  const fs::path staging = out.parent_path() / ("." + out.filename().string() + ".partial");
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging);
+  try {
+    save_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}, {"producer", producer}});
+    write_text_atomically(staging / "config.json", config.dump(2) + "\n");
+    for (const auto& f : files) fs::copy_file(f.source, staging / f.name);
+    fs::remove(out, ec);  // an empty directory, if any
+    fs::rename(staging, out);
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  return parameters;
+}
+
+std::vector<ShippedFile> tokenizer_files(const fs::path& model_dir) {
+  std::vector<ShippedFile> out;
+  std::error_code ec;
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
+    if (fs::is_regular_file(model_dir / name, ec)) out.push_back({model_dir / name, name});
+  return out;
+}
+
+}  // namespace esft::host

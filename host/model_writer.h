@@ -1,0 +1,31 @@
+#pragma once
+// Writing a complete model directory (config.json, model.safetensors under checkpoint names, tokenizer files) that
+// every command loads: what `init` and `train --method pretrain` leave behind.
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "esft/model/moe_causal_lm.h"
+
+namespace esft::host {
+
+struct ShippedFile {
+  std::filesystem::path source;
+  std::string name;  // its name in the model directory
+};
+
+// Writes `model`'s weights (its checkpoint bindings, as they are: dtype kept, copied to the CPU), `config` as
+// config.json and a copy of each of `files` (tokenizer.json, tokenizer_config.json, ...) into `out`. Everything
+// goes into a sibling staging folder first and is renamed into place at the end, so a failure leaves no partial
+// directory. `out` must not exist or be an empty directory. Returns the number of parameters written.
+int64_t write_model_directory(MoECausalLM& model, const nlohmann::json& config,
+                              const std::vector<ShippedFile>& files, const std::filesystem::path& out,
+                              const std::string& producer);
+
+// The tokenizer files of a model directory that a copy of it needs (those present of tokenizer.json,
+// tokenizer_config.json, special_tokens_map.json, generation_config.json).
+std::vector<ShippedFile> tokenizer_files(const std::filesystem::path& model_dir);
+
+}  // namespace esft::host

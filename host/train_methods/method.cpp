@@ -1,0 +1,21 @@
+#include "method.h"
+
+#include <iomanip>
+#include <sstream>
+
+namespace esft::host {
+
+std::unique_ptr<TrainingMethod> make_training_method(const std::string& name, const po::variables_map& vm) {
+  if (name == "esft") return make_esft_method(vm);
+  if (name == "pretrain") return make_pretrain_method(vm);
+  throw UsageError("--method " + name + " is not a training method (esft, pretrain)");
+}
+
+std::string mib_text(uint64_t bytes) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(bytes < 10 * 1024 * 1024 ? 2 : 1) << static_cast<double>(bytes) / 1048576.0
+      << " MiB";
+  return out.str();
+}
+
+}  // namespace esft::host

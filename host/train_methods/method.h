@@ -1,0 +1,50 @@
+#pragma once
+// A training method of `esft-host train --method NAME`: which tensors train, what a resumed run must share, and
+// what the run leaves behind. The command (commands/train.cpp) does everything methods share: options, data,
+// the Trainer, progress, interruption. A new method is a new implementation of this interface.
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../cli.h"
+#include "esft/error.h"
+#include "esft/train/train_options.h"
+#include "esft/train/trainer.h"
+
+namespace esft::host {
+
+struct TrainingRunInfo {
+  std::filesystem::path model_dir, out;
+  train::TrainOptions options;
+  nlohmann::json fingerprint;
+  std::vector<train::StepReport> steps;  // this invocation's steps (not those before a resume)
+  train::Trainer::Outcome outcome = train::Trainer::Outcome::Finished;
+};
+
+class TrainingMethod {
+ public:
+  virtual ~TrainingMethod() = default;
+  virtual std::string name() const = 0;
+  // The settings a run starts from before --config and --steps.
+  virtual train::TrainOptions defaults() const = 0;
+  // Sets which parameters train (the others frozen) and records what defines them in `fingerprint`.
+  virtual void make_trainable(LoadedModel& model, nlohmann::json& fingerprint) = 0;
+  // What trains, in words, after "trainable N of M parameters (x%)".
+  virtual std::string trainable_summary(LoadedModel& model) const = 0;
+  // After training: writes what the run leaves (an adapter, a model directory, a summary) and says where.
+  virtual void finish(LoadedModel& model, train::Trainer& trainer, const TrainingRunInfo& run) = 0;
+};
+
+// "esft" (--expert-config required) or "pretrain" (every parameter; --expert-config refused). UsageError otherwise.
+std::unique_ptr<TrainingMethod> make_training_method(const std::string& name, const po::variables_map& vm);
+
+std::unique_ptr<TrainingMethod> make_esft_method(const po::variables_map& vm);      // esft.cpp
+std::unique_ptr<TrainingMethod> make_pretrain_method(const po::variables_map& vm);  // pretrain.cpp
+
+// "12.3 MiB" (two decimals under 10 MiB).
+std::string mib_text(uint64_t bytes);
+
+}  // namespace esft::host
