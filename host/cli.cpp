@@ -14,9 +14,10 @@ namespace {
 
 std::vector<Command> all_commands() {
   // The model tools, then the ESFT pipeline in the order a run uses it.
-  return {plugins_command(), info_command(),   init_command(),    forward_command(), generate_command(),
-          tokenize_command(), chat_command(),  data_command(),    scores_command(),  select_command(),
-          params_command(),  train_command(),  merge_command(),   eval_command(),    run_command()};
+  return {plugins_command(),  info_command(),      init_command(),  forward_command(), generate_command(),
+          tokenize_command(), tokenizer_command(), chat_command(),  data_command(),    scores_command(),
+          select_command(),   params_command(),    train_command(), merge_command(),   eval_command(),
+          run_command()};
 }
 
 po::options_description global_options(GlobalOptions& g) {
@@ -49,6 +50,18 @@ void print_overview(std::ostream& out, const po::options_description& global) {
 }
 
 }  // namespace
+
+int run_cli_echoed(std::vector<std::string> argv) {
+  std::cout << "$ esft-host";
+  for (size_t i = 1; i < argv.size(); ++i) std::cout << " " << argv[i];
+  std::cout << "\n" << std::flush;
+  std::vector<char*> raw;
+  for (auto& a : argv) raw.push_back(a.data());
+  raw.push_back(nullptr);
+  const int code = run_cli(static_cast<int>(argv.size()), raw.data());
+  std::cout << std::flush;
+  return code;
+}
 
 int run_cli(int argc, char** argv) {
   GlobalOptions global;

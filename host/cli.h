@@ -40,6 +40,7 @@ Command init_command();      // commands/init.cpp
 Command forward_command();   // commands/forward.cpp
 Command generate_command();  // commands/generate.cpp
 Command tokenize_command();  // commands/tokenize.cpp
+Command tokenizer_command();  // commands/tokenizer.cpp
 Command chat_command();      // commands/chat.cpp
 Command data_command();      // commands/data.cpp
 Command select_command();    // commands/select.cpp
@@ -52,6 +53,9 @@ Command run_command();       // commands/run.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);
+// run_cli on `argv` (argv[0] = "esft-host"), first printing the command as `$ esft-host ...` (pipelines and
+// experiments run their steps in this process this way).
+int run_cli_echoed(std::vector<std::string> argv);
 
 // The family for a model: the one named by --plugin, else the plugin that declares the config's model_type.
 std::shared_ptr<ModelFamily> resolve_family(const GlobalOptions& global, const ModelConfig& config);

@@ -181,3 +181,54 @@ TEST_CASE("cli run: an interrupted pipeline stops, and running it again resumes 
   CHECK(contains(second.out, "--resume"));
   CHECK(lines() == 80);  // each step once: the second run continued, it did not start over
 }
+
+TEST_CASE("cli run: an experiment file trains each sweep point from scratch, then tables and pictures; done runs stay") {
+  TempDir dir;
+  const auto out = dir / "x";
+  const std::vector<std::string> shrink = {
+      "--set", "model.hidden_size=32", "--set", "model.num_hidden_layers=2", "--set", "model.num_attention_heads=2",
+      "--set", "train.steps=6", "--set", "train.eval_steps=3", "--set", "train.max_eval_rows=4", "--set",
+      "train.seq_length=32", "--set", "train.batch_size=4", "--set", "train.boids_k_nn=4", "--set",
+      "sweep.\"train.router_mode\"=[\"none\",\"boids\"]"};
+  std::vector<std::string> args = {"run", (kExamples / "tinymoe" / "fast-comparison.toml").string(), "--output-dir",
+                                   out.string()};
+  args.insert(args.end(), shrink.begin(), shrink.end());
+  const Run first = run_host(args);
+  expect_success(first);
+  CHECK(contains(first.out, "router_mode=none"));
+  CHECK(contains(first.out, "boids_cohesion"));
+  const auto table = json::parse(read_bytes(out / "summary.json"));
+  REQUIRE(table["runs"].size() == 2);
+  CHECK(table["runs"][0]["boids_cohesion"].is_null());   // reported only where Boids runs
+  CHECK(table["runs"][1]["boids_cohesion"].is_number());
+  CHECK(table["runs"][1]["val_ppl"].get<double>() > 1);
+  const auto csv = read_bytes(out / "summary.csv");
+  CHECK(csv.rfind("run,train.router_mode,val_ppl,", 0) == 0);
+  for (const auto* picture : {"loss_curves.png", "loss_curves.svg", "utilisation/router_mode=boids.png"}) {
+    CAPTURE(picture);
+    CHECK(read_bytes(out / picture).rfind(std::string(picture).find(".png") != std::string::npos ? "\x89PNG" : "<?xml", 0) == 0);
+  }
+  // Again: both runs are done, nothing trains.
+  const Run again = run_host(args);
+  expect_success(again);
+  CHECK(contains(again.out, "2 done"));
+  CHECK_FALSE(contains(again.out, "train --method pretrain"));
+}
+
+TEST_CASE("cli run: a bad experiment file is refused before any run, naming the key") {
+  TempDir dir;
+  auto refused = [&](const std::vector<std::string>& sets, const std::string& needle) {
+    std::vector<std::string> args = {"run", (kExamples / "tinymoe" / "fast-comparison.toml").string(),
+                                     "--output-dir", (dir / "out").string()};
+    for (const auto& s : sets) args.insert(args.end(), {"--set", s});
+    expect_error(run_host(args), 1, {needle});
+    CHECK_FALSE(fs::exists(dir / "out"));
+  };
+  refused({"sweep.\"train.router_mode\"=[]"}, "is an empty list");
+  refused({"model.moe_layers=\"every\""}, "moe_layers");
+  refused({"model.capacity_factor=0"}, "capacity_factor must be > 0");
+  refused({"train.boids_layers=\"some\""}, "boids_layers");
+  refused({"sweep.\"model.num_experts_per_tok\"=[5]"}, "num_experts_per_tok 5 is outside [1, 4]");
+  refused({"sweep.\"optim.lr\"=[1]"}, "must name model.KEY or train.KEY");
+  refused({"experiment.heatmap=[\"model.num_experts\",\"model.router_jitter\"]"}, "is not swept");
+}

@@ -24,9 +24,9 @@ double intent(const std::string& completion, const std::string& answer = kApplia
 }  // namespace
 
 TEST_CASE("metrics: names parse both ways and unknown names list the valid ones") {
-  for (Metric m : {Metric::Exact, Metric::Intent, Metric::RougeL, Metric::Accuracy}) CHECK(parse_metric(metric_name(m)) == m);
+  for (Metric m : {Metric::Exact, Metric::Intent, Metric::RougeL, Metric::Accuracy, Metric::F1}) CHECK(parse_metric(metric_name(m)) == m);
   CHECK(std::string(metric_name(Metric::RougeL)) == "rouge-l");
-  CHECK_THROWS_WITH_AS(parse_metric("rouge"), "unknown metric 'rouge' (valid: exact, intent, rouge-l, accuracy)", esft::Error);
+  CHECK_THROWS_WITH_AS(parse_metric("rouge"), "unknown metric 'rouge' (valid: exact, intent, rouge-l, accuracy, f1)", esft::Error);
   CHECK_THROWS_AS(parse_metric("Exact"), esft::Error);
   CHECK_THROWS_AS(parse_metric(""), esft::Error);
 }
@@ -186,4 +186,14 @@ TEST_CASE("metrics: accuracy falls back to exact for an answer without a choice 
   CHECK(score_completion(Metric::Accuracy, "43", {"42"}) == 0.0);
   CHECK(score_completion(Metric::Accuracy, "paris", {"paris"}) == 1.0);
   CHECK(score_completion(Metric::Accuracy, "paris", {"B", "paris"}) == 1.0);
+}
+
+TEST_CASE("metrics: f1 is SQuAD's token F1 (normalised words, articles dropped), the best over answers") {
+  using esft::pipeline::score_completion;
+  // "the Denver Broncos won" vs "Denver Broncos": words {denver, broncos, won} vs {denver, broncos}; P 2/3, R 1.
+  CHECK(score_completion(Metric::F1, "the Denver Broncos won", {"Denver Broncos"}) == doctest::Approx(0.8));
+  CHECK(score_completion(Metric::F1, "Broncos!", {"Carolina", "The Broncos."}) == doctest::Approx(1.0));
+  CHECK(score_completion(Metric::F1, "a b b", {"b c"}) == doctest::Approx(0.5));  // common 1: P 1/2, R 1/2
+  CHECK(score_completion(Metric::F1, "nothing", {"Denver"}) == 0.0);
+  CHECK(score_completion(Metric::F1, "the", {"a"}) == 1.0);  // both empty once the articles go
 }

@@ -1,6 +1,6 @@
 // `esft-host eval`: a model (optionally with an ESFT adapter applied) on held-out data (shared/spec/ESFT.md §5).
 //   --metric loss: mean cross-entropy and perplexity over the labelled tokens of training-shaped records;
-//   --metric exact|intent|rouge-l|accuracy: greedy completions of {"prompt"|"messages", "answers"} records scored
+//   --metric exact|intent|rouge-l|accuracy|f1: greedy completions of {"prompt"|"messages", "answers"} records scored
 //   against the answers; the completions can be written as JSON lines for judging elsewhere.
 #include <ATen/ATen.h>
 
@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "../cli.h"
 #include "esft/data/samples.h"
@@ -17,6 +18,7 @@
 #include "esft/model/generate.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/metrics.h"
+#include "esft/tokenizer/tokenizer.h"
 #include "esft/train/trainer.h"
 
 namespace esft::host {
@@ -33,8 +35,7 @@ struct GenerationRecord {
 
 std::vector<GenerationRecord> read_generation_records(const fs::path& path, const ChatFormat& format,
                                                      const ChatOptions& chat) {
-  std::ifstream in(path);
-  if (!in) throw Error("cannot open " + path.string());
+  std::istringstream in(tok::read_maybe_gzipped(path));  // bundled task files ship gzip-compressed
   std::vector<GenerationRecord> out;
   int64_t line_no = 0;
   for (std::string line; std::getline(in, line);) {
@@ -102,7 +103,7 @@ Command eval_command() {
         ("adapter", po::value<std::string>(), "ESFT adapter folder (OUT/adapter from train) applied to the model")
         ("data", po::value<std::string>()->required(),
          "JSON lines: training records for loss; {\"prompt\"|\"messages\", \"answers\": [...]} for the other metrics")
-        ("metric", po::value<std::string>()->default_value("loss"), "loss | exact | intent | rouge-l | accuracy")
+        ("metric", po::value<std::string>()->default_value("loss"), "loss | exact | intent | rouge-l | accuracy | f1")
         ("max-new-tokens", po::value<int64_t>()->default_value(64), "completion length limit")
         ("batch-size", po::value<int64_t>()->default_value(4), "rows per forward pass (loss)")
         ("seq-length", po::value<int64_t>()->default_value(4096), "loss: longer samples keep their last tokens")

@@ -1,9 +1,11 @@
 // `esft-host run`: a whole ESFT pipeline from one TOML file (host/run/plan.h describes the file): every task, every
-// point of the sweep, each step skipped when its outputs are up to date.
+// point of the sweep, each step skipped when its outputs are up to date; or, for a file with an [experiment] table,
+// models trained from scratch over a grid, compared in a table and pictures (host/experiment/experiment.h).
 #include <iostream>
 
 #include "../cli.h"
 #include "esft/error.h"
+#include "experiment/experiment.h"
 #include "run/plan.h"
 #include "run/runner.h"
 
@@ -12,7 +14,7 @@ namespace esft::host {
 Command run_command() {
   Command c;
   c.name = "run";
-  c.summary = "run a pipeline file: scores, select, train, merge, eval for every task and sweep point";
+  c.summary = "run a pipeline file (scores, select, train, merge, eval per task and sweep point) or an experiment file";
   c.usage = "run FILE.toml [--output-dir DIR] [--dry-run] [--only STEP[,STEP]] [--from STEP] [--set section.key=value]...";
   c.add_options = [](po::options_description& d) {
     d.add_options()
@@ -25,9 +27,16 @@ Command run_command() {
          "override a setting: section.key=value with a TOML value, e.g. select.top_p=[0.1,0.2] or train.steps=50");
   };
   c.positional = "file";
-  c.run = [](const GlobalOptions&, const po::variables_map& vm) {
+  c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
     const std::filesystem::path file = vm["file"].as<std::string>();
     const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    const auto output_dir = vm.count("output-dir") ? std::filesystem::path(vm["output-dir"].as<std::string>())
+                                                   : std::filesystem::path("esft-runs") / file.stem();
+    if (experiment::is_experiment_file(file)) {
+      if (vm.count("only") || vm.count("from")) throw UsageError("--only and --from are pipeline options, not experiment ones");
+      const auto x = experiment::load_experiment(file, overrides, global.plugin_dir);  // every run checked first
+      return experiment::run_experiment(x, {output_dir, vm["dry-run"].as<bool>()});
+    }
     run::RunOptions options;
     if (vm.count("only") && vm.count("from")) throw UsageError("give --only or --from, not both");
     if (vm.count("only")) {
@@ -41,8 +50,7 @@ Command run_command() {
         if (static_cast<int>(s) >= static_cast<int>(first)) options.steps.insert(s);
     }
     options.dry_run = vm["dry-run"].as<bool>();
-    options.output_dir = vm.count("output-dir") ? std::filesystem::path(vm["output-dir"].as<std::string>())
-                                                : std::filesystem::path("esft-runs") / file.stem();
+    options.output_dir = output_dir;
     const auto plan = run::load_plan(file, overrides);  // every check before any step
     std::cout << "pipeline " << file.string() << ": " << plan.tasks.size() << " task(s) x " << plan.runs.size()
               << " run(s) -> " << options.output_dir.string() << "\n";

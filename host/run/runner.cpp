@@ -64,14 +64,7 @@ void invoke(const Plan& plan, const std::string& command, const std::vector<std:
   if (!plan.model.plugin.empty()) argv.insert(argv.end(), {"--plugin", plan.model.plugin});
   argv.push_back(command);
   argv.insert(argv.end(), args.begin(), args.end());
-  std::cout << "$ esft-host";
-  for (size_t i = 1; i < argv.size(); ++i) std::cout << " " << argv[i];
-  std::cout << "\n" << std::flush;
-  std::vector<char*> raw;
-  for (auto& a : argv) raw.push_back(a.data());
-  raw.push_back(nullptr);
-  const int code = run_cli(static_cast<int>(argv.size()), raw.data());
-  std::cout << std::flush;
+  const int code = run_cli_echoed(std::move(argv));
   if (code > 128) throw Interrupted{code};
   if (code != 0) throw Error(command + " exited with code " + std::to_string(code));
 }

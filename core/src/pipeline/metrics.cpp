@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <utility>
 
@@ -21,7 +22,7 @@ namespace {
 using nlohmann::json;
 
 constexpr std::pair<Metric, const char*> kMetricNames[] = {
-    {Metric::Exact, "exact"}, {Metric::Intent, "intent"}, {Metric::RougeL, "rouge-l"}, {Metric::Accuracy, "accuracy"}};
+    {Metric::Exact, "exact"}, {Metric::Intent, "intent"}, {Metric::RougeL, "rouge-l"}, {Metric::Accuracy, "accuracy"}, {Metric::F1, "f1"}};
 
 // ---- Code points ----
 
@@ -280,12 +281,37 @@ double intent_score(const std::string& completion, const std::string& answer_tex
   return same_intent && *slots == expected ? 1.0 : 0.0;
 }
 
+// SQuAD's token F1 over the normalised words without the articles a, an, the.
+double f1_score(const std::string& completion, const std::string& answer) {
+  auto words = [](const std::string& text) {
+    std::map<std::string, int> counts;
+    int total = 0;
+    std::istringstream in(normalize_answer(text));
+    for (std::string w; in >> w;) {
+      if (w == "a" || w == "an" || w == "the") continue;
+      ++counts[w];
+      ++total;
+    }
+    return std::pair{counts, total};
+  };
+  const auto [c, nc] = words(completion);
+  const auto [r, nr] = words(answer);
+  if (nc == 0 || nr == 0) return nc == nr ? 1.0 : 0.0;
+  int common = 0;
+  for (const auto& [w, n] : c)
+    if (auto it = r.find(w); it != r.end()) common += std::min(n, it->second);
+  if (common == 0) return 0.0;
+  const double precision = static_cast<double>(common) / nc, recall = static_cast<double>(common) / nr;
+  return 2 * precision * recall / (precision + recall);
+}
+
 double score_one(Metric m, const std::string& completion, const std::string& answer) {
   switch (m) {
     case Metric::Exact: return exact_score(completion, answer);
     case Metric::RougeL: return rouge_l_f1(completion, answer);
     case Metric::Accuracy: return accuracy_score(completion, answer);
     case Metric::Intent: return intent_score(completion, answer);
+    case Metric::F1: return f1_score(completion, answer);
   }
   return 0.0;
 }

@@ -18,8 +18,6 @@ namespace esft::tok {
 
 namespace {
 
-// GPT-2's pre-tokenizer regex, which ByteLevel applies itself when `use_regex` is true.
-const char* const kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 // Leftmost-longest matching of a set of added tokens (the Rust library's Aho-Corasick with LeftmostLongest).
 class AddedTokenMatcher {

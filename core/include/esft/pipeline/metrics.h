@@ -27,14 +27,16 @@
 //            directly before or after it) of the completion equals that of any answer ("B", "(B)", "B) text",
 //            "Answer: B."). The words "A" and "I" are standalone capitals too. An answer without one is scored with
 //            `exact`.
+// f1       — SQuAD's token F1, the best over answers: the `exact` normalisation split on spaces, without the words
+//            "a", "an" and "the"; F1 of the two multisets of words. Empty vs empty = 1, empty vs non-empty = 0.
 #include <string>
 #include <vector>
 
 namespace esft::pipeline {
 
-enum class Metric { Exact, Intent, RougeL, Accuracy };
+enum class Metric { Exact, Intent, RougeL, Accuracy, F1 };
 
-// "exact" | "intent" | "rouge-l" | "accuracy"; esft::Error naming the valid ones otherwise.
+// "exact" | "intent" | "rouge-l" | "accuracy" | "f1"; esft::Error naming the valid ones otherwise.
 Metric parse_metric(const std::string& name);
 const char* metric_name(Metric m);
 

@@ -7,6 +7,11 @@
 
 namespace esft::tok {
 
+// GPT-2's pre-tokenizer regex, which ByteLevel applies itself when `use_regex` is true (Tokenizer, BpeTrainer).
+inline constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+
 class ByteLevel {
  public:
   static const ByteLevel& get();

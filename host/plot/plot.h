@@ -1,0 +1,68 @@
+#pragma once
+// Pictures for experiment reports, drawn with cairo: loss curves (LineChart), a metric over two swept settings
+// (Heatmap) and expert utilisation per layer (BarChart). `save` writes each as `<stem>.png` and `<stem>.svg` from
+// one drawing, so the two never disagree. Bad input (no data, sizes that do not match) and unwritable files throw
+// esft::Error naming the file.
+#include <cstddef>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace esft::plot {
+
+// One curve: y against x, point by point. A NaN (or, on a log axis, a non-positive y) leaves a gap.
+struct Series {
+  std::string name;
+  std::vector<double> x, y;
+};
+
+struct LineChart {
+  std::string title, x_label, y_label;
+  std::vector<Series> series;
+  bool log_y = false;
+};
+
+// values[row][col]: rows go with y_ticks (the first row on top), columns with x_ticks. NaN cells are drawn as "n/a".
+struct Heatmap {
+  std::string title, x_label, y_label;
+  std::vector<std::string> x_ticks, y_ticks;
+  std::vector<std::vector<double>> values;
+  std::string value_label;  // what the colour bar measures, e.g. "PPL"
+  bool lower_is_better = true;
+};
+
+// One bar of every group, e.g. one expert's share in every layer: values[g] belongs to groups[g].
+struct BarSeries {
+  std::string name;
+  std::vector<double> values;
+};
+
+struct BarChart {
+  std::string title, x_label, y_label;
+  std::vector<std::string> groups;       // along the x axis, e.g. layers
+  std::vector<BarSeries> bars;           // within each group, e.g. experts
+  std::optional<double> reference_line;  // a dashed horizontal line, e.g. the uniform share 1/E
+  std::string reference_label = "reference";
+};
+
+// Pixels of the PNG (the SVG has the same size in px).
+struct Size {
+  int width = 800;
+  int height = 500;
+};
+
+void save(const LineChart& chart, const std::filesystem::path& stem, Size size = {});
+void save(const Heatmap& chart, const std::filesystem::path& stem, Size size = {});
+void save(const BarChart& chart, const std::filesystem::path& stem, Size size = {});
+
+// Round tick values (multiples of 1, 2, 2.5 or 5 times a power of ten) inside [lo, hi], as many as fit in
+// max_ticks with the finest such step: nice_ticks(0, 1, 6) is 0, 0.2, ..., 1. {lo} when lo == hi.
+std::vector<double> nice_ticks(double lo, double hi, int max_ticks);
+
+// The cell the heatmap outlines, as {row, col}: the lowest value (highest when !lower_is_better), the first in
+// reading order on ties; nullopt when every cell is NaN.
+std::optional<std::pair<std::size_t, std::size_t>> best_cell(const Heatmap& chart);
+
+}  // namespace esft::plot

@@ -1,0 +1,170 @@
+// The report pictures: both files written (a PNG of the asked size, an SVG that names what it shows), bad input
+// refused with the file's name, round tick values, and the heatmap's best cell.
+#include "doctest_torch.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "esft/error.h"
+#include "plot/plot.h"
+#include "test_support.h"
+
+namespace {
+
+using namespace esft::plot;
+using test_support::read_bytes;
+using test_support::TempDir;
+using Ticks = std::vector<double>;
+
+const double kNaN = std::nan("");
+
+LineChart two_curves() {
+  LineChart c;
+  c.title = "Validation loss";
+  c.x_label = "step";
+  c.y_label = "loss";
+  for (const char* name : {"switch-e8", "boids <k=1>"}) {
+    Series s{name, {}, {}};
+    for (int i = 0; i < 50; ++i) s.x.push_back(i * 10), s.y.push_back(2 + 5 * std::exp(-i / 10.0));
+    s.y[20] = kNaN;
+    c.series.push_back(s);
+  }
+  return c;
+}
+
+Heatmap ppl_grid() {
+  Heatmap h;
+  h.title = "Best PPL";
+  h.x_label = "experts";
+  h.y_label = "capacity";
+  h.value_label = "PPL";
+  h.x_ticks = {"4", "8", "16"};
+  h.y_ticks = {"1.0", "1.5"};
+  h.values = {{7.5, 7.1, kNaN}, {7.3, 6.95, 7.02}};
+  return h;
+}
+
+BarChart shares() {
+  BarChart b;
+  b.title = "Expert utilisation";
+  b.groups = {"0", "1", "2"};
+  for (int e = 0; e < 4; ++e) b.bars.push_back({"expert " + std::to_string(e), {0.1 + 0.1 * e, 0.25, 0.4 - 0.1 * e}});
+  b.reference_line = 0.25;
+  return b;
+}
+
+// The PNG's width and height from its IHDR chunk (big-endian, after the 8-byte signature and the chunk header).
+std::pair<int, int> png_size(const std::string& png) {
+  const auto u32 = [&](size_t at) {
+    int v = 0;
+    for (size_t i = 0; i < 4; ++i) v = v * 256 + static_cast<unsigned char>(png[at + i]);
+    return v;
+  };
+  return {u32(16), u32(20)};
+}
+
+void check_pictures(const std::filesystem::path& stem, const std::vector<std::string>& texts) {
+  const auto png = read_bytes(stem.string() + ".png");
+  const auto svg = read_bytes(stem.string() + ".svg");
+  REQUIRE(png.size() > 2000);
+  CHECK(png.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
+  CHECK(png_size(png) == std::pair{800, 500});
+  CHECK(svg.find("<svg") != std::string::npos);
+  CHECK(svg.size() > 2000);
+  for (const auto& t : texts) CHECK_MESSAGE(svg.find(t) != std::string::npos, t);
+}
+
+}  // namespace
+
+TEST_CASE("plot: nice_ticks picks the finest round step that fits") {
+  CHECK(nice_ticks(0, 1, 6) == Ticks{0, 0.2, 0.4, 0.6, 0.8, 1});
+  CHECK(nice_ticks(0, 1, 11) == Ticks{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1});
+  CHECK(nice_ticks(0, 100, 5) == Ticks{0, 25, 50, 75, 100});
+  CHECK(nice_ticks(6.9, 7.6, 5) == Ticks{7, 7.2, 7.4, 7.6});
+  CHECK(nice_ticks(-3, 7, 6) == Ticks{-2, 0, 2, 4, 6});
+  CHECK(nice_ticks(0.0011, 0.0042, 4) == Ticks{0.002, 0.003, 0.004});
+  CHECK(nice_ticks(0, 3000, 8) == Ticks{0, 500, 1000, 1500, 2000, 2500, 3000});
+  CHECK(nice_ticks(5, 5, 4) == Ticks{5});
+  CHECK_THROWS_AS(nice_ticks(1, 0, 5), esft::Error);
+  CHECK_THROWS_AS(nice_ticks(0, kNaN, 5), esft::Error);
+  CHECK_THROWS_AS(nice_ticks(0, 1, 1), esft::Error);
+}
+
+TEST_CASE("plot: the heatmap's best cell skips NaN and follows lower_is_better") {
+  auto h = ppl_grid();
+  CHECK(best_cell(h) == std::pair<size_t, size_t>{1, 1});
+  h.lower_is_better = false;
+  CHECK(best_cell(h) == std::pair<size_t, size_t>{0, 0});
+  h.values = {{7.0, 6.5}, {6.5, kNaN}};
+  h.lower_is_better = true;
+  CHECK(best_cell(h) == std::pair<size_t, size_t>{0, 1});  // the first in reading order on a tie
+  h.values = {{kNaN, kNaN}};
+  CHECK(!best_cell(h));
+}
+
+TEST_CASE("plot: each chart writes a PNG and an SVG that names its title and series") {
+  TempDir dir;
+  save(two_curves(), dir / "loss");
+  check_pictures(dir / "loss", {"<title>Validation loss</title>", "switch-e8", "boids &lt;k=1&gt;"});
+
+  save(ppl_grid(), dir / "heatmap");
+  check_pictures(dir / "heatmap", {"<title>Best PPL</title>", "lowest 6.950 at experts=8, capacity=1.5"});
+
+  save(shares(), dir / "bars");
+  check_pictures(dir / "bars", {"<title>Expert utilisation</title>", "expert 0", "expert 3"});
+
+  // A stem with dots keeps them: the suffix is added, not swapped in.
+  save(shares(), dir / "run.lr=1e-3");
+  CHECK(std::filesystem::exists(dir / "run.lr=1e-3.png"));
+  CHECK(std::filesystem::exists(dir / "run.lr=1e-3.svg"));
+
+  // An all-NaN heatmap still draws (every run failed is worth seeing); a log axis skips what it cannot show.
+  auto missing = ppl_grid();
+  for (auto& row : missing.values)
+    for (auto& v : row) v = kNaN;
+  save(missing, dir / "missing");
+  auto log = two_curves();
+  log.log_y = true;
+  log.series[0].y[3] = -1;
+  save(log, dir / "log");
+  CHECK(read_bytes((dir / "log").string() + ".png").size() > 2000);
+}
+
+TEST_CASE("plot: bad input and unwritable files are refused with the file's name") {
+  TempDir dir;
+  const auto stem = dir / "chart";
+  const std::string where = "cannot plot " + stem.string() + ".{png,svg}: ";
+
+  auto lines = two_curves();
+  lines.series[1].y.pop_back();
+  CHECK_THROWS_WITH_AS(save(lines, stem), (where + "series 'boids <k=1>' has 50 x values but 49 y values").c_str(),
+                       esft::Error);
+  CHECK_THROWS_WITH_AS(save(LineChart{}, stem), (where + "the line chart has no series").c_str(), esft::Error);
+  LineChart nans;
+  nans.series = {{"a", {1, 2}, {kNaN, kNaN}}};
+  CHECK_THROWS_WITH_AS(save(nans, stem), (where + "no series has a point to draw (every value is NaN)").c_str(),
+                       esft::Error);
+
+  auto map = ppl_grid();
+  map.values[1].pop_back();
+  CHECK_THROWS_WITH_AS(save(map, stem), (where + "row 1 of the heatmap has 2 values but there are 3 x_ticks").c_str(),
+                       esft::Error);
+  map = ppl_grid();
+  map.y_ticks.pop_back();
+  CHECK_THROWS_WITH_AS(save(map, stem), (where + "the heatmap has 2 rows of values but 1 y_ticks").c_str(),
+                       esft::Error);
+
+  auto bars = shares();
+  bars.bars[2].values.push_back(0.1);
+  CHECK_THROWS_WITH_AS(save(bars, stem), (where + "bars 'expert 2' have 4 values but there are 3 groups").c_str(),
+                       esft::Error);
+  CHECK_THROWS_WITH_AS(save(BarChart{}, stem), (where + "the bar chart has no groups").c_str(), esft::Error);
+
+  CHECK(!std::filesystem::exists(stem.string() + ".png"));
+  CHECK(!std::filesystem::exists(stem.string() + ".svg"));
+
+  const auto nowhere = dir / "no such folder" / "chart";
+  CHECK_THROWS_WITH_AS(save(shares(), nowhere),
+                       ("cannot write " + nowhere.string() + ".png: No such file or directory").c_str(), esft::Error);
+}
