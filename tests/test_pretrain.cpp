@@ -165,7 +165,7 @@ TEST_CASE("pretrain: Boids reaches a top-1 router through its soft gates; k_nn >
   model->train();
   TrainOptions o = boids_options(10);
   o.aux_loss_coef = 0;  // the router's gradient then comes from Boids alone (and the LM loss, which is not added)
-  esft::train::RouterObjective objective(o);
+  esft::train::RouterObjective objective(o, true);
   esft::ForwardOptions fo;
   fo.logits = esft::LogitsMode::None;
   objective.prepare(fo);
@@ -188,7 +188,7 @@ TEST_CASE("pretrain: Boids reaches a top-1 router through its soft gates; k_nn >
   CHECK(f.aux);  // reported although its coefficient is 0
 
   o.boids.k_nn = 32;
-  esft::train::RouterObjective too_many(o);
+  esft::train::RouterObjective too_many(o, true);
   esft::ForwardOptions fo2;
   fo2.logits = esft::LogitsMode::None;
   too_many.prepare(fo2);

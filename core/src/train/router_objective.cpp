@@ -143,11 +143,12 @@ void RoutingTally::read_into(RoutingFigures& figures) {
   routed_ = dropped_ = at::Tensor();
 }
 
-RouterObjective::RouterObjective(const TrainOptions& options) : options_(options) {}
+RouterObjective::RouterObjective(const TrainOptions& options, bool routers_train)
+    : options_(options), want_aux_(routers_train || options.aux_loss_coef > 0) {}
 
 void RouterObjective::prepare(ForwardOptions& fo) {
   events_.clear();
-  fo.aux_loss = true;  // reported in every mode, added to the loss in normal and boids
+  fo.aux_loss = want_aux_;  // reported in every mode, added to the loss in normal and boids
   if (options_.router_mode == RouterMode::Boids) fo.final_hidden = true;
   fo.hooks.push_back(this);
 }

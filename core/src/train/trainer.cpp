@@ -49,6 +49,13 @@ std::string differing_keys(const nlohmann::json& a, const nlohmann::json& b) {
   return out;
 }
 
+bool routers_train(MoECausalLM& model) {
+  for (auto* layer : model.moe_layers())
+    for (const auto& p : layer->router().parameters())
+      if (p.requires_grad()) return true;
+  return false;
+}
+
 }  // namespace
 
 std::vector<fs::path> list_checkpoints(const fs::path& out_dir) {
@@ -79,7 +86,7 @@ Trainer::Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row
       device_(device),
       out_dir_(std::move(out_dir)),
       fingerprint_(std::move(fingerprint)),
-      objective_(options_) {
+      objective_(options_, routers_train(model)) {
   options_.validate();
   if (options_.max_eval_rows > 0 && eval_rows_.size() > static_cast<size_t>(options_.max_eval_rows))
     eval_rows_.resize(static_cast<size_t>(options_.max_eval_rows));

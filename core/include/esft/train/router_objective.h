@@ -52,7 +52,9 @@ class RoutingTally : public RouterHook {
 
 class RouterObjective : public RouterHook {
  public:
-  explicit RouterObjective(const TrainOptions& options);
+  // `routers_train`: whether any router parameter trains. The load-balancing loss is computed (and reported) when
+  // they do or when aux_loss_coef > 0; ESFT, whose routers are frozen, then skips it.
+  RouterObjective(const TrainOptions& options, bool routers_train);
 
   // Before a micro-batch's forward pass: asks for the load-balancing loss and the final hidden states when the
   // objective needs them, and listens to the routers.
@@ -68,6 +70,7 @@ class RouterObjective : public RouterHook {
 
  private:
   TrainOptions options_;
+  bool want_aux_;
   RoutingTally tally_;
   std::vector<RouterEvent> events_;  // this micro-batch's, for Boids
   at::Tensor aux_sum_, cohesion_sum_, separation_sum_, alignment_sum_;  // detached, over micro-batches
