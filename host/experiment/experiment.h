@@ -66,6 +66,10 @@ struct ExperimentOptions {
   bool dry_run = false;
 };
 
+// The TOML text of a flat object: `key = value` lines (JSON literals are TOML values for strings, numbers,
+// booleans and arrays of them), as init --config and train --config read it.
+std::string toml_text(const nlohmann::json& object);
+
 // Runs every run not yet done, then writes the summary table and the pictures. Returns the exit code.
 int run_experiment(const Experiment& experiment, const ExperimentOptions& options);
 

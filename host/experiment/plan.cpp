@@ -49,13 +49,6 @@ void apply_override(json& root, const std::string& text) {
   root[section][key] = parsed;
 }
 
-// The TOML text of a flat object (JSON literals are TOML values for strings, numbers, booleans and arrays).
-std::string toml_text(const json& object) {
-  std::string out;
-  for (const auto& [k, v] : object.items()) out += k + " = " + v.dump() + "\n";
-  return out;
-}
-
 std::string value_label(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
 std::string short_key(const std::string& key) { return key.substr(key.find('.') + 1); }
@@ -78,6 +71,12 @@ void set_key(RunSpec& run, const std::string& key, const json& value, const std:
 }
 
 }  // namespace
+
+std::string toml_text(const json& object) {
+  std::string out;
+  for (const auto& [k, v] : object.items()) out += k + " = " + v.dump() + "\n";
+  return out;
+}
 
 bool is_experiment_file(const fs::path& file) {
   if (!fs::is_regular_file(file)) return false;

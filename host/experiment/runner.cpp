@@ -17,12 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string toml_text(const nlohmann::json& object) {
-  std::string out;
-  for (const auto& [k, v] : object.items()) out += k + " = " + v.dump() + "\n";
-  return out;
-}
-
 std::string read_text(const fs::path& p) {
   std::ifstream in(p);
   return std::string(std::istreambuf_iterator<char>(in), {});

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "esft/error.h"
@@ -175,13 +176,13 @@ at::Tensor RouterObjective::loss(const ForwardOutput& out, const at::Tensor& att
                                                      : at::Tensor();
     const auto z = real.defined() ? hidden.index({real}) : hidden;
     const double scale = boids_warmup(step, options_.steps, options_.boids.warmup_frac);
-    // The last MoE layer to route (the highest index), or every one.
+    // Every MoE layer, or the last one (the highest index).
     std::vector<const RouterEvent*> chosen;
-    for (const auto& e : events_)
-      if (options_.boids_all_layers || chosen.empty() || e.layer > chosen.front()->layer) {
-        if (!options_.boids_all_layers) chosen.clear();
-        chosen.push_back(&e);
-      }
+    for (const auto& e : events_) chosen.push_back(&e);
+    if (!options_.boids_all_layers) {
+      chosen = {*std::max_element(chosen.begin(), chosen.end(),
+                                  [](const RouterEvent* a, const RouterEvent* b) { return a->layer < b->layer; })};
+    }
     const int64_t tokens = z.size(0);
     if (options_.boids.k_nn >= tokens) {
       throw Error("boids_k_nn " + std::to_string(options_.boids.k_nn) + " must be smaller than the " +

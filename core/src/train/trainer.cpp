@@ -232,9 +232,7 @@ void Trainer::record_eval(EvalReport& e) {
       const auto dir = out_dir_ / "checkpoints" / "best";
       fs::create_directories(dir.parent_path());
       AtomicDirectory partial(dir);
-      NamedTensors weights;
-      for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach());
-      save_safetensors(partial.path() / "trainable.safetensors", weights);
+      save_trainable(partial.path() / "trainable.safetensors");
       write_text_atomically(partial.path() / "best.json",
                             nlohmann::json{{"step", e.step}, {"eval_loss", e.loss}}.dump(2) + "\n");
       partial.commit(/*replace=*/true);
@@ -283,12 +281,7 @@ std::optional<EvalReport> Trainer::load_best() {
   const auto dir = out_dir_ / "checkpoints" / "best";
   if (!fs::exists(dir / "best.json")) return std::nullopt;
   const auto info = read_json_file(dir / "best.json");
-  const SafetensorsFile weights(dir / "trainable.safetensors");
-  at::NoGradGuard no_grad;
-  for (auto& [name, p] : params_) {
-    if (!weights.find(name)) throw Error(weights.path().string() + ": tensor '" + name + "' is missing");
-    p.copy_(weights.view(name));
-  }
+  load_trainable(dir / "trainable.safetensors");
   EvalReport e;
   e.step = info.value("step", int64_t{0});
   e.loss = info.value("eval_loss", 0.0);
@@ -359,16 +352,31 @@ Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<
   return Outcome::Finished;
 }
 
+void Trainer::save_trainable(const fs::path& file) const {
+  NamedTensors weights;
+  // The live tensors: saving writes them before training goes on, and a copy of every trainable tensor and its
+  // optimizer state would raise the run's peak memory by their size.
+  for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach());
+  save_safetensors(file, weights);
+}
+
+void Trainer::load_trainable(const fs::path& file) {
+  const SafetensorsFile weights(file);
+  at::NoGradGuard no_grad;
+  for (auto& [name, p] : params_) {
+    if (!weights.find(name)) throw Error(weights.path().string() + ": tensor '" + name + "' is missing");
+    auto value = weights.view(name);
+    if (value.sizes() != p.sizes()) throw Error(weights.path().string() + ": tensor '" + name + "' has the wrong shape");
+    p.copy_(value);
+  }
+}
+
 fs::path Trainer::save_checkpoint() {
   const auto dir = out_dir_ / "checkpoints" / checkpoint_name(step_);
   if (fs::exists(dir / "trainer_state.json")) return dir;
   fs::create_directories(dir.parent_path());
   AtomicDirectory partial(dir);
-  NamedTensors weights;
-  // The live tensors: saving writes them before training goes on, and a copy of every trainable tensor and its
-  // optimizer state would raise the run's peak memory by their size.
-  for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach());
-  save_safetensors(partial.path() / "trainable.safetensors", weights);
+  save_trainable(partial.path() / "trainable.safetensors");
   save_safetensors(partial.path() / "optimizer.safetensors", optimizer_->state());
   const nlohmann::json state = {{"format", kStateFormat},
                                 {"version", 1},
@@ -404,16 +412,7 @@ int64_t Trainer::resume() {
     throw Error("--resume: " + dir.string() + " was made by a run with other inputs (" +
                 differing_keys(state["fingerprint"], fingerprint_) + " differ); use a fresh --out");
   }
-  const SafetensorsFile weights(dir / "trainable.safetensors");
-  {
-    at::NoGradGuard no_grad;
-    for (auto& [name, p] : params_) {
-      if (!weights.find(name)) throw Error(weights.path().string() + ": tensor '" + name + "' is missing");
-      auto value = weights.view(name);
-      if (value.sizes() != p.sizes()) throw Error(weights.path().string() + ": tensor '" + name + "' has the wrong shape");
-      p.copy_(value);
-    }
-  }
+  load_trainable(dir / "trainable.safetensors");
   auto count = [&](const char* key) {
     const auto it = state.find(key);
     const auto v = it == state.end() ? std::nullopt : json_get<int64_t>(*it);

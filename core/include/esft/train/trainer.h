@@ -97,7 +97,10 @@ class Trainer {
   StepReport train_step();
   void append_metrics(const nlohmann::json& line);
   void prune_checkpoints();
-  void record_eval(EvalReport& e);  // best checkpoint, patience, metrics.jsonl and metrics.csv
+  void record_eval(EvalReport& e);
+  // The trainable tensors under their module names, to and from a safetensors file (checkpoints, the best).
+  void save_trainable(const std::filesystem::path& file) const;
+  void load_trainable(const std::filesystem::path& file);  // best checkpoint, patience, metrics.jsonl and metrics.csv
   nlohmann::json window_json() const;
 
   MoECausalLM& model_;
