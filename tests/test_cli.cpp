@@ -725,7 +725,7 @@ TEST_CASE("cli: scores counts every real token once per MoE layer, honours the b
   CHECK(read_json(tmp / "a.json") == read_json(tmp / "b.json"));
 }
 
-TEST_CASE("cli: init writes a tinymoe model that info, forward and generate load; bad configs leave nothing") {
+TEST_CASE("cli: init writes a tinymoe model that info, forward and generate load: bad configs leave nothing") {
   TempDir dir;
   const auto tokenizer = (fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path() / "examples" / "tiny-tokenizer").string();
   const auto config = dir / "model.toml";
@@ -772,7 +772,7 @@ TEST_CASE("cli: init writes a tinymoe model that info, forward and generate load
                {"init needs --plugin"});
 }
 
-TEST_CASE("cli: train --method pretrain lowers the validation PPL on the bundled TinyStories; the model it writes loads") {
+TEST_CASE("cli: train --method pretrain lowers the validation PPL on the bundled TinyStories: the model it writes loads") {
   TempDir dir;
   const fs::path root = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();
   const auto config = dir / "model.toml";

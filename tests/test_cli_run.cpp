@@ -107,7 +107,7 @@ TEST_CASE("cli run: the token-vs-gate x top-p sweep makes six runs from one rout
   CHECK(fs::exists(out / "intent" / "scores" / "scores.json"));
 }
 
-TEST_CASE("cli run: a failing run is reported and the others go on; the exit code says so") {
+TEST_CASE("cli run: a failing run is reported and the others go on: the exit code says so") {
   TempDir dir;
   write_bytes(dir / "bad.jsonl", "{\"messages\": 3}\n");
   const auto good = kExamples / "tiny-task" / "train.jsonl";
@@ -182,7 +182,7 @@ TEST_CASE("cli run: an interrupted pipeline stops, and running it again resumes 
   CHECK(lines() == 80);  // each step once: the second run continued, it did not start over
 }
 
-TEST_CASE("cli run: an experiment file trains each sweep point from scratch, then tables and pictures; done runs stay") {
+TEST_CASE("cli run: an experiment file trains each sweep point from scratch, then tables and pictures: done runs stay") {
   TempDir dir;
   const auto out = dir / "x";
   const std::vector<std::string> shrink = {
@@ -202,9 +202,17 @@ TEST_CASE("cli run: an experiment file trains each sweep point from scratch, the
   CHECK(table["runs"][0]["boids_cohesion"].is_null());   // reported only where Boids runs
   CHECK(table["runs"][1]["boids_cohesion"].is_number());
   CHECK(table["runs"][1]["val_ppl"].get<double>() > 1);
+  // Plan-B's figures of each trained model (esft-host behaviour), jitter on: some disagreement is possible.
+  for (const auto& row : table["runs"]) {
+    CHECK(row["self_consistency"].get<double>() > 0.5);
+    CHECK(row["self_consistency"].get<double>() <= 1);
+    CHECK(row["embedding_variance"].get<double>() > 0);
+    CHECK(row["behaviour"]["continuations"].get<int64_t>() > 0);
+  }
   const auto csv = read_bytes(out / "summary.csv");
   CHECK(csv.rfind("run,train.router_mode,val_ppl,", 0) == 0);
-  for (const auto* picture : {"loss_curves.png", "loss_curves.svg", "utilisation/router_mode=boids.png"}) {
+  for (const auto* picture :
+       {"loss_curves.png", "loss_curves.svg", "utilisation/router_mode=boids.png", "utilisation_entropy.svg"}) {
     CAPTURE(picture);
     CHECK(read_bytes(out / picture).rfind(std::string(picture).find(".png") != std::string::npos ? "\x89PNG" : "<?xml", 0) == 0);
   }
@@ -213,6 +221,16 @@ TEST_CASE("cli run: an experiment file trains each sweep point from scratch, the
   expect_success(again);
   CHECK(contains(again.out, "2 done"));
   CHECK_FALSE(contains(again.out, "train --method pretrain"));
+
+  // behaviour on its own: bad settings are one line each, and nothing is written.
+  const auto model = (out / "runs" / "router_mode=none" / "train" / "model").string();
+  const auto data = (kExamples.parent_path() / "data" / "tinystories" / "valid.jsonl.gz").string();
+  expect_error(run_host({"behaviour", "--model", model, "--data", data, "--passes", "1", "--result",
+                         (dir / "b.json").string()}),
+               2, {"--passes must be at least 2"});
+  expect_error(run_host({"behaviour", "--model", model, "--data", (dir / "missing.jsonl").string()}), 1,
+               {"does not exist"});
+  CHECK_FALSE(fs::exists(dir / "b.json"));
 }
 
 TEST_CASE("cli run: a bad experiment file is refused before any run, naming the key") {

@@ -144,7 +144,7 @@ TEST_CASE("pretrain: the routing tally counts real (token, choice) pairs per exp
   CHECK(f.dropped_pairs == 2);  // the padding token is neither routed nor dropped
 }
 
-TEST_CASE("pretrain: stream packing keeps every token, cut into windows; only the last is padded") {
+TEST_CASE("pretrain: stream packing keeps every token, cut into windows: only the last is padded") {
   std::vector<esft::data::Sample> samples(2);
   samples[0].ids = {1, 2, 3, 4, 5};
   samples[0].labels = samples[0].ids;
@@ -160,7 +160,7 @@ TEST_CASE("pretrain: stream packing keeps every token, cut into windows; only th
   CHECK(r[2].labels == std::vector<int32_t>{7, 8, -100});
 }
 
-TEST_CASE("pretrain: Boids reaches a top-1 router through its soft gates; k_nn >= tokens is an error") {
+TEST_CASE("pretrain: Boids reaches a top-1 router through its soft gates: k_nn >= tokens is an error") {
   auto model = tiny_tinymoe();
   model->train();
   TrainOptions o = boids_options(10);
@@ -197,7 +197,7 @@ TEST_CASE("pretrain: Boids reaches a top-1 router through its soft gates; k_nn >
                        esft::Error);
 }
 
-TEST_CASE("pretrain: 6 steps straight equal 3, resume, 3 with jitter and Boids on; metrics.csv and the best") {
+TEST_CASE("pretrain: 6 steps straight equal 3, resume, 3 with jitter and Boids on: metrics.csv and the best") {
   TempDir straight;
   const auto a = train(straight.path, boids_options(6), false);
   TempDir cut;

@@ -31,7 +31,7 @@ TEST_CASE("switch router: capacity is ceil(factor * tokens / E), unlimited at fa
   CHECK(esft::nn::expert_capacity(0, 8, 4) == 8);
 }
 
-TEST_CASE("switch router: tokens claim capacity in token order; padding claims nothing") {
+TEST_CASE("switch router: tokens claim capacity in token order: padding claims nothing") {
   const auto idx = longs({{0}, {0}, {1}, {0}, {0}});
   CHECK(at::equal(esft::nn::capacity_drops(idx, {}, 2, 2), bools({{0}, {0}, {0}, {1}, {1}})));
   const auto mask = at::tensor(std::vector<int64_t>{1, 0, 1, 1, 1}).to(at::kBool);
@@ -44,7 +44,7 @@ TEST_CASE("switch router: with top-2, every first choice claims before any secon
   CHECK(at::equal(esft::nn::capacity_drops(idx, {}, 2, 2), bools({{0, 0}, {0, 1}, {0, 1}})));
 }
 
-TEST_CASE("switch router: logits, probabilities and weights; drops weigh 0; jitter only in training") {
+TEST_CASE("switch router: logits, probabilities and weights: drops weigh 0: jitter only in training") {
   esft::nn::SwitchRouterSpec spec;
   spec.num_experts = 2;
   spec.top_k = 1;

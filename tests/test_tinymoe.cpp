@@ -1,5 +1,5 @@
 // The tinymoe family (plugins/tinymoe_boids): its config checks, its forward against its own routing decisions
-// (capacity drops, probabilities as weights, no jitter at evaluation), its checkpoint names, and incremental
+// (capacity drops, probabilities as weights, no jitter or dropout at evaluation), its checkpoint names, and incremental
 // decoding against full forwards. The losses themselves are tested in test_switch_router.cpp and test_boids.cpp.
 #include <ATen/ATen.h>
 #include "doctest_torch.h"
@@ -54,6 +54,7 @@ TEST_CASE("tinymoe: bad configurations are refused with the key named") {
   refused("capacity_factor", 0.0, "capacity_factor must be > 0");
   refused("num_experts_per_tok", 5, "num_experts_per_tok 5 is outside [1, 4]");
   refused("router_jitter", -1.0, "router_jitter must be >= 0");
+  refused("dropout", 1.0, "dropout must be in [0, 1)");
   refused("num_attention_heads", 3, "not a multiple of num_attention_heads");
   refused("num_hidden_layers", 100000, "num_hidden_layers must be in [1, 4096]");
 }
@@ -116,6 +117,24 @@ TEST_CASE("tinymoe: router jitter acts in training only") {
   CHECK(at::equal(l.model->forward(ids, {}, {}).logits, a));
   l.model->train();
   CHECK_FALSE(at::allclose(l.model->forward(ids, {}, {}).logits, a));
+}
+
+TEST_CASE("tinymoe: dropout acts in training only") {
+  auto config = small_config();
+  config["router_jitter"] = 0.0;
+  auto plain = build(config);
+  config["dropout"] = 0.5;
+  auto dropping = build(config);  // the same weights (same seed and shapes)
+  const auto ids = at::randint(0, 40, {1, 12}, at::kLong);
+  at::NoGradGuard no_grad;
+  plain.model->eval();
+  dropping.model->eval();
+  const auto a = plain.model->forward(ids, {}, {}).logits;
+  CHECK(at::equal(dropping.model->forward(ids, {}, {}).logits, a));
+  plain.model->train();
+  CHECK(at::equal(plain.model->forward(ids, {}, {}).logits, a));  // no jitter, no dropout: training mode changes nothing
+  dropping.model->train();
+  CHECK_FALSE(at::allclose(dropping.model->forward(ids, {}, {}).logits, a));
 }
 
 TEST_CASE("tinymoe: greedy decoding with the KV cache equals full forwards (no capacity limit)") {

@@ -1,6 +1,8 @@
-// An experiment's report: one row per run from its train/summary.json (summary.csv, summary.json, printed), and
-// the pictures: the validation loss of every run on one plot, each run's expert utilisation per MoE layer, and the
-// best-PPL heatmap over two swept settings.
+// An experiment's report: one row per run from its train/summary.json, behaviour.json and task.json (summary.csv,
+// summary.json, printed), and the pictures: the validation loss of every run on one plot, each run's expert
+// utilisation per MoE layer, the runs' utilisation entropy per layer side by side, and the best-PPL heatmap over two
+// swept settings.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -20,7 +22,8 @@ using json = nlohmann::json;
 
 namespace {
 
-// The table's columns: a header, the summary.json path of its value, and its printed precision.
+// The table's columns: a header, where its value is in a run's record ({"train": train/summary.json, "behaviour":
+// behaviour.json, "task": task.json}), and its printed precision.
 struct Column {
   const char* header;
   std::vector<const char*> path;
@@ -29,19 +32,22 @@ struct Column {
 
 const std::vector<Column>& columns() {
   static const std::vector<Column> c = {
-      {"val_ppl", {"val_ppl"}, 3},
-      {"val_loss", {"val_loss"}, 4},
-      {"best_step", {"best_step"}, 0},
-      {"steps", {"steps"}, 0},
-      {"tokens_per_sec", {"tokens_per_sec"}, 0},
-      {"mem_mb", {"peak_mem_mb"}, 0},
-      {"drop_frac", {"eval_routing", "drop_fraction"}, 4},
-      {"util_entropy_norm", {"eval_routing", "utilisation_entropy_norm"}, 4},
-      {"overuse_rate", {"eval_routing", "overuse_rate"}, 4},
-      {"aux", {"train_routing", "aux"}, 4},
-      {"boids_cohesion", {"train_routing", "boids_cohesion"}, 6},
-      {"boids_separation", {"train_routing", "boids_separation"}, 6},
-      {"boids_alignment", {"train_routing", "boids_alignment"}, 6},
+      {"val_ppl", {"train", "val_ppl"}, 3},
+      {"val_loss", {"train", "val_loss"}, 4},
+      {"best_step", {"train", "best_step"}, 0},
+      {"steps", {"train", "steps"}, 0},
+      {"tokens_per_sec", {"train", "tokens_per_sec"}, 0},
+      {"mem_mb", {"train", "peak_mem_mb"}, 0},
+      {"drop_frac", {"train", "eval_routing", "drop_fraction"}, 4},
+      {"util_entropy_norm", {"train", "eval_routing", "utilisation_entropy_norm"}, 4},
+      {"overuse_rate", {"train", "eval_routing", "overuse_rate"}, 4},
+      {"aux", {"train", "train_routing", "aux"}, 4},
+      {"boids_cohesion", {"train", "train_routing", "boids_cohesion"}, 6},
+      {"boids_separation", {"train", "train_routing", "boids_separation"}, 6},
+      {"boids_alignment", {"train", "train_routing", "boids_alignment"}, 6},
+      {"self_consistency", {"behaviour", "self_consistency"}, 4},
+      {"embedding_variance", {"behaviour", "embedding_variance"}, 4},
+      {"repetition", {"behaviour", "repetition"}, 4},
   };
   return c;
 }
@@ -88,54 +94,27 @@ plot::Series csv_series(const fs::path& csv, const std::string& name, const std:
 
 std::string label_of(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
-}  // namespace
+// expert_share {"layer": [shares]} in layer order (JSON objects sort "10" before "2"); empty when absent.
+std::vector<std::pair<int, json>> layers_in_order(const json& shares) {
+  std::vector<std::pair<int, json>> out;
+  if (!shares.is_object()) return out;
+  for (const auto& item : shares.items()) out.emplace_back(std::stoi(item.key()), item.value());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
 
-void write_report(const Experiment& x, const fs::path& output_dir) {
-  const auto runs_dir = output_dir / "runs";
-  std::vector<std::pair<const RunSpec*, json>> done;
-  for (const auto& r : x.runs) {
-    const auto summary = runs_dir / r.name / "train" / "summary.json";
-    if (fs::exists(summary)) done.emplace_back(&r, read_json_file(summary));
-  }
-  if (done.empty()) throw Error("no run of " + x.file.string() + " has finished: nothing to report");
+using Table = std::vector<std::vector<std::string>>;
 
-  // summary.csv / summary.json / the printed table.
-  std::vector<std::string> swept;
-  for (const auto& [key, value] : x.runs.front().swept.items()) swept.push_back(key);
-  std::string csv = "run";
-  for (const auto& k : swept) csv += "," + k;
-  for (const auto& c : columns()) csv += std::string(",") + c.header;
-  if (x.task) csv += ",task_" + x.task->metric;
-  csv += "\n";
-  json rows = json::array();
-  std::vector<std::vector<std::string>> table;
-  table.push_back({"run"});
-  for (const auto& c : columns()) table.back().push_back(c.header);
-  if (x.task) table.back().push_back("task_" + x.task->metric);
-  for (const auto& [run, summary] : done) {
-    json row = {{"run", run->name}, {"swept", run->swept}};
-    std::string line = run->name;
-    for (const auto& k : swept) line += "," + label_of(run->swept.value(k, json()));
-    table.push_back({run->name});
-    for (const auto& c : columns()) {
-      const auto v = at_path(summary, c.path);
-      row[c.header] = v;
-      line += "," + (v.is_number() ? v.dump() : std::string());
-      table.back().push_back(number_text(v, c.precision));
-    }
-    if (x.task) {
-      const auto task = runs_dir / run->name / "task.json";
-      const auto v = fs::exists(task) ? read_json_file(task).value("value", json()) : json();
-      row["task_" + x.task->metric] = v;
-      line += "," + (v.is_number() ? v.dump() : std::string());
-      table.back().push_back(number_text(v, 4));
-    }
-    csv += line + "\n";
-    rows.push_back(row);
-  }
-  write_text_atomically(output_dir / "summary.csv", csv);
-  write_text_atomically(output_dir / "summary.json",
-                        json{{"experiment", x.file.string()}, {"runs", rows}}.dump(2) + "\n");
+// Columns become rows: a few runs read best side by side, one column each.
+Table transposed(const Table& t) {
+  Table out(t.front().size());
+  for (const auto& row : t)
+    for (size_t i = 0; i < row.size(); ++i) out[i].push_back(row[i]);
+  return out;
+}
+
+// The first column left-aligned, the others right-aligned, two spaces apart.
+void print_table(const Table& table) {
   std::vector<size_t> widths(table.front().size(), 0);
   for (const auto& r : table)
     for (size_t i = 0; i < r.size(); ++i) widths[i] = std::max(widths[i], r[i].size());
@@ -145,6 +124,60 @@ void write_report(const Experiment& x, const fs::path& output_dir) {
                 << (i ? r[i] : r[i] + std::string(widths[0] - r[i].size(), ' '));
     std::cout << "\n";
   }
+}
+
+}  // namespace
+
+void write_report(const Experiment& x, const fs::path& output_dir) {
+  const auto runs_dir = output_dir / "runs";
+  // Each finished run's record: its train summary, behaviour figures and task score (when there).
+  std::vector<std::pair<const RunSpec*, json>> done;
+  for (const auto& r : x.runs) {
+    const auto dir = runs_dir / r.name;
+    if (!fs::exists(dir / "train" / "summary.json")) continue;
+    json record = {{"train", read_json_file(dir / "train" / "summary.json")}};
+    for (const char* part : {"behaviour", "task"})
+      if (fs::exists(dir / (std::string(part) + ".json"))) record[part] = read_json_file(dir / (std::string(part) + ".json"));
+    done.emplace_back(&r, std::move(record));
+  }
+  if (done.empty()) throw Error("no run of " + x.file.string() + " has finished: nothing to report");
+
+  // summary.csv / summary.json / the printed table.
+  auto table_columns = columns();
+  std::string task_header;
+  if (x.task) {
+    task_header = "task_" + x.task->metric;
+    table_columns.push_back({task_header.c_str(), {"task", "value"}, 4});
+  }
+  std::vector<std::string> swept;
+  for (const auto& [key, value] : x.runs.front().swept.items()) swept.push_back(key);
+  std::string csv = "run";
+  for (const auto& k : swept) csv += "," + k;
+  for (const auto& c : table_columns) csv += std::string(",") + c.header;
+  csv += "\n";
+  json rows = json::array();
+  std::vector<std::vector<std::string>> table;
+  table.push_back({"run"});
+  for (const auto& c : table_columns) table.back().push_back(c.header);
+  for (const auto& [run, record] : done) {
+    json row = {{"run", run->name}, {"swept", run->swept}};
+    std::string line = run->name;
+    for (const auto& k : swept) line += "," + label_of(run->swept.value(k, json()));
+    table.push_back({run->name});
+    for (const auto& c : table_columns) {
+      const auto v = at_path(record, c.path);
+      row[c.header] = v;
+      line += "," + (v.is_number() ? v.dump() : std::string());
+      table.back().push_back(number_text(v, c.precision));
+    }
+    if (record.contains("behaviour")) row["behaviour"] = record["behaviour"];
+    csv += line + "\n";
+    rows.push_back(row);
+  }
+  write_text_atomically(output_dir / "summary.csv", csv);
+  write_text_atomically(output_dir / "summary.json",
+                        json{{"experiment", x.file.string()}, {"runs", rows}}.dump(2) + "\n");
+  print_table(done.size() <= 4 ? transposed(table) : table);
   std::cout << "table      " << (output_dir / "summary.csv").string() << ", " << (output_dir / "summary.json").string()
             << "\n";
 
@@ -153,25 +186,25 @@ void write_report(const Experiment& x, const fs::path& output_dir) {
   curves.title = "Validation loss";
   curves.x_label = "step";
   curves.y_label = "validation loss (nats/token)";
-  for (const auto& [run, summary] : done)
+  for (const auto& [run, record] : done)
     curves.series.push_back(csv_series(runs_dir / run->name / "train" / "metrics.csv", "val_loss", run->name));
   plot::save(curves, output_dir / "loss_curves");
   std::vector<std::string> pictures = {"loss_curves"};
 
   // Each MoE run's expert shares per layer, against the uniform share.
   fs::create_directories(output_dir / "utilisation");
-  for (const auto& [run, summary] : done) {
-    const auto shares = at_path(summary, {"eval_routing", "expert_share"});
-    if (!shares.is_object() || shares.empty()) continue;
+  for (const auto& [run, record] : done) {
+    const auto shares = layers_in_order(at_path(record, {"train", "eval_routing", "expert_share"}));
+    if (shares.empty()) continue;
     plot::BarChart bars;
     bars.title = "Expert utilisation: " + run->name;
     bars.x_label = "MoE layer";
     bars.y_label = "share of routed tokens";
     size_t experts = 0;
-    for (const auto& [layer, share] : shares.items()) experts = std::max(experts, share.size());
+    for (const auto& [layer, share] : shares) experts = std::max(experts, share.size());
     for (size_t e = 0; e < experts; ++e) bars.bars.push_back({"expert " + std::to_string(e), {}});
-    for (const auto& [layer, share] : shares.items()) {
-      bars.groups.push_back(layer);
+    for (const auto& [layer, share] : shares) {
+      bars.groups.push_back(std::to_string(layer));
       for (size_t e = 0; e < experts; ++e) bars.bars[e].values.push_back(e < share.size() ? share[e].get<double>() : 0.0);
     }
     bars.reference_line = 1.0 / static_cast<double>(experts);
@@ -179,6 +212,34 @@ void write_report(const Experiment& x, const fs::path& output_dir) {
     plot::save(bars, output_dir / "utilisation" / run->name);
   }
   pictures.push_back("utilisation/<run>");
+
+  // Every MoE run's utilisation entropy per layer (/ ln E) in one picture, a row per run: 1 is a perfectly even
+  // spread. A heatmap with the values written in, as the modes differ in the second decimal.
+  plot::Heatmap entropy;
+  entropy.title = "Expert-utilisation entropy per layer (/ ln E)";
+  entropy.x_label = "MoE layer";
+  entropy.y_label = "run";
+  entropy.value_label = "entropy / ln E";
+  entropy.lower_is_better = false;
+  for (const auto& [run, record] : done) {
+    const auto shares = layers_in_order(at_path(record, {"train", "eval_routing", "expert_share"}));
+    if (shares.empty()) continue;
+    if (entropy.x_ticks.empty())
+      for (const auto& [layer, share] : shares) entropy.x_ticks.push_back(std::to_string(layer));
+    if (shares.size() != entropy.x_ticks.size()) continue;  // another placement of MoE layers: not comparable
+    entropy.y_ticks.push_back(run->name);
+    entropy.values.emplace_back();
+    for (const auto& [layer, share] : shares) {
+      double h = 0;
+      for (const auto& p : share)
+        if (p.get<double>() > 0) h -= p.get<double>() * std::log(p.get<double>());
+      entropy.values.back().push_back(share.size() > 1 ? h / std::log(static_cast<double>(share.size())) : 1.0);
+    }
+  }
+  if (!entropy.values.empty()) {
+    plot::save(entropy, output_dir / "utilisation_entropy");
+    pictures.push_back("utilisation_entropy");
+  }
 
   // The best PPL over the two heatmap axes (the first run of each cell when variants repeat it).
   if (x.heatmap.size() == 2) {
@@ -201,9 +262,9 @@ void write_report(const Experiment& x, const fs::path& output_dir) {
     for (const auto& v : xs) map.x_ticks.push_back(label_of(v));
     for (const auto& v : ys) map.y_ticks.push_back(label_of(v));
     map.values.assign(ys.size(), std::vector<double>(xs.size(), std::nan("")));
-    for (const auto& [run, summary] : done) {
+    for (const auto& [run, record] : done) {
       auto& cell = map.values[index_of(ys, run->swept[x.heatmap[1]])][index_of(xs, run->swept[x.heatmap[0]])];
-      const auto ppl = summary.value("val_ppl", json());
+      const auto ppl = at_path(record, {"train", "val_ppl"});
       if (std::isnan(cell) && ppl.is_number()) cell = ppl.get<double>();
     }
     plot::save(map, output_dir / "heatmap");

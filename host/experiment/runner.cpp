@@ -8,6 +8,7 @@
 #include "../cli.h"
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
+#include "esft/train/train_options.h"
 #include "esft/train/trainer.h"
 #include "experiment/experiment.h"
 
@@ -22,9 +23,16 @@ std::string read_text(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Trained, and scored on the task when there is one.
+// Trained, measured (behaviour.json), and scored on the task when there is one.
 bool run_done(const Experiment& x, const fs::path& dir) {
-  return fs::exists(dir / "train" / "summary.json") && (!x.task || fs::exists(dir / "task.json"));
+  return fs::exists(dir / "train" / "summary.json") && fs::exists(dir / "behaviour.json") &&
+         (!x.task || fs::exists(dir / "task.json"));
+}
+
+// A train setting of the run, or the pretrain method's default.
+int64_t train_setting(const RunSpec& r, const char* key, int64_t fallback) {
+  const auto it = r.train.find(key);
+  return it != r.train.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
 }
 
 struct Interrupted {
@@ -79,6 +87,15 @@ int run_experiment(const Experiment& x, const ExperimentOptions& options) {
                                        (dir / "train.toml").string(), "--out", train_dir.string()};
       if (!train::list_checkpoints(train_dir).empty()) args.push_back("--resume");
       if (!fs::exists(train_dir / "summary.json")) invoke(x, args);
+      if (!fs::exists(dir / "behaviour.json")) {
+        // Plan-B's figures on the rows the evaluations used (max_eval_rows), or the first 64 when they used all.
+        const int64_t eval_rows = train_setting(r, "max_eval_rows", 0);
+        const auto defaults = train::pretrain_defaults();
+        invoke(x, {"behaviour", "--model", (train_dir / "model").string(), "--data", x.eval_data.string(),
+                   "--seq-length", std::to_string(train_setting(r, "seq_length", defaults.seq_length)), "--rows",
+                   std::to_string(eval_rows > 0 ? eval_rows : 64), "--seed", std::to_string(x.seed),
+                   "--result", (dir / "behaviour.json").string()});
+      }
       if (x.task) {
         std::vector<std::string> eval = {"eval", "--model", (train_dir / "model").string(), "--data",
                                          x.task->data.string(), "--metric", x.task->metric, "--max-new-tokens",

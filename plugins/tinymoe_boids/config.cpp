@@ -61,7 +61,8 @@ TinyMoESpec read_spec(const esft::ModelConfig& c) {
   s.norm_eps = c.get<double>("layer_norm_eps", 1e-5);
   s.tie_word_embeddings = c.get<bool>("tie_word_embeddings", true);
   s.moe_layers = moe_placement(c, s.layers);
-  s.aux_loss_coef = c.get<double>("router_aux_loss_coef", 0.01);
+  s.dropout = c.get<double>("dropout", 0.0);
+  if (!(s.dropout >= 0 && s.dropout < 1)) bad(c, "dropout must be in [0, 1), not " + c.raw.at("dropout").dump());
   const bool any_moe = std::find(s.moe_layers.begin(), s.moe_layers.end(), true) != s.moe_layers.end();
   if (any_moe) {
     s.router.num_experts = positive(c, "num_experts", c.num_experts);

@@ -20,7 +20,7 @@ FeedForward::FeedForward(int64_t hidden, int64_t inner, const at::TensorOptions&
 
 at::Tensor FeedForward::forward(const at::Tensor& x) const { return fc2->forward(at::silu(fc1->forward(x))); }
 
-Block::Block(const TinyMoESpec& spec, int index, const at::TensorOptions& options) {
+Block::Block(const TinyMoESpec& spec, int index, const at::TensorOptions& options) : dropout_(spec.dropout) {
   ln1 = register_module("ln1", std::make_shared<esft::nn::LayerNorm>(spec.hidden, spec.norm_eps, options));
   esft::nn::AttentionSpec a;
   a.hidden_size = spec.hidden;
@@ -43,8 +43,12 @@ Block::Block(const TinyMoESpec& spec, int index, const at::TensorOptions& option
   moe = register_module("moe", std::make_shared<esft::nn::MoELayer>(router, m, spec.hidden, index, naming(), options));
 }
 
+at::Tensor Block::drop(const at::Tensor& x) const {
+  return dropout_ > 0 && is_training() ? at::dropout(x, dropout_, /*train=*/true) : x;
+}
+
 at::Tensor Block::attend(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache) const {
-  return h + attn->forward(ln1->forward(h), {}, {}, bias, cache);  // positions are learned: no rotary
+  return h + drop(attn->forward(ln1->forward(h), {}, {}, bias, cache));  // positions are learned: no rotary
 }
 
 at::Tensor Block::forward(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache,
@@ -52,7 +56,7 @@ at::Tensor Block::forward(const at::Tensor& h, const at::Tensor& bias, esft::nn:
   const auto x = attend(h, bias, cache);
   const auto normed = ln2->forward(x);
   // A token its expert had no room for gets 0 from the MoE layer and passes on through the residual.
-  return x + (moe ? moe->forward(normed, routing) : ffn->forward(normed));
+  return x + drop(moe ? moe->forward(normed, routing) : ffn->forward(normed));
 }
 
 void Block::route(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache,
@@ -109,6 +113,7 @@ esft::ForwardOutput TinyMoELM::forward(const at::Tensor& input_ids, const at::Te
 
   esft::ForwardOutput out;
   auto h = wte_->forward(input_ids) + wpe_->forward(positions).unsqueeze(0);
+  if (spec_.dropout > 0 && is_training()) h = at::dropout(h, spec_.dropout, /*train=*/true);
   if (options.hidden_states) out.hidden_states.push_back(h);
   const size_t L = blocks_.size();
   size_t whole = L;  // the statistics pass: whole blocks up to the last MoE block, then only its routing

@@ -25,13 +25,14 @@ struct TinyMoESpec {
   bool tie_word_embeddings = true;
   std::vector<bool> moe_layers;  // per block: Switch MoE (true) or dense FFN
   esft::nn::SwitchRouterSpec router;
-  double aux_loss_coef = 0.01;  // for training from scratch (not wired yet: train takes aux_loss_coef from its config)
+  double dropout = 0;  // in training mode: after the embeddings and on each block's attention and FFN/MoE output
 };
 // Throws esft::Error naming the key for values it cannot build (an unknown MoE placement, a capacity factor <= 0,
 // top-k outside [1, E], ...). Keys: vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
 // intermediate_size (4 x hidden), max_position_embeddings, layer_norm_eps (1e-5), tie_word_embeddings (true),
 // moe_layers ("all" | "none" | a block index | a list of them; "all"), num_experts, num_experts_per_tok (1),
-// capacity_factor (absent = no limit), router_jitter (0), router_aux_loss_coef (0.01).
+// capacity_factor (absent = no limit), router_jitter (0), dropout (0, in [0, 1)). The load-balancing coefficient is a
+// training setting (train's aux_loss_coef), not part of the model.
 TinyMoESpec read_spec(const esft::ModelConfig& config);
 
 const esft::ParamNaming& naming();
@@ -49,6 +50,7 @@ class FeedForward : public torch::nn::Module {
 class Block : public torch::nn::Module {
  public:
   Block(const TinyMoESpec& spec, int index, const at::TensorOptions& options);
+  // Dropout (spec.dropout) applies while the module is training.
   at::Tensor forward(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache,
                      const esft::nn::RoutingContext& routing) const;
   // forward() up to its MoE layer's routing (the statistics pass).
@@ -62,6 +64,8 @@ class Block : public torch::nn::Module {
 
  private:
   at::Tensor attend(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache) const;
+  at::Tensor drop(const at::Tensor& x) const;
+  double dropout_;
 };
 
 // `wte`, `wpe`, `blocks.{i}`, `ln_f`, and `lm_head` unless tied to `wte`.
