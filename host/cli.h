@@ -50,6 +50,7 @@ Command train_command();     // commands/train.cpp
 Command merge_command();     // commands/merge.cpp
 Command eval_command();      // commands/eval.cpp
 Command behaviour_command(); // commands/behaviour.cpp
+Command convert_command();   // commands/convert.cpp
 Command run_command();       // commands/run.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
+
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
 #include "esft/io/safetensors.h"
@@ -12,20 +14,30 @@ namespace fs = std::filesystem;
 
 int64_t write_model_directory(MoECausalLM& model, const nlohmann::json& config, const std::vector<ShippedFile>& files,
                               const fs::path& out, const std::string& producer) {
+  NamedTensors tensors;
+  for (const auto& b : model.checkpoint_bindings()) tensors.emplace_back(b.key(), b.value().detach().cpu().contiguous());
+  return write_model_directory(tensors, config, files, out, producer);
+}
+
+int64_t write_model_directory(const NamedTensors& tensors, const nlohmann::json& config,
+                              const std::vector<ShippedFile>& files, const fs::path& out, const std::string& producer) {
+  constexpr uint64_t kShardBytes = uint64_t{5} << 30;  // transformers' default max_shard_size
   std::error_code ec;
   if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
     throw Error("output directory " + out.string() + " exists and is not empty");
-  NamedTensors tensors;
   int64_t parameters = 0;
-  for (const auto& b : model.checkpoint_bindings()) {
-    tensors.emplace_back(b.key(), b.value().detach().cpu().contiguous());
-    parameters += b.numel();
+  uint64_t bytes = 0;
+  for (const auto& [name, t] : tensors) {
+    parameters += t.numel();
+    bytes += static_cast<uint64_t>(t.nbytes());
   }
+  const std::map<std::string, std::string> metadata = {{"format", "pt"}, {"producer", producer}};
   const fs::path staging = out.parent_path() / ("." + out.filename().string() + ".partial");
   fs::remove_all(staging, ec);
   fs::create_directories(staging);
   try {
-    save_safetensors(staging / "model.safetensors", tensors, {{"format", "pt"}, {"producer", producer}});
+    if (bytes <= kShardBytes) save_safetensors(staging / "model.safetensors", tensors, metadata);
+    else save_sharded_safetensors(staging, tensors, kShardBytes, metadata);
     write_text_atomically(staging / "config.json", config.dump(2) + "\n");
     for (const auto& f : files) fs::copy_file(f.source, staging / f.name);
     fs::remove(out, ec);  // an empty directory, if any

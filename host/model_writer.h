@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "esft/io/safetensors.h"
 #include "esft/model/moe_causal_lm.h"
 
 namespace esft::host {
@@ -21,6 +22,12 @@ struct ShippedFile {
 // goes into a sibling staging folder first and is renamed into place at the end, so a failure leaves no partial
 // directory. `out` must not exist or be an empty directory. Returns the number of parameters written.
 int64_t write_model_directory(MoECausalLM& model, const nlohmann::json& config,
+                              const std::vector<ShippedFile>& files, const std::filesystem::path& out,
+                              const std::string& producer);
+
+// The same from checkpoint tensors under their names (a converted checkpoint): one model.safetensors up to 5 GB,
+// else 5 GB shards with model.safetensors.index.json. Returns the number of parameters written.
+int64_t write_model_directory(const NamedTensors& tensors, const nlohmann::json& config,
                               const std::vector<ShippedFile>& files, const std::filesystem::path& out,
                               const std::string& producer);
 

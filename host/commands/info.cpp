@@ -66,7 +66,11 @@ Command info_command() {
               << "attention        hidden " << config.hidden_size << ", heads " << config.num_attention_heads
               << " (kv " << config.num_key_value_heads << "), head_dim " << config.head_dim << "\n"
               << "experts          " << (moe_layers.empty() ? 0 : moe_layers.front()->num_experts())
-              << " routed per MoE layer, top-" << (moe_layers.empty() ? 0 : moe_layers.front()->top_k())
+              << " routed per MoE layer"
+              << (!moe_layers.empty() && moe_layers.front()->trash_experts() > 0
+                      ? " + " + std::to_string(moe_layers.front()->trash_experts()) + " trash cans (Select-MoE)"
+                      : std::string())
+              << ", top-" << (moe_layers.empty() ? 0 : moe_layers.front()->top_k())
               << ", expert intermediate " << expert_intermediate << "\n"
               << "vocabulary       " << config.vocab_size << "\n"
               << "parameters       total " << grouped(total) << "; active per token " << grouped(static_cast<uint64_t>(active))

@@ -4,6 +4,7 @@
 // the run after the current step with a checkpoint saved.
 #include <unistd.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <iomanip>
@@ -136,7 +137,8 @@ Command train_command() {
         ("eval-data", po::value<std::string>(), "held-out data for the eval loss (default: eval_fraction of --data)")
         ("steps", po::value<int64_t>(), "optimizer steps (overrides the config)")
         ("method", po::value<std::string>()->default_value("esft"),
-         "esft: train the experts of --expert-config, write an adapter; pretrain: train every parameter, write a model")
+         "esft: train the experts of --expert-config, write an adapter; pretrain: train every parameter, write a model; "
+         "router: train a Select-MoE model's routers with the trash constraint, write an adapter")
         ("resume", po::bool_switch(), "continue from the newest checkpoint in --out");
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
@@ -191,6 +193,11 @@ Command train_command() {
                               options.seed);
     };
     auto train_rows = make(split.train);
+    if (options.epochs > 0 && !vm.count("steps")) {  // --steps wins over epochs
+      const double per_step = static_cast<double>(options.batch_size * options.gradient_accumulation_steps);
+      options.steps = std::max<int64_t>(
+          1, static_cast<int64_t>(std::ceil(options.epochs * static_cast<double>(train_rows.size()) / per_step)));
+    }
     auto eval_rows = split.eval.empty() ? std::vector<data::Row>{} : make(split.eval);
 
     fs::create_directories(out);

@@ -8,7 +8,8 @@ namespace esft::host {
 std::unique_ptr<TrainingMethod> make_training_method(const std::string& name, const po::variables_map& vm) {
   if (name == "esft") return make_esft_method(vm);
   if (name == "pretrain") return make_pretrain_method(vm);
-  throw UsageError("--method " + name + " is not a training method (esft, pretrain)");
+  if (name == "router") return make_router_method(vm);
+  throw UsageError("--method " + name + " is not a training method (esft, pretrain, router)");
 }
 
 std::string mib_text(uint64_t bytes) {

@@ -38,11 +38,13 @@ class TrainingMethod {
   virtual void finish(LoadedModel& model, train::Trainer& trainer, const TrainingRunInfo& run) = 0;
 };
 
-// "esft" (--expert-config required) or "pretrain" (every parameter; --expert-config refused). UsageError otherwise.
+// "esft" (--expert-config required), "pretrain" (every parameter) or "router" (Select-MoE's routers); the last two
+// refuse --expert-config. UsageError otherwise.
 std::unique_ptr<TrainingMethod> make_training_method(const std::string& name, const po::variables_map& vm);
 
 std::unique_ptr<TrainingMethod> make_esft_method(const po::variables_map& vm);      // esft.cpp
 std::unique_ptr<TrainingMethod> make_pretrain_method(const po::variables_map& vm);  // pretrain.cpp
+std::unique_ptr<TrainingMethod> make_router_method(const po::variables_map& vm);    // router.cpp
 
 // "12.3 MiB" (two decimals under 10 MiB).
 std::string mib_text(uint64_t bytes);

@@ -1,4 +1,5 @@
 #include "esft/error.h"
+#include "esft/model/trash_constraint.h"
 #include "esft/nn/decoder_config.h"
 #include "olmoe.h"
 
@@ -15,6 +16,15 @@ esft::nn::DecoderSpec decoder_spec(const esft::ModelConfig& c) {
   s.attention.qk_norm = esft::nn::QKNorm::Full;
   s.attention.clip_qkv = clip_qkv;
   s.moe.experts.intermediate = c.require<int64_t>("intermediate_size");  // olmoe's intermediate_size is the expert size
+  if (c.model_type == "select_moe") {  // num_experts real experts, then the router's trash-can columns
+    const int64_t trash = c.get<int64_t>("num_trash_experts", 0);
+    if (trash < 1 || trash > (int64_t{1} << 20)) {
+      throw Error("select_moe needs num_trash_experts >= 1, not " + std::to_string(trash) + " (" + c.source + ")");
+    }
+    s.moe.router.num_experts = c.num_experts + trash;
+    s.moe.trash_experts = trash;
+    esft::TrashConstraint::from_config(c);  // its settings are checked where the model is
+  }
   return s;
 }
 

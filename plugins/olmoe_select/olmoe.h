@@ -1,7 +1,8 @@
 #pragma once
 // olmoe (OLMoE-1B-7B-0125, the base of Select-MoE): every layer MoE, softmax top-k router, no shared expert,
 // q/k RMSNorm over the whole projection width before the head reshape, optional clip_qkv. Math:
-// shared/spec/MODELS.md. This folder will also host the Select-MoE variant, hence the olmoe_select plugin name.
+// shared/spec/MODELS.md. model_type "select_moe" is Select-MoE's variant (shared/spec/VARIANTS.md §1): the router has
+// num_trash_experts more columns than there are experts, trash cans that add nothing when chosen.
 #include <memory>
 
 #include "esft/model/chat_format.h"

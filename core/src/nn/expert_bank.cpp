@@ -138,11 +138,17 @@ bool ExpertBank::use_grouped_kernel(const at::Tensor& x) const {
 }
 
 at::Tensor ExpertBank::forward(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& weight) const {
-  const int64_t k = idx.size(1), E = spec_.num_experts;
-  // Sort the N*k (token, slot) pairs by bank position once; each expert then works on one contiguous block.
-  const auto position = positions_on(x.device()).index_select(0, idx.reshape({-1}));
+  const auto token = at::arange(idx.size(0), idx.options()).repeat_interleave(idx.size(1));
+  return forward_pairs(x, token, idx.reshape({-1}), weight.reshape({-1}));
+}
+
+at::Tensor ExpertBank::forward_pairs(const at::Tensor& x, const at::Tensor& token, const at::Tensor& expert,
+                                     const at::Tensor& weight) const {
+  const int64_t E = spec_.num_experts;
+  // Sort the (token, expert) pairs by bank position once; each expert then works on one contiguous block.
+  const auto position = positions_on(x.device()).index_select(0, expert);
   auto order = at::argsort(position);
-  auto token_of = at::div(order, k, "floor");
+  auto token_of = token.index_select(0, order);
   auto xs = x.index_select(0, token_of);
   const detail::BankWeights trainable{gate_up_.trainable, down_.trainable, gate_up_bias_.trainable,
                                       down_bias_.trainable};
@@ -160,7 +166,7 @@ at::Tensor ExpertBank::forward(const at::Tensor& x, const at::Tensor& idx, const
     ys = detail::expert_loop(xs, counts, trainable, bank, spec_);
   }
   // The weights may be float32 while x is not (sigmoid routers): weigh in the wider type, then cast, as HF does.
-  auto w = weight.reshape({-1}).index_select(0, order).unsqueeze(1);
+  auto w = weight.index_select(0, order).unsqueeze(1);
   return at::zeros_like(x).index_add(0, token_of, (ys * w).to(x.scalar_type()));
 }
 

@@ -50,6 +50,7 @@ Routing Router::forward(const at::Tensor& x) const {
       if (spec_.norm_topk_prob) values = values / values.sum(-1, /*keepdim=*/true);
       r.idx = idx;
       r.weight = values.to(r.logits.scalar_type());
+      r.probs = probs;
       break;
     }
     case RouterScoring::TopKThenSoftmax: {

@@ -28,8 +28,10 @@ void RoutingCollector::count_on_device(const RouterEvent& event) {
   const auto& idx = event.topk_idx;
   const auto real = event.token_mask.defined() ? event.token_mask.to(idx.device(), at::kBool)
                                                : at::ones({idx.size(0)}, idx.options().dtype(at::kBool));
-  const auto chosen = real.unsqueeze(1).expand_as(idx).reshape({-1});  // each real token's k choices
-  const auto experts = idx.reshape({-1});
+  // Each real token's k choices; a choice of a trash can (Select-MoE: ids from E on) is no expert's token.
+  const auto on_expert = idx.reshape({-1}).lt(stats_.num_experts);
+  const auto chosen = real.unsqueeze(1).expand_as(idx).reshape({-1}).logical_and(on_expert);
+  const auto experts = idx.reshape({-1}).clamp_max(stats_.num_experts - 1);
   auto& d = pending_[event.layer];
   if (!d.counts.defined()) {
     d.tokens = at::zeros({}, idx.options().dtype(at::kLong));
@@ -76,6 +78,7 @@ void RoutingCollector::count_on_host(const RouterEvent& event) {
       ++r.tokens;
       for (int64_t j = 0; j < k; ++j) {
         const int64_t e = ids[n * k + j];
+        if (e >= E) continue;  // a trash can (Select-MoE), no expert
         r.token_count[e] += 1;
         r.gate_sum[e] += ws[n * k + j];
         if (keep_legacy_) {

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 #include <unordered_map>
 
@@ -89,19 +90,13 @@ NameMatch role_of(const ParamNaming& naming, const std::string& key) {
   return *m;
 }
 
-}  // namespace
-
-void apply_expert_config(MoECausalLM& model, const ParamNaming& naming, const ExpertConfig& config) {
-  check_expert_config(config, moe_layer_sizes(model));
-  for (auto* layer : model.moe_layers()) layer->set_trainable_experts(config.experts.at(layer->layer_index()));
-
-  // Every parameter gets its flag from the role of the checkpoint tensor it holds. The expert banks' parameters
-  // hold exactly the selected experts now (the rest moved to buffers), so bound parameters of expert roles train.
+// Every parameter gets its flag from the checkpoint tensor it holds: `trains(match)` for that tensor's role.
+void set_trainable_by_role(MoECausalLM& model, const ParamNaming& naming,
+                           const std::function<bool(const NameMatch&)>& trains_role) {
   std::unordered_map<const void*, bool> trains;
   for (const auto& binding : model.checkpoint_bindings()) {
     const auto match = role_of(naming, binding.key());
-    const bool expert = is_routed_expert_role(match.role);
-    const bool flag = expert || tensor_training(match, config).whole;
+    const bool flag = trains_role(match);
     for (const auto& part : binding.parts()) {
       auto [it, fresh] = trains.emplace(part.tensor.unsafeGetTensorImpl(), flag);
       if (!fresh && it->second != flag) {
@@ -118,6 +113,25 @@ void apply_expert_config(MoECausalLM& model, const ParamNaming& naming, const Ex
     }
     p.requires_grad_(it != trains.end() && it->second && p.numel() != 0);
   }
+}
+
+}  // namespace
+
+void apply_expert_config(MoECausalLM& model, const ParamNaming& naming, const ExpertConfig& config) {
+  check_expert_config(config, moe_layer_sizes(model));
+  for (auto* layer : model.moe_layers()) layer->set_trainable_experts(config.experts.at(layer->layer_index()));
+  // The expert banks' parameters hold exactly the selected experts now (the rest moved to buffers), so bound
+  // parameters of expert roles train.
+  set_trainable_by_role(model, naming, [&](const NameMatch& m) {
+    return is_routed_expert_role(m.role) || tensor_training(m, config).whole;
+  });
+}
+
+void train_only_roles(MoECausalLM& model, const ParamNaming& naming, const std::vector<Role>& roles) {
+  for (auto* layer : model.moe_layers()) layer->set_trainable_experts({});  // every expert to buffers
+  set_trainable_by_role(model, naming, [&](const NameMatch& m) {
+    return std::find(roles.begin(), roles.end(), m.role) != roles.end() && !is_routed_expert_role(m.role);
+  });
 }
 
 std::vector<std::pair<std::string, at::Tensor>> trainable_parameters(MoECausalLM& model) {

@@ -70,6 +70,7 @@ std::optional<double> RoutingFigures::overuse_rate(double threshold_times_unifor
 
 void RoutingFigures::add(const RoutingFigures& o) {
   aux = weighted(aux, micro_batches, o.aux, o.micro_batches);
+  constraint = weighted(constraint, micro_batches, o.constraint, o.micro_batches);
   boids_cohesion = weighted(boids_cohesion, micro_batches, o.boids_cohesion, o.micro_batches);
   boids_separation = weighted(boids_separation, micro_batches, o.boids_separation, o.micro_batches);
   boids_alignment = weighted(boids_alignment, micro_batches, o.boids_alignment, o.micro_batches);
@@ -88,6 +89,7 @@ nlohmann::json RoutingFigures::to_json() const {
   nlohmann::json pairs = nlohmann::json::object();
   for (const auto& [layer, counts] : expert_pairs) pairs[std::to_string(layer)] = counts;
   return {{"aux", opt(aux)},
+          {"constraint", opt(constraint)},
           {"boids_cohesion", opt(boids_cohesion)},
           {"boids_separation", opt(boids_separation)},
           {"boids_alignment", opt(boids_alignment)},
@@ -104,6 +106,7 @@ RoutingFigures RoutingFigures::from_json(const nlohmann::json& j) {
       return j.at(key).is_null() ? std::optional<double>() : std::optional<double>(j.at(key).get<double>());
     };
     f.aux = opt("aux");
+    if (j.contains("constraint")) f.constraint = opt("constraint");  // absent from states written before Select-MoE
     f.boids_cohesion = opt("boids_cohesion");
     f.boids_separation = opt("boids_separation");
     f.boids_alignment = opt("boids_alignment");
@@ -144,11 +147,14 @@ void RoutingTally::read_into(RoutingFigures& figures) {
   routed_ = dropped_ = at::Tensor();
 }
 
-RouterObjective::RouterObjective(const TrainOptions& options, bool routers_train)
-    : options_(options), want_aux_(routers_train || options.aux_loss_coef > 0) {}
+RouterObjective::RouterObjective(const TrainOptions& options, bool routers_train, std::optional<TrashConstraint> trash)
+    : options_(options), want_aux_(routers_train || options.aux_loss_coef > 0), routers_train_(routers_train) {
+  if (trash) trash_.emplace(*trash);
+}
 
 void RouterObjective::prepare(ForwardOptions& fo) {
   events_.clear();
+  if (trash_) trash_->take_loss();  // nothing left over from a pass whose loss was not asked for
   fo.aux_loss = want_aux_;  // reported in every mode, added to the loss in normal and boids
   if (options_.router_mode == RouterMode::Boids) fo.final_hidden = true;
   fo.hooks.push_back(this);
@@ -156,6 +162,7 @@ void RouterObjective::prepare(ForwardOptions& fo) {
 
 void RouterObjective::on_route(const RouterEvent& e) {
   tally_.on_route(e);
+  if (trash_) trash_->on_route(e);
   if (options_.router_mode == RouterMode::Boids && e.probs.defined()) events_.push_back(e);
 }
 
@@ -168,6 +175,13 @@ at::Tensor RouterObjective::loss(const ForwardOutput& out, const at::Tensor& att
     accumulate(aux_sum_, out.aux_loss);
     if (options_.router_mode != RouterMode::None && options_.aux_loss_coef > 0)
       add(out.aux_loss.to(at::kFloat) * (options_.aux_loss_coef * weight));
+  }
+  if (trash_) {
+    if (const auto constraint = trash_->take_loss(); constraint.defined()) {
+      accumulate(constraint_sum_, constraint);
+      const double w = trash_->settings().weight;
+      if (routers_train_ && w > 0) add(constraint * (w * weight));
+    }
   }
   if (options_.router_mode == RouterMode::Boids && !events_.empty()) {
     if (!out.final_hidden.defined()) throw Error("Boids needs the model's final hidden states");
@@ -214,10 +228,11 @@ RoutingFigures RouterObjective::take_figures() {
   tally_.read_into(f);
   f.micro_batches = micro_batches_;
   f.aux = mean_of(aux_sum_, micro_batches_);
+  f.constraint = mean_of(constraint_sum_, micro_batches_);
   f.boids_cohesion = mean_of(cohesion_sum_, boids_batches_);
   f.boids_separation = mean_of(separation_sum_, boids_batches_);
   f.boids_alignment = mean_of(alignment_sum_, boids_batches_);
-  aux_sum_ = cohesion_sum_ = separation_sum_ = alignment_sum_ = at::Tensor();
+  aux_sum_ = constraint_sum_ = cohesion_sum_ = separation_sum_ = alignment_sum_ = at::Tensor();
   micro_batches_ = boids_batches_ = 0;
   return f;
 }

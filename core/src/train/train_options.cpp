@@ -46,6 +46,7 @@ std::map<std::string, Setter> setters() {
   real("weight_decay", &TrainOptions::weight_decay);
   real("max_grad_norm", &TrainOptions::max_grad_norm);
   real("aux_loss_coef", &TrainOptions::aux_loss_coef);
+  real("epochs", &TrainOptions::epochs);
   real("random_concat_ratio", &TrainOptions::random_concat_ratio);
   real("eval_fraction", &TrainOptions::eval_fraction);
   integer("warmup_steps", &TrainOptions::warmup_steps);
@@ -181,6 +182,7 @@ void TrainOptions::validate() const {
   require(eval_fraction >= 0 && eval_fraction < 1, "eval_fraction must be in [0, 1)");
   require(eval_steps >= 0 && save_steps >= 0, "eval_steps and save_steps must be >= 0");
   require(max_eval_rows >= 0, "max_eval_rows must be >= 0");
+  require(epochs >= 0 && epochs <= 1e6, "epochs must be in [0, 1e6] (0: train for `steps`)");
   require(keep_checkpoints > 0, "keep_checkpoints must be > 0");
   require(log_steps > 0, "log_steps must be > 0");
   require(boids.cohesion >= 0 && boids.separation >= 0 && boids.alignment >= 0,
@@ -213,6 +215,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"seed", seed},
           {"eval_steps", eval_steps},
           {"max_eval_rows", max_eval_rows},
+          {"epochs", epochs},
           {"save_steps", save_steps},
           {"keep_checkpoints", keep_checkpoints},
           {"log_steps", log_steps},

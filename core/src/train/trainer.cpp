@@ -49,6 +49,13 @@ std::string differing_keys(const nlohmann::json& a, const nlohmann::json& b) {
   return out;
 }
 
+// The trash-mass constraint of a model with Select-MoE trash cans (its config's settings); nullopt for other models.
+std::optional<TrashConstraint> trash_constraint_of(MoECausalLM& model) {
+  for (auto* layer : model.moe_layers())
+    if (layer->trash_experts() > 0) return TrashConstraint::from_config(model.config());
+  return std::nullopt;
+}
+
 bool routers_train(MoECausalLM& model) {
   for (auto* layer : model.moe_layers())
     for (const auto& p : layer->router().parameters())
@@ -86,7 +93,7 @@ Trainer::Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row
       device_(device),
       out_dir_(std::move(out_dir)),
       fingerprint_(std::move(fingerprint)),
-      objective_(options_, routers_train(model)) {
+      objective_(options_, routers_train(model), trash_constraint_of(model)) {
   options_.validate();
   if (options_.max_eval_rows > 0 && eval_rows_.size() > static_cast<size_t>(options_.max_eval_rows))
     eval_rows_.resize(static_cast<size_t>(options_.max_eval_rows));

@@ -14,6 +14,8 @@ struct RouterEvent {
   at::Tensor topk_weight;     // [N, k] weights applied to the experts' outputs (after normalisation and scaling)
   at::Tensor probs;           // [N, E] float32 probabilities the router chose from; undefined where it has none
   at::Tensor dropped;         // [N, k] bool, true = the expert was full (capacity routers); undefined = none dropped
+  // Select-MoE: the last trash_experts of the E columns are trash cans (no expert; a slot there adds nothing).
+  int64_t trash_experts = 0;
 };
 
 class RouterHook {

@@ -72,6 +72,10 @@ class ExpertBank : public torch::nn::Module {
 
   // x [N, H]; idx, weight [N, k] -> sum_k weight * expert_idx(x), [N, H].
   at::Tensor forward(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& weight) const;
+  // The same over explicit (token, expert, weight) pairs, flat [P] each: tokens may have fewer pairs than others
+  // (Select-MoE's slots on trash cans are left out).
+  at::Tensor forward_pairs(const at::Tensor& x, const at::Tensor& token, const at::Tensor& expert,
+                           const at::Tensor& weight) const;
 
   // Keeps the given experts trainable and freezes the others (values unchanged). Throws esft::Error for an id
   // outside [0, E) or a repeated id.

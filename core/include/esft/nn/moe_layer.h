@@ -22,6 +22,9 @@ struct MoESpec {
   int64_t shared_intermediate = 0;            // 0 = no shared expert
   std::string shared_name = "shared_expert";  // module name of the shared expert (HF differs per family)
   bool shared_expert_gate = false;            // qwen2_moe: sigmoid(x W^T) scales the shared expert
+  // Select-MoE's trash cans: the router's last `trash_experts` columns have no expert. A slot that chooses one adds
+  // nothing (its weight is lost); the expert bank holds the router's other columns.
+  int64_t trash_experts = 0;
 };
 
 // Who listens to routing in this forward, and which tokens are real.
@@ -43,7 +46,8 @@ class MoELayer : public torch::nn::Module {
   void route(const at::Tensor& x, const RoutingContext& routing) const;
 
   int layer_index() const { return layer_; }
-  int64_t num_experts() const { return router_->num_experts(); }
+  int64_t num_experts() const { return router_->num_experts() - spec_.trash_experts; }  // real experts (the bank)
+  int64_t trash_experts() const { return spec_.trash_experts; }
   int64_t top_k() const { return router_->top_k(); }
   RouterBase& router() { return *router_; }
   ExpertBank& experts() { return *experts_; }

@@ -1,7 +1,8 @@
 #pragma once
-// The routers' part of a training step (shared/spec/VARIANTS.md §2-3), from the router events of each forward pass:
+// The routers' part of a training step (shared/spec/VARIANTS.md §1-3), from the router events of each forward pass:
 //   - the loss they add: nothing (router_mode none), aux_loss_coef * the load-balancing loss (normal), or that plus
-//     the Boids terms on the last MoE layer or every one (boids);
+//     the Boids terms on the last MoE layer or every one (boids); on models with trash cans (Select-MoE), also the
+//     weighted constraint on the trash mass;
 //   - the figures a run reports in every mode: the load-balancing loss, the Boids terms (unweighted), the fraction
 //     of (token, choice) pairs an expert had no room for, and each expert's share of the pairs per MoE layer.
 // Figures accumulate on the device and are read once per step (RoutingFigures), so no layer waits for the host.
@@ -15,6 +16,7 @@
 
 #include "esft/model/moe_causal_lm.h"
 #include "esft/model/router_event.h"
+#include "esft/model/trash_constraint.h"
 #include "esft/train/train_options.h"
 
 namespace esft::train {
@@ -22,6 +24,7 @@ namespace esft::train {
 // Routing figures over some tokens. Means are over the micro-batches that had the figure; nullopt when none had.
 struct RoutingFigures {
   std::optional<double> aux;                       // the load-balancing loss, unweighted
+  std::optional<double> constraint;                // Select-MoE's trash-mass constraint, unweighted
   std::optional<double> boids_cohesion, boids_separation, boids_alignment;  // unweighted
   double routed_pairs = 0, dropped_pairs = 0;      // real (token, choice) pairs, and those over capacity
   std::map<int, std::vector<double>> expert_pairs;  // MoE layer -> pairs routed to each expert (before drops)
@@ -53,8 +56,9 @@ class RoutingTally : public RouterHook {
 class RouterObjective : public RouterHook {
  public:
   // `routers_train`: whether any router parameter trains. The load-balancing loss is computed (and reported) when
-  // they do or when aux_loss_coef > 0; ESFT, whose routers are frozen, then skips it.
-  RouterObjective(const TrainOptions& options, bool routers_train);
+  // they do or when aux_loss_coef > 0; ESFT, whose routers are frozen, then skips it. `trash` (models with
+  // Select-MoE trash cans): its weight times the constraint on their mass joins the loss while routers train.
+  RouterObjective(const TrainOptions& options, bool routers_train, std::optional<TrashConstraint> trash = {});
 
   // Before a micro-batch's forward pass: asks for the load-balancing loss and the final hidden states when the
   // objective needs them, and listens to the routers.
@@ -70,10 +74,11 @@ class RouterObjective : public RouterHook {
 
  private:
   TrainOptions options_;
-  bool want_aux_;
+  bool want_aux_, routers_train_;
+  std::optional<TrashConstraintHook> trash_;
   RoutingTally tally_;
   std::vector<RouterEvent> events_;  // this micro-batch's, for Boids
-  at::Tensor aux_sum_, cohesion_sum_, separation_sum_, alignment_sum_;  // detached, over micro-batches
+  at::Tensor aux_sum_, constraint_sum_, cohesion_sum_, separation_sum_, alignment_sum_;  // detached, over micro-batches
   int64_t micro_batches_ = 0, boids_batches_ = 0;
 };
 

@@ -30,6 +30,7 @@ struct TrainOptions {
   int64_t warmup_steps = 0;
   // steps and batches: one step = gradient_accumulation_steps micro-batches of batch_size rows
   int64_t steps = 500;
+  double epochs = 0;  // > 0: steps = ceil(epochs * training rows / rows per step), set by train once rows are known
   int64_t batch_size = 1;
   int64_t gradient_accumulation_steps = 16;
   double max_grad_norm = 1.0;  // 0 = no clipping (the norm is still reported)

@@ -1,0 +1,98 @@
+// Select-MoE from the command line: convert an OLMoE model, inspect and run the result, pre-train its routers.
+#include <ATen/ATen.h>
+
+#include "cli_support.h"
+#include "esft/io/safetensors.h"
+
+using namespace cli_support;
+using nlohmann::json;
+using test_support::write_bytes;
+
+namespace {
+
+const fs::path kOlmoe = fs::path(ESFT_TEST_DATA_DIR) / "hf" / "olmoe";
+const fs::path kExamples = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path() / "examples";
+
+// The OLMoE fixture with the examples' tiny tokenizer beside it, so that data commands can run on it.
+fs::path olmoe_with_tokenizer(const TempDir& dir) {
+  const auto model = dir / "olmoe";
+  fs::create_directories(model);
+  for (const auto& e : fs::directory_iterator(kOlmoe / "model")) fs::copy_file(e.path(), model / e.path().filename());
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(kExamples / "tiny-tokenizer" / f, model / f);
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("cli select moe: convert, info, forward with the constraint, and what convert refuses") {
+  TempDir dir;
+  const auto base = olmoe_with_tokenizer(dir);
+  const auto converted = dir / "select";
+  const Run c = run_host({"convert", "--model", base.string(), "--out", converted.string(), "--seed", "1"});
+  expect_success(c);
+  CHECK(contains(c.out, "2 routers of 8 experts grew 2 trash rows each"));
+  CHECK(fs::exists(converted / "tokenizer.json"));
+  const auto config = json::parse(read_bytes(converted / "config.json"));
+  CHECK(config["model_type"] == "select_moe");
+  CHECK(config["num_trash_experts"] == 2);
+
+  const Run info = run_host({"info", "--model", converted.string()});
+  expect_success(info);
+  CHECK(contains(info.out, "8 routed per MoE layer + 2 trash cans (Select-MoE), top-2"));
+
+  const auto out = dir / "forward.safetensors";
+  expect_success(run_host({"forward", "--model", converted.string(), "--inputs",
+                           (kOlmoe / "reference.safetensors").string(), "--out", out.string()}));
+  const esft::SafetensorsFile f(out);
+  CHECK(f.find("constraint_loss") != nullptr);
+  CHECK(f.find("router_logits.0")->shape.back() == 10);
+  CHECK(f.load("constraint_loss").item<float>() > 0);
+
+  expect_error(run_host({"convert", "--model", converted.string(), "--out", (dir / "again").string()}), 1,
+               {"already a Select-MoE model"});
+  expect_error(run_host({"convert", "--model", (fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe" / "model").string(),
+                         "--out", (dir / "qwen").string()}),
+               1, {"converts OLMoE models", "qwen3_moe"});
+  expect_error(run_host({"convert", "--model", base.string(), "--out", (dir / "t").string(), "--trash-experts", "-1"}),
+               2, {"--trash-experts"});
+  expect_error(run_host({"convert", "--model", base.string(), "--out", converted.string()}), 1, {"is not empty"});
+  for (const char* left : {"again", "qwen", "t"}) CHECK_FALSE(fs::exists(dir / left));
+}
+
+TEST_CASE("cli select moe: train --method router trains the routers alone and resumes exactly") {
+  TempDir dir;
+  const auto base = olmoe_with_tokenizer(dir);
+  const auto converted = dir / "select";
+  expect_success(run_host({"convert", "--model", base.string(), "--out", converted.string()}));
+  const auto data = (kExamples / "tiny-task" / "train.jsonl").string();
+  auto train = [&](const fs::path& out, const std::string& steps, bool resume) {
+    std::vector<std::string> args = {"train", "--method", "router", "--model", converted.string(), "--data", data,
+                                     "--out", out.string(), "--steps", steps};
+    if (resume) args.push_back("--resume");
+    return run_host(args);
+  };
+  const Run straight = train(dir / "a", "4", false);
+  expect_success(straight);
+  CHECK(contains(straight.out, "the routers of 2 MoE layers (8 experts + 2 trash cans each)"));
+  CHECK(contains(straight.out, "mean trash constraint"));
+  const esft::SafetensorsFile adapter(dir / "a" / "adapter" / "model.safetensors");
+  REQUIRE(adapter.tensors().size() == 2);
+  for (const auto& t : adapter.tensors()) {
+    CHECK(t.name.find("mlp.gate.weight") != std::string::npos);
+    CHECK(t.shape[0] == 10);
+  }
+  // 2 steps, then 2 more after a resume: the same routers to the bit.
+  const auto toml = dir / "halves.toml";
+  write_bytes(toml, "save_steps = 2\n");
+  expect_success(run_host({"train", "--method", "router", "--model", converted.string(), "--data", data, "--out",
+                           (dir / "b").string(), "--steps", "2", "--config", toml.string()}));
+  expect_success(run_host({"train", "--method", "router", "--model", converted.string(), "--data", data, "--out",
+                           (dir / "b").string(), "--steps", "4", "--config", toml.string(), "--resume"}));
+  const esft::SafetensorsFile resumed(dir / "b" / "adapter" / "model.safetensors");
+  for (const auto& t : adapter.tensors()) CHECK(at::equal(adapter.load(t.name), resumed.load(t.name)));
+
+  expect_error(run_host({"train", "--method", "router", "--model", base.string(), "--data", data, "--out",
+                         (dir / "c").string(), "--steps", "1"}),
+               1, {"has no trash experts", "esft-host convert"});
+}
