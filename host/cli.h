@@ -51,6 +51,7 @@ Command merge_command();     // commands/merge.cpp
 Command eval_command();      // commands/eval.cpp
 Command behaviour_command(); // commands/behaviour.cpp
 Command convert_command();   // commands/convert.cpp
+Command select_data_command(); // commands/select_data.cpp
 Command run_command();       // commands/run.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.

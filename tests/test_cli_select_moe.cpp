@@ -96,3 +96,39 @@ TEST_CASE("cli select moe: train --method router trains the routers alone and re
                          (dir / "c").string(), "--steps", "1"}),
                1, {"has no trash experts", "esft-host convert"});
 }
+
+TEST_CASE("cli select moe: select-data scores every record, keeps the best fraction, draws the histogram") {
+  TempDir dir;
+  const auto base = olmoe_with_tokenizer(dir);
+  const auto converted = dir / "select";
+  expect_success(run_host({"convert", "--model", base.string(), "--out", converted.string()}));
+  const auto data = (kExamples / "tiny-task" / "train.jsonl").string() + "," +
+                    (kExamples / "tiny-task" / "eval.jsonl").string();
+  const auto out = dir / "selected";
+  const Run r = run_host({"select-data", "--model", converted.string(), "--data", data, "--fraction", "0.1", "--out",
+                          out.string()});
+  expect_success(r);
+  CHECK(contains(r.out, "selected 16 of 160 records"));
+  std::istringstream scores(read_bytes(out / "scores.jsonl")), selected(read_bytes(out / "selected_data.jsonl"));
+  std::vector<json> all, best;
+  for (std::string line; std::getline(scores, line);) all.push_back(json::parse(line));
+  for (std::string line; std::getline(selected, line);) best.push_back(json::parse(line));
+  REQUIRE(all.size() == 160);
+  REQUIRE(best.size() == 16);
+  CHECK(all.front()["dataset"] == "train");
+  CHECK(all.back()["dataset"] == "eval");
+  for (size_t i = 1; i < best.size(); ++i) CHECK(best[i - 1]["score"].get<double>() >= best[i]["score"].get<double>());
+  CHECK(best.front().contains("messages"));
+  int beaten = 0;  // no record left out scores above the last one kept
+  for (const auto& a : all) beaten += a["score"].get<double>() > best.back()["score"].get<double>();
+  CHECK(beaten <= 15);
+  CHECK(read_bytes(out / "score_histogram.png").rfind("\x89PNG", 0) == 0);
+
+  expect_error(run_host({"select-data", "--model", converted.string(), "--data", data, "--fraction", "0", "--out",
+                         (dir / "x").string()}),
+               2, {"--fraction must be in (0, 1]"});
+  expect_error(run_host({"select-data", "--model", base.string(), "--data", data, "--out", (dir / "y").string()}), 1,
+               {"no trash experts"});
+  CHECK_FALSE(fs::exists(dir / "x"));
+  CHECK_FALSE(fs::exists(dir / "y"));
+}

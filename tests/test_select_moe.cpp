@@ -12,6 +12,7 @@
 #include "esft/model/model_config.h"
 #include "esft/model/trash_constraint.h"
 #include "esft/nn/moe_layer.h"
+#include "esft/pipeline/data_selection.h"
 #include "esft/pipeline/routing_collector.h"
 #include "esft/pipeline/trash_conversion.h"
 #include "plugin_loader.h"
@@ -215,4 +216,67 @@ TEST_CASE("select moe: the converted model loads, routes over E+T columns, and t
   const auto r1 = recorder.events[1].probs.narrow(1, E, T).sum(1).clamp(1e-8, 1 - 1e-8);
   const double expected = ((-4 * at::log1p(-r0)).mean() + (-4 * at::log1p(-r1)).mean()).item<double>() / 2;
   CHECK(hook.take_loss().item<double>() == doctest::Approx(expected));
+}
+
+TEST_CASE("select moe: selection keeps floor(N * fraction), best first, ties in input order") {
+  const std::vector<double> q = {0.5, 0.9, 0.7, 0.9, 0.1, 0.7, 0.3, 0.2, 0.6, 0.4};
+  CHECK(esft::pipeline::select_best(q, 0.3) == std::vector<size_t>{1, 3, 2});
+  CHECK(esft::pipeline::select_best(q, 0.45) == std::vector<size_t>{1, 3, 2, 5});
+  CHECK(esft::pipeline::select_best(q, 1.0).size() == 10);
+  CHECK(esft::pipeline::select_best(q, 0.05).empty());
+  CHECK(esft::pipeline::select_best(std::vector<double>(100, 0.5), 0.29).size() == 29);  // not 28.999...
+  for (double bad : {0.0, -0.1, 1.5})
+    CHECK_THROWS_WITH_AS(esft::pipeline::select_best(q, bad), doctest::Contains("(0, 1]"), esft::Error);
+}
+
+TEST_CASE("select moe: quality scores of padded batches equal one sample at a time, by hand from router events") {
+  static esft::host::PluginLoader loader(std::vector<std::filesystem::path>{ESFT_BIN_DIR});
+  const auto family = loader.load("olmoe_select");
+  const auto checkpoint = esft::Checkpoint::open(kOlmoe);
+  const auto converted = esft::pipeline::convert_to_select_moe(checkpoint, esft::read_json_file(kOlmoe / "config.json"),
+                                                               family->naming(), {});
+  test_support::TempDir dir;
+  esft::save_safetensors(dir / "model.safetensors", converted.tensors);
+  const auto mc = esft::ModelConfig::from_json(converted.config, "converted");
+  auto model = family->create(mc, at::kCPU, at::kFloat);
+  esft::load_checkpoint(*model, esft::Checkpoint::open(dir.path), "converted");
+  model->eval();
+
+  std::vector<esft::data::Sample> samples;
+  for (int len : {5, 9, 3, 7, 9}) {
+    esft::data::Sample s;
+    for (int t = 0; t < len; ++t) s.ids.push_back((len * 31 + t * 7) % 384);
+    s.labels = s.ids;
+    s.origin = "sample of " + std::to_string(len);
+    samples.push_back(s);
+  }
+  esft::pipeline::QualityOptions o;
+  o.batch_size = 2;
+  const auto batched = esft::pipeline::score_quality(*model, samples, 0, at::kCPU, o);
+  REQUIRE(batched.size() == samples.size());
+  const int64_t E = mc.num_experts, T = converted.trash_experts;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    struct Recorder : esft::RouterHook {
+      std::vector<esft::RouterEvent> events;
+      void on_route(const esft::RouterEvent& e) override { events.push_back(e); }
+    } recorder;
+    esft::ForwardOptions fo;
+    fo.hooks.push_back(&recorder);
+    at::NoGradGuard no_grad;
+    model->forward(at::tensor(std::vector<int64_t>(samples[i].ids.begin(), samples[i].ids.end()), at::kLong).unsqueeze(0),
+                   {}, fo);
+    double by_hand = 0;
+    for (const auto& e : recorder.events) by_hand += (1 - e.probs.narrow(1, E, T).sum(1)).mean().item<double>();
+    by_hand /= static_cast<double>(recorder.events.size());
+    CAPTURE(i);
+    CHECK(batched[i] == doctest::Approx(by_hand).epsilon(1e-5));
+  }
+  o.max_length = 3;  // every sample scored on its first 3 tokens: samples 1 and 4 are then the same
+  const auto cut = esft::pipeline::score_quality(*model, samples, 0, at::kCPU, o);
+  CHECK(cut[1] == doctest::Approx(cut[4]));
+
+  auto plain = family->create(esft::ModelConfig::from_json(esft::read_json_file(kOlmoe / "config.json"), "olmoe"),
+                              at::kCPU, at::kFloat);
+  CHECK_THROWS_WITH_AS(esft::pipeline::score_quality(*plain, samples, 0, at::kCPU, o),
+                       doctest::Contains("no trash experts"), esft::Error);
 }
