@@ -132,3 +132,36 @@ TEST_CASE("cli select moe: select-data scores every record, keeps the best fract
   CHECK_FALSE(fs::exists(dir / "x"));
   CHECK_FALSE(fs::exists(dir / "y"));
 }
+
+TEST_CASE("cli select moe: eval --metric mc reports acc and acc_norm, zero- and few-shot, and refuses bad records") {
+  TempDir dir;
+  const auto model = olmoe_with_tokenizer(dir).string();
+  const auto data_dir = kExamples.parent_path() / "data";
+  const auto arc = (data_dir / "arc_easy" / "test.jsonl.gz").string();
+  const auto result = dir / "mc.json";
+  const Run zero = run_host({"eval", "--model", model, "--data", arc, "--metric", "mc", "--limit", "8", "--result",
+                             result.string()});
+  expect_success(zero);
+  CHECK(contains(zero.out, "(8 records, 0-shot)"));
+  const auto r = json::parse(read_bytes(result));
+  CHECK(r["metric"] == "mc");
+  CHECK(r["records"] == 8);
+  for (const char* key : {"acc", "acc_norm"}) {
+    CHECK(r[key].get<double>() >= 0);
+    CHECK(r[key].get<double>() <= 1);
+  }
+  const Run two = run_host({"eval", "--model", model, "--data", arc, "--metric", "mc", "--limit", "4", "--fewshot",
+                            "2", "--fewshot-data", (data_dir / "mmlu" / "dev.jsonl.gz").string()});
+  expect_success(two);
+  CHECK(contains(two.out, "(4 records, 2-shot)"));
+
+  const auto bad = dir / "bad.jsonl";
+  write_bytes(bad, "{\"context\": \"q\", \"choices\": [\"a\", \"b\"], \"answer\": 5}\n");
+  expect_error(run_host({"eval", "--model", model, "--data", bad.string(), "--metric", "mc"}), 1,
+               {"bad.jsonl:1", "answer 5 is out of range for 2 choices"});
+  expect_error(run_host({"eval", "--model", model, "--data", arc, "--metric", "mc", "--fewshot", "2"}), 2,
+               {"--fewshot needs --fewshot-data"});
+  expect_error(run_host({"eval", "--model", model, "--data", arc, "--metric", "loss", "--fewshot", "1",
+                         "--fewshot-data", arc}),
+               2, {"apply to --metric mc"});
+}

@@ -1,7 +1,8 @@
 // `esft-host eval`: a model (optionally with an ESFT adapter applied) on held-out data (shared/spec/ESFT.md §5).
 //   --metric loss: mean cross-entropy and perplexity over the labelled tokens of training-shaped records;
 //   --metric exact|intent|rouge-l|accuracy|f1: greedy completions of {"prompt"|"messages", "answers"} records scored
-//   against the answers; the completions can be written as JSON lines for judging elsewhere.
+//   against the answers; the completions can be written as JSON lines for judging elsewhere;
+//   --metric mc: multiple choice ({"context", "choices", "answer"}) by log-likelihood, lm-eval's acc and acc_norm.
 #include <ATen/ATen.h>
 
 #include <chrono>
@@ -18,6 +19,7 @@
 #include "esft/model/generate.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/metrics.h"
+#include "esft/pipeline/multiple_choice.h"
 #include "esft/tokenizer/tokenizer.h"
 #include "esft/train/trainer.h"
 
@@ -89,24 +91,72 @@ int run_loss(const po::variables_map& vm, LoadedModel& m, const data::SampleEnco
   return 0;
 }
 
+// --metric mc: multiple choice by log-likelihood (pipeline/multiple_choice.h), lm-evaluation-harness's acc and
+// acc_norm.
+int run_mc(const po::variables_map& vm, LoadedModel& m, const tok::Tokenizer& tokenizer,
+           const data::TokenizerConfig& special, const fs::path& data_path, int64_t seq_length) {
+  auto records = pipeline::read_mc_records(data_path);
+  if (vm.count("limit") && vm["limit"].as<int64_t>() < static_cast<int64_t>(records.size()))
+    records.resize(static_cast<size_t>(vm["limit"].as<int64_t>()));
+  const int64_t shots = vm["fewshot"].as<int64_t>();
+  std::string prefix;
+  if (shots > 0) prefix = pipeline::fewshot_prefix(pipeline::read_mc_records(vm["fewshot-data"].as<std::string>()), shots);
+  pipeline::McOptions o;
+  o.max_length = seq_length;
+  // lm-eval's prefix token for an empty context: BOS when the tokenizer has one, else EOS.
+  const auto prefix_name = special.bos_token ? special.bos_token : special.eos_token;
+  o.prefix_token = prefix_name ? tokenizer.token_to_id(*prefix_name) : -1;
+  if (o.prefix_token < 0) o.prefix_token = 0;
+
+  std::optional<AtomicFile> out;
+  if (vm.count("out")) out.emplace(vm["out"].as<std::string>());
+  double acc = 0, acc_norm = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < records.size(); ++i) {
+    const auto r = pipeline::score_mc(*m.model, tokenizer, records[i], prefix, m.device, o);
+    acc += r.correct;
+    acc_norm += r.correct_norm;
+    if (out) {
+      out->stream() << nlohmann::json{{"origin", records[i].origin}, {"loglik", r.loglik}, {"answer", records[i].answer},
+                                      {"pred", r.best}, {"pred_norm", r.best_norm}}
+                           .dump()
+                    << "\n";
+    }
+    std::cerr << "\reval: " << i + 1 << "/" << records.size() << " acc " << std::fixed << std::setprecision(4)
+              << acc / static_cast<double>(i + 1) << " acc_norm " << acc_norm / static_cast<double>(i + 1) << std::flush;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cerr << " (" << std::setprecision(1) << seconds << " s)\n";
+  if (out) out->commit();
+  const double n = static_cast<double>(records.size());
+  std::cout << "acc " << std::fixed << std::setprecision(4) << acc / n << "  acc_norm " << acc_norm / n << "  ("
+            << records.size() << " records, " << shots << "-shot" << (vm.count("adapter") ? ", with adapter" : "")
+            << ")\n";
+  write_result(vm, {{"metric", "mc"}, {"value", acc / n}, {"acc", acc / n}, {"acc_norm", acc_norm / n},
+                    {"records", records.size()}, {"fewshot", shots}});
+  return 0;
+}
+
 }  // namespace
 
 Command eval_command() {
   Command c;
   c.name = "eval";
   c.summary = "evaluate a model or model + adapter: loss/perplexity, or a task metric on greedy completions";
-  c.usage = "eval --model DIR [--adapter DIR] --data FILE.jsonl [--metric loss|exact|intent|rouge-l|accuracy] "
-            "[--max-new-tokens N] [--out completions.jsonl]";
+  c.usage = "eval --model DIR [--adapter DIR] --data FILE.jsonl [--metric loss|exact|intent|rouge-l|accuracy|f1|mc] "
+            "[--max-new-tokens N] [--fewshot N --fewshot-data DEV.jsonl] [--out completions.jsonl]";
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>()->required(), "base model directory (weights, tokenizer files)")
         ("adapter", po::value<std::string>(), "ESFT adapter folder (OUT/adapter from train) applied to the model")
         ("data", po::value<std::string>()->required(),
          "JSON lines: training records for loss; {\"prompt\"|\"messages\", \"answers\": [...]} for the other metrics")
-        ("metric", po::value<std::string>()->default_value("loss"), "loss | exact | intent | rouge-l | accuracy | f1")
+        ("metric", po::value<std::string>()->default_value("loss"), "loss | exact | intent | rouge-l | accuracy | f1 | mc")
+        ("fewshot", po::value<int64_t>()->default_value(0), "mc: examples before each question, from --fewshot-data")
+        ("fewshot-data", po::value<std::string>(), "mc: the dev file of the few-shot examples (its first N records)")
         ("max-new-tokens", po::value<int64_t>()->default_value(64), "completion length limit")
         ("batch-size", po::value<int64_t>()->default_value(4), "rows per forward pass (loss)")
-        ("seq-length", po::value<int64_t>()->default_value(4096), "loss: longer samples keep their last tokens")
+        ("seq-length", po::value<int64_t>()->default_value(4096), "loss: longer samples keep their last tokens; mc: longer inputs lose their first tokens")
         ("enable-thinking", po::value<std::string>(), "messages records: true | false (Qwen3's thinking switch)")
         ("limit", po::value<int64_t>(), "evaluate only the first N records")
         ("out", po::value<std::string>(), "write the completions (prompt, completion, answers, score) as JSON lines")
@@ -114,8 +164,8 @@ Command eval_command() {
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
     const auto metric_text = vm["metric"].as<std::string>();
-    const bool loss_mode = metric_text == "loss";
-    const auto metric = loss_mode ? pipeline::Metric::Exact : pipeline::parse_metric(metric_text);
+    const bool loss_mode = metric_text == "loss", mc_mode = metric_text == "mc";
+    const auto metric = loss_mode || mc_mode ? pipeline::Metric::Exact : pipeline::parse_metric(metric_text);
     const int64_t max_new = vm["max-new-tokens"].as<int64_t>(), batch_size = vm["batch-size"].as<int64_t>();
     const int64_t seq_length = vm["seq-length"].as<int64_t>();
     if (max_new <= 0 || batch_size <= 0 || seq_length <= 1) {
@@ -124,6 +174,12 @@ Command eval_command() {
     if (vm.count("limit") && vm["limit"].as<int64_t>() <= 0) throw UsageError("--limit must be positive");
     if (vm.count("enable-thinking") && loss_mode) throw UsageError("--enable-thinking applies to generation metrics");
     if (vm.count("out") && loss_mode) throw UsageError("--out writes completions; it needs a generation --metric");
+    const int64_t shots = vm["fewshot"].as<int64_t>();
+    if (shots < 0) throw UsageError("--fewshot must be >= 0");
+    if ((shots > 0 || vm.count("fewshot-data")) && !mc_mode) throw UsageError("--fewshot and --fewshot-data apply to --metric mc");
+    if (shots > 0 && !vm.count("fewshot-data")) throw UsageError("--fewshot needs --fewshot-data (the dev file the examples come from)");
+    if (vm.count("fewshot-data") && !fs::is_regular_file(vm["fewshot-data"].as<std::string>()))
+      throw Error("few-shot data file " + vm["fewshot-data"].as<std::string>() + " does not exist");
     if (vm.count("out")) check_output_path(vm["out"].as<std::string>(), "--out");
     if (vm.count("result")) check_output_path(vm["result"].as<std::string>(), "--result");
     const fs::path model_dir = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
@@ -143,6 +199,7 @@ Command eval_command() {
     m.model->eval();
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
     if (loss_mode) return run_loss(vm, m, encoder, data_path, batch_size, seq_length);
+    if (mc_mode) return run_mc(vm, m, tokenizer, special, data_path, seq_length);
 
     ChatOptions chat;
     chat.add_generation_prompt = true;
