@@ -95,6 +95,13 @@ TEST_CASE("cli select moe: train --method router trains the routers alone and re
   expect_error(run_host({"train", "--method", "router", "--model", base.string(), "--data", data, "--out",
                          (dir / "c").string(), "--steps", "1"}),
                1, {"has no trash experts", "esft-host convert"});
+  const auto unlabelled = dir / "prompts.jsonl";
+  write_bytes(unlabelled, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
+  expect_error(run_host({"train", "--method", "router", "--model", converted.string(), "--data", unlabelled.string(),
+                         "--out", (dir / "d").string(), "--steps", "1"}),
+               1, {"no training sample has a labelled token"});
+  CHECK_FALSE(fs::exists(dir / "c"));
+  CHECK_FALSE(fs::exists(dir / "d"));
 }
 
 TEST_CASE("cli select moe: select-data scores every record, keeps the best fraction, draws the histogram") {

@@ -90,15 +90,16 @@ Command forward_command() {
       if (e.dropped.defined())
         add("dropped." + l, (e.dropped.size(1) == 1 ? e.dropped.select(1, 0) : e.dropped).to(at::kByte));
     }
-    // Boids terms (unweighted; shared/spec/VARIANTS.md §3) of every layer whose router gives probabilities, over the
-    // real tokens, against the final hidden states; k_nn is 8, or one less than the tokens when there are fewer.
+    // Boids terms (unweighted; shared/spec/VARIANTS.md §3) of every layer of a capacity router (tinymoe's Switch
+    // routers, the ones Boids regularises), over the real tokens, against the final hidden states; k_nn is 8, or one
+    // less than the tokens when there are fewer.
     const auto& final_hidden = out.hidden_states.back();
     const auto real = attention_mask.defined() ? attention_mask.reshape({-1}).to(at::kBool) : at::Tensor();
     auto z = final_hidden.reshape({-1, final_hidden.size(-1)}).to(at::kFloat);
     if (real.defined()) z = z.index({real});
     const BoidsSettings boids;
     for (const auto& e : recorder.events) {
-      if (!e.probs.defined() || z.size(0) < 2) continue;
+      if (!e.probs.defined() || !e.dropped.defined() || z.size(0) < 2) continue;
       auto gates = boids_gates(e.probs, e.topk_idx);
       if (real.defined()) gates = gates.index({real});
       const auto l = std::to_string(e.layer);

@@ -4,6 +4,7 @@
 // the run after the current step with a checkpoint saved.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -183,6 +184,15 @@ Command train_command() {
       split.eval = data::read_samples(vm["eval-data"].as<std::string>(), encoder);
     } else {
       split = data::split_holdout(data::read_samples(data_path, encoder), options.eval_fraction, options.seed);
+    }
+    // Training needs labels: a file of prompts alone (or of masked messages) would train on nothing.
+    const bool any_label = std::any_of(split.train.begin(), split.train.end(), [](const data::Sample& smp) {
+      return std::any_of(smp.labels.begin() + (smp.labels.empty() ? 0 : 1), smp.labels.end(),
+                         [](int32_t l) { return l != data::kIgnoreIndex; });
+    });
+    if (!any_label) {
+      throw Error(data_path.string() + ": no training sample has a labelled token (assistant messages, a completion "
+                  "or text are what trains)");
     }
     data::check_token_ids(split.train, m.config.vocab_size, encoder.pad_id());
     data::check_token_ids(split.eval, m.config.vocab_size, encoder.pad_id());
