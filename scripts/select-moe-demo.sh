@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Select-MoE end to end on 2 CPU cores (shared/spec/VARIANTS.md §1), a few minutes after the build:
+# Select-MoE end to end on 2 CPU cores (shared/spec/VARIANTS.md §1), about a minute after the build:
 #   0. a tiny OLMoE (examples/select-moe/olmoe.toml) trained from scratch on the bundled TinyStories;
 #   1. converted to Select-MoE (2 trash cans per layer); its routers pre-trained on a mix of real stories and
 #      deliberately corrupted ones (examples/select-moe/mix.jsonl.gz: words shuffled, or cut to their first 30%);

@@ -15,6 +15,8 @@
 #include "esft/pipeline/data_selection.h"
 #include "esft/pipeline/routing_collector.h"
 #include "esft/pipeline/trash_conversion.h"
+#include "esft/train/router_objective.h"
+#include "esft/train/train_options.h"
 #include "plugin_loader.h"
 #include "test_support.h"
 
@@ -279,4 +281,27 @@ TEST_CASE("select moe: quality scores of padded batches equal one sample at a ti
                               at::kCPU, at::kFloat);
   CHECK_THROWS_WITH_AS(esft::pipeline::score_quality(*plain, samples, 0, at::kCPU, o),
                        doctest::Contains("no trash experts"), esft::Error);
+}
+
+TEST_CASE("select moe: training figures count no trash can as an expert, and a file sets steps or epochs") {
+  esft::train::RoutingTally tally;
+  esft::RouterEvent e;
+  e.layer = 0;
+  e.topk_idx = at::tensor({0, 3, 3, 1}, at::kLong).reshape({2, 2});
+  e.router_logits = at::zeros({2, 4});
+  e.trash_experts = 1;
+  tally.on_route(e);
+  esft::train::RoutingFigures f;
+  tally.read_into(f);
+  CHECK(f.expert_pairs.at(0) == std::vector<double>{1, 1, 0});
+  CHECK(f.routed_pairs == 4);
+
+  esft::train::TrainOptions router_defaults;
+  router_defaults.epochs = 4;
+  const auto by_steps = esft::train::TrainOptions::parse_toml("steps = 7\n", "t.toml", router_defaults);
+  CHECK(by_steps.steps == 7);
+  CHECK(by_steps.epochs == 0);
+  CHECK(esft::train::TrainOptions::parse_toml("epochs = 2\n", "t.toml", router_defaults).epochs == 2);
+  CHECK_THROWS_WITH_AS(esft::train::TrainOptions::parse_toml("steps = 7\nepochs = 2\n", "t.toml", router_defaults),
+                       doctest::Contains("set steps or epochs, not both"), esft::Error);
 }

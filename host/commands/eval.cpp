@@ -102,11 +102,18 @@ int run_mc(const po::variables_map& vm, LoadedModel& m, const tok::Tokenizer& to
   std::string prefix;
   if (shots > 0) prefix = pipeline::fewshot_prefix(pipeline::read_mc_records(vm["fewshot-data"].as<std::string>()), shots);
   pipeline::McOptions o;
-  o.max_length = seq_length;
+  // lm-eval's HF backend cuts inputs to the model's positions (max_position_embeddings, else 2048).
+  o.max_length = !vm["seq-length"].defaulted() ? seq_length
+                 : m.config.max_position_embeddings > 0 ? m.config.max_position_embeddings
+                                                         : 2048;
   // lm-eval's prefix token for an empty context: BOS when the tokenizer has one, else EOS.
   const auto prefix_name = special.bos_token ? special.bos_token : special.eos_token;
   o.prefix_token = prefix_name ? tokenizer.token_to_id(*prefix_name) : -1;
-  if (o.prefix_token < 0) o.prefix_token = 0;
+  if (o.prefix_token < 0) {
+    for (const auto& r : records)
+      if (r.context.find_first_not_of(" \t\n\r\v\f") == std::string::npos && prefix.empty())
+        throw Error(r.origin + ": an empty context needs a BOS or EOS token, and the tokenizer config names neither");
+  }
 
   std::optional<AtomicFile> out;
   if (vm.count("out")) out.emplace(vm["out"].as<std::string>());
@@ -156,7 +163,9 @@ Command eval_command() {
         ("fewshot-data", po::value<std::string>(), "mc: the dev file of the few-shot examples (its first N records)")
         ("max-new-tokens", po::value<int64_t>()->default_value(64), "completion length limit")
         ("batch-size", po::value<int64_t>()->default_value(4), "rows per forward pass (loss)")
-        ("seq-length", po::value<int64_t>()->default_value(4096), "loss: longer samples keep their last tokens; mc: longer inputs lose their first tokens")
+        ("seq-length", po::value<int64_t>()->default_value(4096),
+         "loss: longer samples keep their last tokens; mc: longer inputs lose their first tokens (default for mc: the "
+         "model's max_position_embeddings, as lm-eval)")
         ("enable-thinking", po::value<std::string>(), "messages records: true | false (Qwen3's thinking switch)")
         ("limit", po::value<int64_t>(), "evaluate only the first N records")
         ("out", po::value<std::string>(), "write the completions (prompt, completion, answers, score) as JSON lines")
@@ -177,6 +186,8 @@ Command eval_command() {
     const int64_t shots = vm["fewshot"].as<int64_t>();
     if (shots < 0) throw UsageError("--fewshot must be >= 0");
     if ((shots > 0 || vm.count("fewshot-data")) && !mc_mode) throw UsageError("--fewshot and --fewshot-data apply to --metric mc");
+    if (mc_mode && (vm.count("enable-thinking") || !vm["max-new-tokens"].defaulted() || !vm["batch-size"].defaulted()))
+      throw UsageError("--enable-thinking, --max-new-tokens and --batch-size do not apply to --metric mc");
     if (shots > 0 && !vm.count("fewshot-data")) throw UsageError("--fewshot needs --fewshot-data (the dev file the examples come from)");
     if (vm.count("fewshot-data") && !fs::is_regular_file(vm["fewshot-data"].as<std::string>()))
       throw Error("few-shot data file " + vm["fewshot-data"].as<std::string>() + " does not exist");

@@ -1,7 +1,10 @@
 // `esft-host forward`: one forward pass over given token ids, writing everything needed to compare a family with
 // transformers, under the names of shared/fixtures/hf/*/reference.safetensors; for capacity routers (tinymoe) also
-// dropped.{l} and the Boids terms boids_{cohesion,separation,alignment}.{l}; Select-MoE models constraint_loss.
+// dropped.{l} and the Boids terms boids_{cohesion,separation,alignment}.{l}; for models with trash cans
+// (Select-MoE) constraint_loss.
 #include <ATen/ATen.h>
+
+#include <algorithm>
 
 #include <iostream>
 #include <map>
@@ -11,6 +14,7 @@
 #include "esft/io/safetensors.h"
 #include "esft/model/boids_losses.h"
 #include "esft/model/trash_constraint.h"
+#include "esft/nn/moe_layer.h"
 #include "esft/model/losses.h"
 
 namespace esft::host {
@@ -110,9 +114,12 @@ Command forward_command() {
     add("ce_loss", causal_lm_loss(out.logits, labels_from_inputs(input_ids, attention_mask)).reshape({1}));
     if (out.aux_loss.defined()) add("aux_loss", out.aux_loss.to(at::kFloat).reshape({1}));
     // Trash cans (Select-MoE): the constraint on their mass (unweighted), with the config's settings.
-    TrashConstraintHook constraint(TrashConstraint::from_config(m.config));
-    for (const auto& e : recorder.events) constraint.on_route(e);
-    if (const auto loss = constraint.take_loss(); loss.defined()) add("constraint_loss", loss.reshape({1}));
+    const auto moe = m.model->moe_layers();
+    if (std::any_of(moe.begin(), moe.end(), [](const nn::MoELayer* l) { return l->trash_experts() > 0; })) {
+      TrashConstraintHook constraint(TrashConstraint::from_config(m.config));
+      for (const auto& e : recorder.events) constraint.on_route(e);
+      if (const auto loss = constraint.take_loss(); loss.defined()) add("constraint_loss", loss.reshape({1}));
+    }
     save_safetensors(out_path, tensors, {{"producer", "esft-host forward"}, {"model_type", m.config.model_type}});
     std::cerr << "wrote " << tensors.size() << " tensors to " << out_path.string() << "\n";
     return 0;

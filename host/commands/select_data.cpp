@@ -2,6 +2,7 @@
 // trash cans (convert, then train --method router) scores every record of the data files by the routing mass it
 // keeps away from the trash; the best fraction is written, with every score and a histogram.
 #include <chrono>
+#include <fstream>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
@@ -86,7 +87,8 @@ Command select_data_command() {
     for (const auto& f : files)
       if (!fs::is_regular_file(f)) throw Error("data file " + f + " does not exist");
     std::error_code ec;
-    if (fs::exists(out, ec) && !fs::is_directory(out, ec)) throw Error(out.string() + " exists and is not a folder");
+    if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
+      throw Error("output folder " + out.string() + " exists and is not empty");
     if (vm.count("adapter")) {
       const auto manifest = pipeline::AdapterManifest::load(vm["adapter"].as<std::string>());
       pipeline::check_adapter_base(manifest, vm["adapter"].as<std::string>(), model_dir);
@@ -111,11 +113,16 @@ Command select_data_command() {
         auto j = json::parse(line, nullptr, false);
         if (j.is_discarded() || !j.is_object()) throw Error(origin + ": not a JSON object");
         samples.push_back(encoder.encode(j, origin));
+        if (j.contains("dataset") && !j["dataset"].is_string()) throw Error(origin + ": \"dataset\" must be a string");
         records.push_back({j.value("dataset", dataset_name(file)), j.contains("id") ? j["id"] : json(index), j});
         ++index;
       }
     }
     if (records.empty()) throw Error("the data files hold no records");
+    if (static_cast<double>(records.size()) * fraction + 1e-9 < 1) {
+      throw Error("--fraction " + std::to_string(fraction) + " of " + std::to_string(records.size()) +
+                  " records keeps none");
+    }
     data::check_token_ids(samples, m.config.vocab_size, encoder.pad_id());
 
     const auto start = std::chrono::steady_clock::now();
@@ -129,20 +136,20 @@ Command select_data_command() {
     std::cerr << "\n";
     const auto best = pipeline::select_best(quality, fraction);
 
-    fs::create_directories(out);
+    // Every output goes into a staging folder that becomes `out` only when all are written.
+    AtomicDirectory staged(out);
     {
-      AtomicFile scores(out / "scores.jsonl");
+      std::ofstream scores(staged.path() / "scores.jsonl");
       for (size_t i = 0; i < records.size(); ++i)
-        scores.stream() << json{{"dataset", records[i].dataset}, {"id", records[i].id}, {"score", quality[i]}}.dump() << "\n";
-      scores.commit();
-      AtomicFile selected(out / "selected_data.jsonl");
+        scores << json{{"dataset", records[i].dataset}, {"id", records[i].id}, {"score", quality[i]}}.dump() << "\n";
+      std::ofstream selected(staged.path() / "selected_data.jsonl");
       for (size_t i : best) {
         json row = {{"dataset", records[i].dataset}, {"id", records[i].id}, {"score", quality[i]}};
         for (const char* field : {"messages", "prompt", "completion", "text"})
           if (records[i].content.contains(field)) row[field] = records[i].content[field];
-        selected.stream() << row.dump() << "\n";
+        selected << row.dump() << "\n";
       }
-      selected.commit();
+      if (!scores.flush() || !selected.flush()) throw Error("cannot write into " + staged.path().string());
     }
 
     // The distribution of scores: a picture and the same as text.
@@ -153,7 +160,8 @@ Command select_data_command() {
     chart.y_label = "records";
     chart.groups = h.labels;
     chart.bars.push_back({"records", h.counts});
-    plot::save(chart, out / "score_histogram", {1000, 500});
+    plot::save(chart, staged.path() / "score_histogram", {1000, 500});
+    staged.commit();
     const double peak = *std::max_element(h.counts.begin(), h.counts.end());
     std::cout << "score histogram (" << records.size() << " records):\n";
     for (size_t b = 0; b < h.counts.size(); ++b) {

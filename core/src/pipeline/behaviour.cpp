@@ -24,10 +24,17 @@ std::vector<std::vector<const data::Row*>> batches_of(const std::vector<data::Ro
   return out;
 }
 
+// Training mode for a scope: eval mode again however it ends.
+struct TrainingModeScope {
+  explicit TrainingModeScope(MoECausalLM& m) : model(m) { model.train(); }
+  ~TrainingModeScope() { model.eval(); }
+  MoECausalLM& model;
+};
+
 // Self-consistency over the rows: `passes` training-mode forward passes per batch.
 std::optional<double> self_consistency(MoECausalLM& model, const std::vector<std::vector<const data::Row*>>& batches,
                                        int32_t pad_id, const c10::Device& device, const BehaviourOptions& o) {
-  model.train();
+  const TrainingModeScope training(model);
   double agree = 0, compared = 0;
   uint64_t draw = 0;
   for (const auto& rows : batches) {
@@ -47,7 +54,6 @@ std::optional<double> self_consistency(MoECausalLM& model, const std::vector<std
       compared += real.sum().item<double>();
     }
   }
-  model.eval();
   if (compared == 0) return std::nullopt;
   return agree / compared;
 }
@@ -163,7 +169,6 @@ BehaviourReport measure_behaviour(MoECausalLM& model, const std::vector<data::Ro
     const auto it = rep.find(n);
     r.repetition[n] = it == rep.end() ? std::nullopt : std::optional<double>(it->second.first / it->second.second);
   }
-  model.eval();
   return r;
 }
 

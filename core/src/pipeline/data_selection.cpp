@@ -73,7 +73,12 @@ std::vector<double> score_quality(MoECausalLM& model, const std::vector<data::Sa
     fo.hooks.push_back(&hook);
     model.forward(ids.to(device), mask.to(device), fo);
     const auto q = hook.mean().cpu();
-    for (int64_t r = 0; r < rows; ++r) quality[order[start + static_cast<size_t>(r)]] = q[r].item<double>();
+    for (int64_t r = 0; r < rows; ++r) {
+      const double v = q[r].item<double>();
+      const auto& s = samples[order[start + static_cast<size_t>(r)]];
+      if (!std::isfinite(v)) throw Error(s.origin + ": its quality score is not a finite number (" + std::to_string(v) + ")");
+      quality[order[start + static_cast<size_t>(r)]] = v;
+    }
     if (progress) progress(end, order.size());
   }
   return quality;

@@ -106,19 +106,30 @@ McResult score_mc(MoECausalLM& model, const tok::Tokenizer& tokenizer, const McR
     ids[static_cast<int64_t>(c)].narrow(0, 0, n).copy_(at::tensor(inputs[c], at::kLong));
     mask[static_cast<int64_t>(c)].narrow(0, 0, n).fill_(1);
   }
+  // Each continuation token's log-probability, gathered on the device: [C, T, V] never leaves it.
+  auto targets = at::zeros({static_cast<int64_t>(C), longest}, at::kLong), picked = at::zeros_like(targets);
+  const int64_t V = model.output_embedding().defined() ? model.output_embedding().size(0) : -1;
+  if (V > 0 && ids.max().item<int64_t>() >= V) {
+    throw Error(record.origin + ": the tokenizer gives ids outside the model's vocabulary of " + std::to_string(V));
+  }
+  for (size_t c = 0; c < C; ++c) {
+    for (int64_t t = 0; t < count[c]; ++t) {
+      const int32_t id = pairs[c].continuation[static_cast<size_t>(t)];
+      if (V > 0 && id >= V) {
+        throw Error(record.origin + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                    std::to_string(V));
+      }
+      targets[static_cast<int64_t>(c)][first[c] + t] = id;
+      picked[static_cast<int64_t>(c)][first[c] + t] = 1;
+    }
+  }
   at::NoGradGuard no_grad;
   ForwardOptions fo;
-  const auto logprobs =
-      at::log_softmax(model.forward(ids.to(device), mask.to(device), fo).logits.to(at::kFloat), -1).cpu().contiguous();
+  const auto logits = model.forward(ids.to(device), mask.to(device), fo).logits;
+  const auto logprobs = at::log_softmax(logits.to(at::kFloat), -1).gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1);
+  const auto sums = (logprobs.to(at::kDouble) * picked.to(device, at::kDouble)).sum(1).cpu();
   McResult r;
-  for (size_t c = 0; c < C; ++c) {
-    const auto row = logprobs[static_cast<int64_t>(c)];
-    const auto* lp = row.data_ptr<float>();
-    const int64_t V = row.size(1);
-    double sum = 0;
-    for (int64_t t = 0; t < count[c]; ++t) sum += lp[(first[c] + t) * V + pairs[c].continuation[static_cast<size_t>(t)]];
-    r.loglik.push_back(sum);
-  }
+  for (size_t c = 0; c < C; ++c) r.loglik.push_back(sums[static_cast<int64_t>(c)].item<double>());
   for (size_t c = 1; c < C; ++c) {
     if (r.loglik[c] > r.loglik[r.best]) r.best = c;
     const auto norm = [&](size_t i) { return r.loglik[i] / static_cast<double>(code_points(record.choices[i])); };

@@ -122,12 +122,15 @@ RoutingFigures RoutingFigures::from_json(const nlohmann::json& j) {
 }
 
 void RoutingTally::on_route(const RouterEvent& e) {
-  const int64_t E = e.router_logits.size(1), k = e.topk_idx.size(1);
+  // Experts only: the last trash_experts columns (Select-MoE's trash cans) are no expert's share.
+  const int64_t E = e.router_logits.size(1) - e.trash_experts, k = e.topk_idx.size(1);
   const auto opts = at::TensorOptions().dtype(at::kDouble).device(e.topk_idx.device());
   const auto real = e.token_mask.defined() ? e.token_mask.to(e.topk_idx.device(), at::kBool).unsqueeze(1).expand({-1, k})
                                            : at::ones_like(e.topk_idx, opts.dtype(at::kBool));
   const auto weights = real.to(at::kDouble).reshape({-1});
-  const auto counts = at::zeros({E}, opts).index_add_(0, e.topk_idx.reshape({-1}), weights);
+  const auto idx = e.topk_idx.reshape({-1});
+  const auto on_expert = e.trash_experts > 0 ? weights * idx.lt(E).to(at::kDouble) : weights;
+  const auto counts = at::zeros({E}, opts).index_add_(0, idx.clamp_max(E - 1), on_expert);
   auto& layer = expert_pairs_[e.layer];
   layer = layer.defined() ? layer + counts : counts;
   accumulate(routed_, weights.sum());
@@ -154,7 +157,7 @@ RouterObjective::RouterObjective(const TrainOptions& options, bool routers_train
 
 void RouterObjective::prepare(ForwardOptions& fo) {
   events_.clear();
-  if (trash_) trash_->take_loss();  // nothing left over from a pass whose loss was not asked for
+  if (trash_) trash_->clear();  // nothing left over from a pass whose loss was not asked for
   fo.aux_loss = want_aux_;  // reported in every mode, added to the loss in normal and boids
   if (options_.router_mode == RouterMode::Boids) fo.final_hidden = true;
   fo.hooks.push_back(this);

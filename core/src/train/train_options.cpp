@@ -124,6 +124,10 @@ TrainOptions apply_table(const toml::table& file, const std::string& where, Trai
     }
     it->second(o, node, at);
   }
+  // A run's length is steps or epochs: a file that names steps means steps, over a default of epochs.
+  const bool sets_steps = table->contains("steps"), sets_epochs = table->contains("epochs");
+  if (sets_steps && sets_epochs) throw Error(where + ": set steps or epochs, not both");
+  if (sets_steps) o.epochs = 0;
   try {
     o.validate();
   } catch (const Error& e) {

@@ -49,6 +49,7 @@ class TrashConstraintHook : public RouterHook {
   void on_route(const RouterEvent& event) override;
   // The mean over the layers seen since the last call (undefined when none had trash cans), and starts again.
   at::Tensor take_loss();
+  void clear() { layers_.clear(); }
   const TrashConstraint& settings() const { return c_; }
 
  private:
