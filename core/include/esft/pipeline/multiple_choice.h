@@ -10,7 +10,8 @@
 //     characters (Unicode code points, as Python's len);
 //   - few-shot: the first N records of a dev file, each as its context + " " + its correct choice, joined and
 //     followed by the record's context with "\n\n" (lm-eval draws its shots at random; we take the first N, so that
-//     a run is reproducible without a seed).
+//     a run is reproducible without a seed). lm-eval leaves a question out of its own shots when they come from the
+//     test split; here the dev file is the caller's, and one that is the test file itself would show the answer.
 #include <cstdint>
 #include <filesystem>
 #include <optional>
