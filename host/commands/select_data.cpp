@@ -81,7 +81,9 @@ Command select_data_command() {
     qo.batch_size = vm["batch-size"].as<int64_t>();
     qo.max_length = vm["max-length"].as<int64_t>();
     if (qo.batch_size < 1 || qo.max_length < 1) throw UsageError("--batch-size and --max-length must be positive");
-    const fs::path model_dir = vm["model"].as<std::string>(), out = vm["out"].as<std::string>();
+    const fs::path model_dir = vm["model"].as<std::string>();
+    fs::path out = fs::path(vm["out"].as<std::string>()).lexically_normal();
+    if (out.filename().empty()) out = out.parent_path();  // "DIR/"
     const auto files = split_commas(vm["data"].as<std::string>());
     if (files.empty()) throw UsageError("--data names no file");
     for (const auto& f : files)
@@ -137,6 +139,7 @@ Command select_data_command() {
     const auto best = pipeline::select_best(quality, fraction);
 
     // Every output goes into a staging folder that becomes `out` only when all are written.
+    if (!out.parent_path().empty()) fs::create_directories(out.parent_path());
     AtomicDirectory staged(out);
     {
       std::ofstream scores(staged.path() / "scores.jsonl");
