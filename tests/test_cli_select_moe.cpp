@@ -172,3 +172,50 @@ TEST_CASE("cli select moe: eval --metric mc reports acc and acc_norm, zero- and 
                          "--fewshot-data", arc}),
                2, {"apply to --metric mc"});
 }
+
+TEST_CASE("cli select moe: a Select-MoE file runs the four stages, then skips what is up to date") {
+  TempDir dir;
+  const auto model = olmoe_with_tokenizer(dir);
+  const auto mc = dir / "mc.jsonl";
+  write_bytes(mc, "{\"context\": \"The sky is\", \"choices\": [\"blue\", \"green\"], \"answer\": 0}\n"
+                  "{\"context\": \"Two and two make\", \"choices\": [\"four\", \"five\", \"six\"], \"answer\": 0}\n");
+  const auto task = (kExamples / "tiny-task" / "train.jsonl").string();
+  auto write_file = [&](const std::string& fraction) {
+    write_bytes(dir / "sm.toml", "[select_moe]\nmodel = \"" + model.string() + "\"\ndevice = \"cpu\"\n"
+                                 "[router]\ndata = \"" + task + "\"\n[router.train]\nsteps = 2\nseq_length = 256\n"
+                                 "save_steps = 0\n[selection]\ndata = [\"" + task + "\"]\nfraction = " + fraction +
+                                 "\n[finetune]\ntop_p = 0.5\n[finetune.train]\nsteps = 2\nbatch_size = 2\n"
+                                 "gradient_accumulation_steps = 1\nseq_length = 256\nsave_steps = 0\neval_fraction = 0\n"
+                                 "[evaluate]\ndata = \"" + mc.string() + "\"\n");
+  };
+  write_file("0.1");
+  const auto out = dir / "out";
+  const std::vector<std::string> args = {"run", (dir / "sm.toml").string(), "--output-dir", out.string()};
+  const Run first = run_host(args);
+  expect_success(first);
+  CHECK(contains(first.out, "selection  kept 12 of 120 records"));
+  const auto summary = json::parse(read_bytes(out / "summary.json"));
+  CHECK(summary["kept"] == 12);
+  CHECK(summary["after"]["acc"].is_number());
+  for (const char* made : {"select/config.json", "router/adapter/model.safetensors", "selection/selected_data.jsonl",
+                           "finetune/train/adapter/model.safetensors", "evaluate/after.json"})
+    CHECK_MESSAGE(fs::exists(out / made), made);
+
+  const Run again = run_host(args);
+  expect_success(again);
+  for (const char* stage : {"select", "router", "selection", "finetune", "evaluate"})
+    CHECK_MESSAGE(contains(again.out, std::string("== ") + stage + ": up to date"), stage);
+
+  write_file("0.2");  // the selection changes: it and the stages after it run again, the ones before do not
+  const Run changed = run_host(args);
+  expect_success(changed);
+  CHECK(contains(changed.out, "== router: up to date"));
+  CHECK_FALSE(contains(changed.out, "== selection: up to date"));
+  CHECK_FALSE(contains(changed.out, "== evaluate: up to date"));
+  CHECK(contains(changed.out, "kept 24 of 120 records"));
+
+  write_bytes(dir / "bad.toml", "[select_moe]\nmodel = \"" + model.string() + "\"\nseeds = 1\n");
+  expect_error(run_host({"run", (dir / "bad.toml").string(), "--output-dir", (dir / "bad").string()}), 1,
+               {"[select_moe]: unknown key seeds"});
+  CHECK_FALSE(fs::exists(dir / "bad"));
+}

@@ -1,6 +1,7 @@
 // `esft-host run`: a whole ESFT pipeline from one TOML file (host/run/plan.h describes the file): every task, every
 // point of the sweep, each step skipped when its outputs are up to date; or, for a file with an [experiment] table,
-// models trained from scratch over a grid, compared in a table and pictures (host/experiment/experiment.h).
+// models trained from scratch over a grid, compared in a table and pictures (host/experiment/experiment.h); or, with
+// a [select_moe] table, Select-MoE's four stages (host/select_moe/select_moe_file.h).
 #include <iostream>
 
 #include "../cli.h"
@@ -8,13 +9,15 @@
 #include "experiment/experiment.h"
 #include "run/plan.h"
 #include "run/runner.h"
+#include "select_moe/select_moe_file.h"
 
 namespace esft::host {
 
 Command run_command() {
   Command c;
   c.name = "run";
-  c.summary = "run a pipeline file (scores, select, train, merge, eval per task and sweep point) or an experiment file";
+  c.summary = "run a pipeline file (scores, select, train, merge, eval per task and sweep point), an experiment file or a "
+              "Select-MoE file";
   c.usage = "run FILE.toml [--output-dir DIR] [--dry-run] [--only STEP[,STEP]] [--from STEP] [--set section.key=value]...";
   c.add_options = [](po::options_description& d) {
     d.add_options()
@@ -32,6 +35,12 @@ Command run_command() {
     const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     const auto output_dir = vm.count("output-dir") ? std::filesystem::path(vm["output-dir"].as<std::string>())
                                                    : std::filesystem::path("esft-runs") / file.stem();
+    if (select_moe::is_select_moe_file(file)) {
+      if (vm.count("only") || vm.count("from") || !overrides.empty())
+        throw UsageError("--only, --from and --set are pipeline and experiment options, not Select-MoE ones");
+      const auto f = select_moe::load_select_moe_file(file);  // every stage checked first
+      return select_moe::run_select_moe(f, output_dir, vm["dry-run"].as<bool>(), global.plugin_dir, global.plugin);
+    }
     if (experiment::is_experiment_file(file)) {
       if (vm.count("only") || vm.count("from")) throw UsageError("--only and --from are pipeline options, not experiment ones");
       const auto x = experiment::load_experiment(file, overrides, global.plugin_dir);  // every run checked first
