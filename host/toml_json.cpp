@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "esft/error.h"
+
 namespace esft::host {
 
 nlohmann::json to_json(const toml::node& n) {
@@ -22,6 +24,16 @@ nlohmann::json to_json(const toml::node& n) {
   std::ostringstream text;  // dates and times, as TOML writes them
   n.visit([&](const auto& v) { text << v; });
   return text.str();
+}
+
+nlohmann::json parse_toml_file(const std::filesystem::path& file) {
+  try {
+    return to_json(toml::parse_file(file.string()));
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    throw Error(file.string() + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
+                std::string(e.description()));
+  }
 }
 
 }  // namespace esft::host

@@ -33,6 +33,33 @@ esft::nn::MoESpec moe_spec(int64_t columns, int64_t trash) {
   return s;
 }
 
+struct Recorder : esft::RouterHook {
+  std::vector<esft::RouterEvent> events;
+  void on_route(const esft::RouterEvent& e) override { events.push_back(e); }
+};
+
+// The OLMoE fixture converted with the default settings, loaded on the CPU in float32.
+struct ConvertedOlmoe {
+  std::shared_ptr<esft::ModelFamily> family;
+  esft::pipeline::TrashConversion conversion;
+  esft::ModelConfig config;
+  std::shared_ptr<esft::MoECausalLM> model;
+};
+ConvertedOlmoe converted_olmoe() {
+  static esft::host::PluginLoader loader(std::vector<std::filesystem::path>{ESFT_BIN_DIR});
+  ConvertedOlmoe c{loader.load("olmoe_select"), {}, {}, nullptr};
+  const auto checkpoint = esft::Checkpoint::open(kOlmoe);
+  c.conversion = esft::pipeline::convert_to_select_moe(checkpoint, esft::read_json_file(kOlmoe / "config.json"),
+                                                       c.family->naming(), {});
+  test_support::TempDir dir;
+  esft::save_safetensors(dir / "model.safetensors", c.conversion.tensors);
+  c.conversion.tensors.clear();  // they alias the checkpoint's mapping, closed on return
+  c.config = esft::ModelConfig::from_json(c.conversion.config, "converted");
+  c.model = c.family->create(c.config, at::kCPU, at::kFloat);
+  esft::load_checkpoint(*c.model, esft::Checkpoint::open(dir.path), "converted");
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("select moe: with trash logits far below the rest, the layer equals the layer without trash cans") {
@@ -184,20 +211,11 @@ TEST_CASE("select moe: conversion grows every router by seeded rows and copies e
 }
 
 TEST_CASE("select moe: the converted model loads, routes over E+T columns, and the constraint follows") {
-  static esft::host::PluginLoader loader(std::vector<std::filesystem::path>{ESFT_BIN_DIR});
-  const auto family = loader.load("olmoe_select");
-  const auto checkpoint = esft::Checkpoint::open(kOlmoe);
-  const auto config = esft::read_json_file(kOlmoe / "config.json");
-  const auto converted = esft::pipeline::convert_to_select_moe(checkpoint, config, family->naming(), {});
-  test_support::TempDir dir;
-  esft::save_safetensors(dir / "model.safetensors", converted.tensors);
-  const auto mc = esft::ModelConfig::from_json(converted.config, "converted");
-  auto model = family->create(mc, at::kCPU, at::kFloat);
-  esft::load_checkpoint(*model, esft::Checkpoint::open(dir.path), "converted");
-  struct Recorder : esft::RouterHook {
-    std::vector<esft::RouterEvent> events;
-    void on_route(const esft::RouterEvent& e) override { events.push_back(e); }
-  } recorder;
+  const auto c0 = converted_olmoe();
+  const auto& mc = c0.config;
+  const auto& converted = c0.conversion;
+  auto model = c0.model;
+  Recorder recorder;
   esft::ForwardOptions fo;
   fo.hooks.push_back(&recorder);
   at::NoGradGuard no_grad;
@@ -232,16 +250,11 @@ TEST_CASE("select moe: selection keeps floor(N * fraction), best first, ties in 
 }
 
 TEST_CASE("select moe: quality scores of padded batches equal one sample at a time, by hand from router events") {
-  static esft::host::PluginLoader loader(std::vector<std::filesystem::path>{ESFT_BIN_DIR});
-  const auto family = loader.load("olmoe_select");
-  const auto checkpoint = esft::Checkpoint::open(kOlmoe);
-  const auto converted = esft::pipeline::convert_to_select_moe(checkpoint, esft::read_json_file(kOlmoe / "config.json"),
-                                                               family->naming(), {});
-  test_support::TempDir dir;
-  esft::save_safetensors(dir / "model.safetensors", converted.tensors);
-  const auto mc = esft::ModelConfig::from_json(converted.config, "converted");
-  auto model = family->create(mc, at::kCPU, at::kFloat);
-  esft::load_checkpoint(*model, esft::Checkpoint::open(dir.path), "converted");
+  const auto c0 = converted_olmoe();
+  const auto& mc = c0.config;
+  const auto& converted = c0.conversion;
+  const auto& family = c0.family;
+  auto model = c0.model;
   model->eval();
 
   std::vector<esft::data::Sample> samples;
@@ -258,10 +271,7 @@ TEST_CASE("select moe: quality scores of padded batches equal one sample at a ti
   REQUIRE(batched.size() == samples.size());
   const int64_t E = mc.num_experts, T = converted.trash_experts;
   for (size_t i = 0; i < samples.size(); ++i) {
-    struct Recorder : esft::RouterHook {
-      std::vector<esft::RouterEvent> events;
-      void on_route(const esft::RouterEvent& e) override { events.push_back(e); }
-    } recorder;
+    Recorder recorder;
     esft::ForwardOptions fo;
     fo.hooks.push_back(&recorder);
     at::NoGradGuard no_grad;

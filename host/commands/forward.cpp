@@ -4,7 +4,6 @@
 // (Select-MoE) constraint_loss.
 #include <ATen/ATen.h>
 
-#include <algorithm>
 
 #include <iostream>
 #include <map>
@@ -14,7 +13,6 @@
 #include "esft/io/safetensors.h"
 #include "esft/model/boids_losses.h"
 #include "esft/model/trash_constraint.h"
-#include "esft/nn/moe_layer.h"
 #include "esft/model/losses.h"
 
 namespace esft::host {
@@ -114,9 +112,8 @@ Command forward_command() {
     add("ce_loss", causal_lm_loss(out.logits, labels_from_inputs(input_ids, attention_mask)).reshape({1}));
     if (out.aux_loss.defined()) add("aux_loss", out.aux_loss.to(at::kFloat).reshape({1}));
     // Trash cans (Select-MoE): the constraint on their mass (unweighted), with the config's settings.
-    const auto moe = m.model->moe_layers();
-    if (std::any_of(moe.begin(), moe.end(), [](const nn::MoELayer* l) { return l->trash_experts() > 0; })) {
-      TrashConstraintHook constraint(TrashConstraint::from_config(m.config));
+    if (const auto trash = trash_constraint_of(*m.model)) {
+      TrashConstraintHook constraint(*trash);
       for (const auto& e : recorder.events) constraint.on_route(e);
       if (const auto loss = constraint.take_loss(); loss.defined()) add("constraint_loss", loss.reshape({1}));
     }

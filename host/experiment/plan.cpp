@@ -20,16 +20,6 @@ using json = nlohmann::json;
 
 namespace {
 
-json parse_file(const fs::path& file) {
-  try {
-    return to_json(toml::parse_file(file.string()));
-  } catch (const toml::parse_error& e) {
-    const auto& at = e.source().begin;
-    throw Error(file.string() + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
-                std::string(e.description()));
-  }
-}
-
 // `section.key=value` with a TOML value (a bare word is a string); the key may itself hold dots (sweep keys).
 void apply_override(json& root, const std::string& text) {
   const auto eq = text.find('='), dot = text.find('.');
@@ -80,13 +70,13 @@ std::string toml_text(const json& object) {
 
 bool is_experiment_file(const fs::path& file) {
   if (!fs::is_regular_file(file)) return false;
-  return parse_file(file).contains("experiment");
+  return parse_toml_file(file).contains("experiment");
 }
 
 Experiment load_experiment(const fs::path& file, const std::vector<std::string>& overrides,
                            const std::optional<fs::path>& plugin_dir) {
   if (!fs::is_regular_file(file)) throw Error("experiment file " + file.string() + " does not exist");
-  json root = parse_file(file);
+  json root = parse_toml_file(file);
   for (const auto& o : overrides) apply_override(root, o);
   const std::string where = file.string();
   const std::set<std::string> sections = {"experiment", "model", "train", "sweep", "variant"};

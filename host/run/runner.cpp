@@ -40,18 +40,6 @@ std::string now_utc() {
 
 std::string file_hash(const fs::path& p) { return fs::is_regular_file(p) ? sha256_file_hex(p) : "missing"; }
 
-// The model as an input: its small files hashed, its weight files by name and size (hashing gigabytes on every run
-// would cost more than the steps it saves).
-json model_fingerprint(const fs::path& dir) {
-  json j = json::object();
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    const auto name = e.path().filename().string();
-    const bool weights = e.path().extension() == ".safetensors";
-    j[name] = weights ? json("bytes:" + std::to_string(e.file_size())) : json(sha256_file_hex(e.path()));
-  }
-  return j;
-}
 
 // A step ended by SIGINT/SIGTERM (train saves a checkpoint first): the whole pipeline stops, it does not go on.
 struct Interrupted {
@@ -423,6 +411,17 @@ class Runner {
 };
 
 }  // namespace
+
+json model_fingerprint(const fs::path& dir) {
+  json j = json::object();
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    const auto name = e.path().filename().string();
+    const bool weights = e.path().extension() == ".safetensors";
+    j[name] = weights ? json("bytes:" + std::to_string(e.file_size())) : json(sha256_file_hex(e.path()));
+  }
+  return j;
+}
 
 int execute(const Plan& plan, const RunOptions& options) { return Runner(plan, options).execute(); }
 

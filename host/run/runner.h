@@ -16,6 +16,10 @@ struct RunOptions {
   std::set<Step> steps = {Step::Scores, Step::Select, Step::Train, Step::Merge, Step::Eval};
 };
 
+// A model directory as a step's input: its small files by SHA-256, its weight files by size (hashing gigabytes on
+// every run would cost more than the steps it saves).
+nlohmann::json model_fingerprint(const std::filesystem::path& dir);
+
 // Returns the exit code: 0 when every run succeeded, 1 otherwise.
 int execute(const Plan& plan, const RunOptions& options);
 

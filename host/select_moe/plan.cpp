@@ -17,16 +17,6 @@ using json = nlohmann::json;
 
 namespace {
 
-json parse_file(const fs::path& file) {
-  try {
-    return to_json(toml::parse_file(file.string()));
-  } catch (const toml::parse_error& e) {
-    const auto& at = e.source().begin;
-    throw Error(file.string() + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " +
-                std::string(e.description()));
-  }
-}
-
 // One section of the file: its keys are checked against `known`, values read by type, paths resolved.
 class Section {
  public:
@@ -77,12 +67,12 @@ class Section {
 
 bool is_select_moe_file(const fs::path& file) {
   if (!fs::is_regular_file(file)) return false;
-  return parse_file(file).contains("select_moe");
+  return parse_toml_file(file).contains("select_moe");
 }
 
 SelectMoeFile load_select_moe_file(const fs::path& file) {
   if (!fs::is_regular_file(file)) throw Error("Select-MoE file " + file.string() + " does not exist");
-  const json root = parse_file(file);
+  const json root = parse_toml_file(file);
   const std::set<std::string> sections = {"select_moe", "router", "selection", "finetune", "evaluate"};
   for (const auto& item : root.items())
     if (!sections.count(item.key())) throw Error(file.string() + ": unknown section [" + item.key() + "]");

@@ -10,6 +10,7 @@
 #include "esft/io/json_file.h"
 #include "esft/io/sha256.h"
 #include "experiment/experiment.h"
+#include "run/runner.h"
 #include "select_moe/select_moe_file.h"
 
 namespace esft::host::select_moe {
@@ -19,16 +20,6 @@ using json = nlohmann::json;
 
 namespace {
 
-// A model directory as an input: its small files hashed, its weights by size.
-json model_fingerprint(const fs::path& dir) {
-  json j = json::object();
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    const bool weights = e.path().extension() == ".safetensors";
-    j[e.path().filename().string()] = weights ? json("bytes:" + std::to_string(e.file_size())) : json(sha256_file_hex(e.path()));
-  }
-  return j;
-}
 
 // A number as its shortest JSON text (0.3, not 0.300000).
 std::string number_text(double v) { return json(v).dump(); }
@@ -77,7 +68,7 @@ class Runner {
     fs::create_directories(out_);
     const auto select = out_ / "select", router = out_ / "router", selection = out_ / "selection",
                finetune = out_ / "finetune", evaluate = out_ / "evaluate";
-    auto h = stage("select", {{"model", model_fingerprint(f_.model)}, {"trash_experts", f_.trash_experts}, {"seed", f_.seed}},
+    auto h = stage("select", {{"model", run::model_fingerprint(f_.model)}, {"trash_experts", f_.trash_experts}, {"seed", f_.seed}},
                    select / "config.json", [&] {
                      invoke({"convert", "--model", f_.model.string(), "--out", select.string(), "--trash-experts",
                              std::to_string(f_.trash_experts), "--seed", std::to_string(f_.seed)});
@@ -107,7 +98,7 @@ class Runner {
               });
     const auto selected = (selection / "selected_data.jsonl").string();
     h = stage("finetune",
-              {{"after", h}, {"model", model_fingerprint(f_.finetune_model)}, {"top_p", f_.top_p},
+              {{"after", h}, {"model", run::model_fingerprint(f_.finetune_model)}, {"top_p", f_.top_p},
                {"score_function", f_.score_function}, {"train", f_.finetune_train}},
               finetune / "train" / "adapter" / "model.safetensors", [&] {
                 fs::create_directories(finetune);

@@ -38,13 +38,7 @@ class EsftMethod final : public TrainingMethod {
   }
 
   void finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
-    pipeline::AdapterManifest manifest;
-    manifest.method = "esft";
-    manifest.family = m.family->name();
-    manifest.model_type = m.config.model_type;
-    manifest.base_model = fs::absolute(run.model_dir).lexically_normal().string();
-    manifest.base_config_sha256 = run.fingerprint["base_config_sha256"];
-    manifest.dtype = dtype_label(m.dtype);
+    const auto manifest = adapter_manifest("esft", m, run);
     const auto adapter = pipeline::save_adapter(*m.model, run.out / "adapter", manifest, config_,
                                                 {{"steps", trainer.step()}, {"train_options", run.options.to_json()}});
     const auto base_bytes = Checkpoint::open(run.model_dir).total_bytes();

@@ -1,5 +1,7 @@
 #include "method.h"
 
+#include "esft/runtime.h"
+
 #include <iomanip>
 #include <sstream>
 
@@ -10,6 +12,18 @@ std::unique_ptr<TrainingMethod> make_training_method(const std::string& name, co
   if (name == "pretrain") return make_pretrain_method(vm);
   if (name == "router") return make_router_method(vm);
   throw UsageError("--method " + name + " is not a training method (esft, pretrain, router)");
+}
+
+pipeline::AdapterManifest adapter_manifest(const std::string& method, const LoadedModel& m,
+                                           const TrainingRunInfo& run) {
+  pipeline::AdapterManifest manifest;
+  manifest.method = method;
+  manifest.family = m.family->name();
+  manifest.model_type = m.config.model_type;
+  manifest.base_model = std::filesystem::absolute(run.model_dir).lexically_normal().string();
+  manifest.base_config_sha256 = run.fingerprint["base_config_sha256"];
+  manifest.dtype = dtype_label(m.dtype);
+  return manifest;
 }
 
 std::string mib_text(uint64_t bytes) {

@@ -11,6 +11,7 @@
 
 #include "../cli.h"
 #include "esft/error.h"
+#include "esft/pipeline/adapter_merge.h"
 #include "esft/train/train_options.h"
 #include "esft/train/trainer.h"
 
@@ -45,6 +46,11 @@ std::unique_ptr<TrainingMethod> make_training_method(const std::string& name, co
 std::unique_ptr<TrainingMethod> make_esft_method(const po::variables_map& vm);      // esft.cpp
 std::unique_ptr<TrainingMethod> make_pretrain_method(const po::variables_map& vm);  // pretrain.cpp
 std::unique_ptr<TrainingMethod> make_router_method(const po::variables_map& vm);    // router.cpp
+
+// The manifest of an adapter a method writes: the method, the family and model type, the base model and the hash
+// of its config.json (from the run's fingerprint), the training dtype.
+pipeline::AdapterManifest adapter_manifest(const std::string& method, const LoadedModel& model,
+                                           const TrainingRunInfo& run);
 
 // "12.3 MiB" (two decimals under 10 MiB).
 std::string mib_text(uint64_t bytes);

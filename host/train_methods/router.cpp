@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "esft/io/weights.h"
+#include "esft/model/trash_constraint.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
@@ -34,9 +35,7 @@ class RouterMethod final : public TrainingMethod {
   }
 
   void make_trainable(LoadedModel& m, nlohmann::json& fingerprint) override {
-    int64_t trash = 0;
-    for (auto* layer : m.model->moe_layers()) trash = std::max(trash, layer->trash_experts());
-    if (trash == 0) {
+    if (!trash_constraint_of(*m.model)) {
       throw Error("--method router trains the routers of a Select-MoE model, and " + m.config.source +
                   " has no trash experts (make one with esft-host convert)");
     }
@@ -53,13 +52,7 @@ class RouterMethod final : public TrainingMethod {
   }
 
   void finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
-    pipeline::AdapterManifest manifest;
-    manifest.method = "router";
-    manifest.family = m.family->name();
-    manifest.model_type = m.config.model_type;
-    manifest.base_model = fs::absolute(run.model_dir).lexically_normal().string();
-    manifest.base_config_sha256 = run.fingerprint["base_config_sha256"];
-    manifest.dtype = dtype_label(m.dtype);
+    const auto manifest = adapter_manifest("router", m, run);
     pipeline::ExpertConfig none;  // no expert trains
     for (auto* layer : m.model->moe_layers()) none.experts[layer->layer_index()] = {};
     const auto adapter = pipeline::save_adapter(*m.model, run.out / "adapter", manifest, none,

@@ -3,8 +3,16 @@
 #include <ATen/ATen.h>
 
 #include "esft/error.h"
+#include "esft/model/moe_causal_lm.h"
+#include "esft/nn/moe_layer.h"
 
 namespace esft {
+
+std::optional<TrashConstraint> trash_constraint_of(MoECausalLM& model) {
+  for (auto* layer : model.moe_layers())
+    if (layer->trash_experts() > 0) return TrashConstraint::from_config(model.config());
+  return std::nullopt;
+}
 
 const char* trash_ratio_name(TrashRatio r) { return r == TrashRatio::Full ? "full" : "topk"; }
 

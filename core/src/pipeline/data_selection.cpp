@@ -7,7 +7,7 @@
 #include <numeric>
 
 #include "esft/error.h"
-#include "esft/nn/moe_layer.h"
+#include "esft/model/trash_constraint.h"
 
 namespace esft::pipeline {
 
@@ -19,8 +19,7 @@ class QualityHook : public RouterHook {
   explicit QualityHook(int64_t rows) : rows_(rows) {}
   void on_route(const RouterEvent& e) override {
     if (e.trash_experts == 0) return;
-    const int64_t E = e.probs.size(1);
-    const auto kept = 1.0 - e.probs.to(at::kFloat).narrow(1, E - e.trash_experts, e.trash_experts).sum(1);
+    const auto kept = 1.0 - trash_mass(e.probs, e.topk_idx, e.topk_weight, e.trash_experts, TrashRatio::Full);
     const auto real = e.token_mask.defined() ? e.token_mask.to(kept.device(), at::kFloat)
                                              : at::ones_like(kept);
     const auto per_row = (kept * real).view({rows_, -1}).sum(1) / real.view({rows_, -1}).sum(1).clamp_min(1);
@@ -40,9 +39,7 @@ class QualityHook : public RouterHook {
 std::vector<double> score_quality(MoECausalLM& model, const std::vector<data::Sample>& samples, int32_t pad_id,
                                   const c10::Device& device, const QualityOptions& o,
                                   const std::function<void(size_t, size_t)>& progress) {
-  bool trash = false;
-  for (auto* layer : model.moe_layers()) trash = trash || layer->trash_experts() > 0;
-  if (!trash) throw Error("the model has no trash experts to score data with (make one with esft-host convert)");
+  if (!trash_constraint_of(model)) throw Error("the model has no trash experts to score data with (make one with esft-host convert)");
   if (o.batch_size < 1 || o.max_length < 1) throw Error("batch size and max length must be positive");
   for (const auto& s : samples)
     if (s.ids.empty()) throw Error(s.origin + ": a sample with no tokens cannot be scored");

@@ -49,13 +49,6 @@ std::string differing_keys(const nlohmann::json& a, const nlohmann::json& b) {
   return out;
 }
 
-// The trash-mass constraint of a model with Select-MoE trash cans (its config's settings); nullopt for other models.
-std::optional<TrashConstraint> trash_constraint_of(MoECausalLM& model) {
-  for (auto* layer : model.moe_layers())
-    if (layer->trash_experts() > 0) return TrashConstraint::from_config(model.config());
-  return std::nullopt;
-}
-
 bool routers_train(MoECausalLM& model) {
   for (auto* layer : model.moe_layers())
     for (const auto& p : layer->router().parameters())

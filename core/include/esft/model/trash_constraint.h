@@ -10,6 +10,7 @@
 // public versions of the reference disagree there).
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,11 @@ struct TrashConstraint {
   // config.json, over the defaults above. Throws esft::Error naming the key for values out of range.
   static TrashConstraint from_config(const ModelConfig& config);
 };
+
+class MoECausalLM;
+
+// The constraint of a model with trash cans in some MoE layer (its config's settings); nullopt for other models.
+std::optional<TrashConstraint> trash_constraint_of(MoECausalLM& model);
 
 const char* trash_ratio_name(TrashRatio r);
 TrashRatio parse_trash_ratio(const std::string& text, const std::string& where);  // esft::Error for another word
