@@ -42,7 +42,8 @@ COMMON = dict(hidden_size=64, vocab_size=384, num_attention_heads=4, num_experts
 
 # Per family: the config arguments that differ from COMMON and transformers' defaults (they reproduce the committed
 # config.json files exactly), how the router ranks experts ("logit": top-k of logits or of their softmax, which
-# ranks the same; "sigmoid_bias": top-k of sigmoid(logit) + e_score_correction_bias), whether the causal-LM class
+# ranks the same; "sigmoid_bias": top-k of sigmoid(logit) + e_score_correction_bias; "softmax_group": top-k of
+# softmax(logit) within the best groups, a group scored by its largest probability), whether the causal-LM class
 # has a load-balancing loss, the dtype of the stored weights, and the shard size of save_pretrained.
 FAMILIES = {
     "qwen2_moe": dict(
@@ -75,6 +76,20 @@ FAMILIES = {
                     q_lora_rank=None, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16, head_dim=8,
                     n_group=1, topk_group=1),
         score="logit", aux=False, weights_dtype="float32", max_shard_size=None),
+    # Variants of a family (model_type names the family): the paths its main fixture leaves out. deepseek_v2 with
+    # the q bottleneck (q_lora_rank), attention biases, YaRN with DeepSeek's mscale / mscale_all_dim (unequal, so
+    # both the rotary scaling and the softmax scaling matter), and the group-limited router with scaling.
+    "deepseek_v2_yarn": dict(
+        model_type="deepseek_v2",
+        config=dict(num_hidden_layers=3, num_key_value_heads=4, intermediate_size=96, moe_intermediate_size=32,
+                    n_routed_experts=8, n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=16,
+                    q_lora_rank=12, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16, head_dim=8,
+                    attention_bias=True, topk_method="group_limited_greedy", n_group=4, topk_group=2,
+                    routed_scaling_factor=2.5, max_position_embeddings=163840,
+                    rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0, "mscale": 1.0,
+                                     "mscale_all_dim": 0.707, "original_max_position_embeddings": 4096,
+                                     "beta_fast": 32, "beta_slow": 1}),
+        score="softmax_group", aux=False, weights_dtype="float32", max_shard_size=None),
 }
 
 BATCH, SEQ, PADDED = 2, 16, 5  # row 1 has its last PADDED positions padded
@@ -143,7 +158,8 @@ def parse_args(argv):
 
 
 def build_config(family):
-    config = transformers.AutoConfig.for_model(family, **{**COMMON, **FAMILIES[family]["config"]})
+    model_type = FAMILIES[family].get("model_type", family)
+    config = transformers.AutoConfig.for_model(model_type, **{**COMMON, **FAMILIES[family]["config"]})
     config.dtype = "float32"
     return config
 
@@ -169,13 +185,6 @@ def load_model(model_dir):
     if declared != "float32":
         model.to(getattr(torch, declared))
     return model.to(torch.float32).eval()
-
-
-def family_of(model):
-    family = model.config.model_type
-    if family not in FAMILIES:
-        raise FixtureError(f"model_type {family!r} is not in the FAMILIES table")
-    return family
 
 
 def moe_layers(model):
@@ -276,9 +285,9 @@ def routing_recorder(model):
             handle.remove()
 
 
-def compute(model, inputs):
-    """All reference tensors (reference.safetensors) and gradients under checkpoint names (grads.safetensors)."""
-    family = family_of(model)
+def compute(model, family, inputs):
+    """All reference tensors (reference.safetensors) and gradients under checkpoint names (grads.safetensors) of the
+    model of FAMILIES row `family`."""
     input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
     extra = {"output_router_logits": True} if FAMILIES[family]["aux"] else {}
     model.zero_grad(set_to_none=True)
@@ -323,22 +332,33 @@ def checkpoint_grads(model):
     return {name: g.contiguous().clone() for name, g in revert_weight_conversion(model, grads).items()}
 
 
-def routing_margins(model, ref):
+def routing_margins(model, family, ref):
     """(margin, group margin). margin: the smallest gap, over all tokens (padded ones included, as the committed
     MANIFEST records it) and MoE layers, between the k-th and (k+1)-th score the router ranks experts by. Group
     margin (group-limited routers only): the same gap between the chosen and the best rejected expert group."""
-    family = family_of(model)
     k = model.config.num_experts_per_tok
     margin, group_margin = float("inf"), float("inf")
     for index, router, _ in moe_layers(model):
         scores = ref[f"router_logits.{index}"]
-        if FAMILIES[family]["score"] == "sigmoid_bias":
-            scores = scores.sigmoid() + router.e_score_correction_bias.detach().float()
+        score = FAMILIES[family]["score"]
+        if score in ("sigmoid_bias", "softmax_group"):
+            if score == "sigmoid_bias":
+                scores = scores.sigmoid() + router.e_score_correction_bias.detach().float()
+            # softmax_group ranks experts and groups by probability, which ranks them as the logits do: the
+            # margins are measured on the logits.
             groups, chosen = router.num_group, router.topk_group
             if chosen < groups:
-                per_group = scores.view(scores.shape[0], groups, -1).topk(2, dim=-1).values.sum(-1)
+                grouped = scores.view(scores.shape[0], groups, -1)
+                per_group = (grouped.topk(2, dim=-1).values.sum(-1) if score == "sigmoid_bias"
+                             else grouped.max(dim=-1).values)
                 top = per_group.topk(chosen + 1, dim=-1).values
                 group_margin = min(group_margin, (top[:, chosen - 1] - top[:, chosen]).min().item())
+                if score == "softmax_group":
+                    # Only experts of the kept groups compete. (sigmoid_bias keeps its margin over all experts, as
+                    # the committed MANIFEST records it.)
+                    keep = torch.zeros_like(per_group).scatter_(1, per_group.topk(chosen, dim=-1).indices, 1)
+                    keep = keep.unsqueeze(-1).expand_as(grouped).reshape_as(scores).bool()
+                    scores = scores.masked_fill(~keep, float("-inf"))
         top = scores.topk(k + 1, dim=-1).values
         margin = min(margin, (top[:, k - 1] - top[:, k]).min().item())
     return margin, group_margin
@@ -366,8 +386,8 @@ def make_family(family, out_dir, seed, tries, min_margin, overwrite):
         inputs = make_inputs(generator, model.config.vocab_size)
         # The references come from the saved folder, loaded the way --check loads it.
         model = load_model(work / "model")
-        ref, grads = compute(model, inputs)
-        margin, group_margin = routing_margins(model, ref)
+        ref, grads = compute(model, family, inputs)
+        margin, group_margin = routing_margins(model, family, ref)
         generated = ref["generate.output"].shape[1]
         if min(margin, group_margin) < min_margin or generated != PROMPT_LEN + NEW_TOKENS:
             why = (f"stopped after {generated - PROMPT_LEN} tokens" if generated != PROMPT_LEN + NEW_TOKENS
@@ -436,7 +456,7 @@ def check_family(family_dir, manifest_entry):
     stored_grads = load_file(str(family_dir / "grads.safetensors"))
     model = load_model(family_dir / "model")
     inputs = {k: stored[k] for k in ("input_ids", "attention_mask", "generate.prompt")}
-    ref, grads = compute(model, inputs)
+    ref, grads = compute(model, family_dir.name, inputs)
     failures, cols = [], {}
 
     def keyset(name, new, old):
@@ -520,7 +540,7 @@ def check_family(family_dir, manifest_entry):
     if not generate_ok:
         failures.append(f"greedy tokens differ: {ref['generate.output'].tolist()}")
 
-    margin, group_margin = routing_margins(model, ref)
+    margin, group_margin = routing_margins(model, family_dir.name, ref)
     cols["margin"] = f"{margin:.4f}"
     if manifest_entry is not None:
         # Recomputing the recorded margin checks that this program measures it as the fixtures did.

@@ -65,6 +65,29 @@ TEST_CASE("chat: Qwen3 renders every fixture conversation as its template does, 
   CHECK(records == 20);
 }
 
+TEST_CASE("chat: deepseek_v2 renders every fixture conversation as transformers renders DeepSeek-V2's template") {
+  // tests/data/tok/deepseek_v2.chat.jsonl: scripts/make-deepseek-chat-fixture.py (apply_chat_template with the
+  // template of DeepSeek-V2(-Lite)-Chat).
+  const auto fam = family("deepseek_v2");
+  std::ifstream in(fs::path(ESFT_TEST_DATA_DIR) / "tok" / "deepseek_v2.chat.jsonl");
+  int records = 0;
+  for (std::string line; std::getline(in, line); ++records) {
+    const auto r = json::parse(line);
+    esft::ChatOptions options;
+    options.add_generation_prompt = r.at("add_generation_prompt").get<bool>();
+    INFO("record ", records + 1);
+    CHECK(esft::join_segments(fam->chat_format().render(esft::parse_chat_messages(r.at("messages"), "fixture"), options)) ==
+          r.at("rendered").get<std::string>());
+  }
+  CHECK(records == 12);
+  // Labels: the assistant's content with the space before it (which DeepSeek's tokenizer joins to the first word,
+  // as the ESFT reference tokenizes and labels " {answer}") and its end-of-sentence token.
+  std::string trainable;
+  for (const auto& s : fam->chat_format().render(conversation(true, true), {}))
+    if (s.trainable) trainable += "[" + s.text + "]";
+  CHECK(trainable == "[ A<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>]");
+}
+
 TEST_CASE("chat: the other families render the strings of MODELS.md") {
   CHECK(render("qwen2_moe", true, false) ==
         "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n");

@@ -218,8 +218,25 @@ TEST_CASE("cli: info reports the fixture's tensors, files and parameter total") 
   CHECK(contains(r.out, "qwen3_moe"));
 }
 
+TEST_CASE("cli: info counts the parameters of ESFT-vanilla-lite and DeepSeek-V2-Lite from their configs alone") {
+  // The figures transformers 5.17 reports for the same configs (tests/data/configs/README.md).
+  for (const char* name : {"esft-vanilla-lite", "deepseek-v2-lite"}) {
+    CAPTURE(name);
+    const Run r = run_host({"info", "--model", (fs::path(ESFT_TEST_DATA_DIR) / "configs" / name).string()});
+    expect_success(r);
+    INFO("stdout: ", r.out);
+    CHECK(contains(r.out, "deepseek_v2 (plugin deepseek_v2)"));
+    CHECK(contains(r.out, "27 decoder layers, 26 MoE: 1,2,"));
+    CHECK(contains(r.out, "64 routed per MoE layer, top-6, expert intermediate 1408"));
+    CHECK(contains(r.out, "total 15,706,484,224; active per token 2,661,150,208"));
+    CHECK(contains(r.out, "routed experts 14,394,851,328"));
+    CHECK(contains(r.out, "shared experts 449,839,104"));
+    CHECK(contains(r.out, "checkpoint       none"));
+  }
+}
+
 // Every family's fixture, through the command line.
-const char* const kFamilyFixtures[] = {"qwen3_moe", "qwen2_moe", "olmoe", "glm4_moe", "gpt_oss"};
+const char* const kFamilyFixtures[] = {"qwen3_moe", "qwen2_moe", "olmoe", "glm4_moe", "gpt_oss", "deepseek_v2"};
 
 void check_forward_reproduces(const fs::path& fixture) {
   const auto model = fixture / "model", reference = fixture / "reference.safetensors";

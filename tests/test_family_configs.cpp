@@ -19,7 +19,7 @@ struct FamilyCase {
   const char* fixture;
 };
 const FamilyCase kFamilies[] = {{"qwen3_moe", "qwen3_moe"}, {"qwen2_moe", "qwen2_moe"}, {"olmoe_select", "olmoe"},
-                                {"glm4_moe", "glm4_moe"},   {"gpt_oss", "gpt_oss"}};
+                                {"glm4_moe", "glm4_moe"},   {"gpt_oss", "gpt_oss"},     {"deepseek_v2", "deepseek_v2"}};
 
 json fixture_config(const std::string& fixture) {
   std::ifstream in(fs::path(ESFT_TEST_DATA_DIR) / "hf" / fixture / "model" / "config.json");
@@ -69,6 +69,23 @@ TEST_CASE("family configs: glm4_moe refuses expert groups that do not fit") {
   CHECK(contains(build_error("glm4_moe", "glm4_moe", [](json& c) { c["topk_group"] = 3; }), "topk_group 3"));
   CHECK(contains(build_error("glm4_moe", "glm4_moe", [](json& c) { c["first_k_dense_replace"] = -1; }),
                  "first_k_dense_replace"));
+}
+
+TEST_CASE("family configs: deepseek_v2 refuses routers, attention and MLPs it does not implement") {
+  const auto error = [](const std::function<void(json&)>& edit) { return build_error("deepseek_v2", "deepseek_v2", edit); };
+  CHECK(contains(error([](json& c) { c["topk_method"] = "noaux_tc"; }), "topk_method 'noaux_tc'"));
+  CHECK(contains(error([](json& c) { c["scoring_func"] = "sigmoid"; }), "scoring_func 'sigmoid'"));
+  CHECK(contains(error([](json& c) { c["num_key_value_heads"] = 2; }), "num_key_value_heads"));
+  CHECK(contains(error([](json& c) { c["mlp_bias"] = true; }), "mlp_bias"));
+  CHECK(contains(error([](json& c) { c["qk_rope_head_dim"] = 7; }), "qk_rope_head_dim"));
+  CHECK(contains(error([](json& c) { c["kv_lora_rank"] = 0; }), "kv_lora_rank"));
+  CHECK(contains(error([](json& c) { c.erase("v_head_dim"); }), "v_head_dim"));
+  CHECK(contains(error([](json& c) { c["moe_layer_freq"] = 0; }), "moe_layer_freq"));
+  // group_limited_greedy needs groups that divide the experts and hold the top-k.
+  CHECK(contains(error([](json& c) { c["topk_method"] = "group_limited_greedy"; c["n_group"] = 3; }), "n_group 3"));
+  CHECK(contains(error([](json& c) { c["topk_method"] = "group_limited_greedy"; c["n_group"] = 8; c["topk_group"] = 1; }),
+                 "topk_group 1"));
+  CHECK(contains(error([](json& c) { c["topk_method"] = "noaux_tc"; }), "edited/config.json"));
 }
 
 TEST_CASE("family configs: gpt_oss refuses unknown layer types and a missing window") {

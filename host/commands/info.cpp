@@ -1,6 +1,8 @@
 // `esft-host info --model DIR`: what a checkpoint is, without loading its weights (the model is built on the
-// meta device, so even a 30B model costs no memory here).
+// meta device, so even a 30B model costs no memory here). A folder with config.json alone works too: the counts
+// come from the model the config describes.
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "../cli.h"
@@ -30,7 +32,7 @@ Command info_command() {
   Command c;
   c.name = "info";
   c.summary = "show a model's configuration, parameter counts, MoE layers and checkpoint size";
-  c.usage = "info --model DIR";
+  c.usage = "info --model DIR   (DIR may hold config.json alone: counts without a checkpoint)";
   c.add_options = [](po::options_description& d) {
     d.add_options()("model", po::value<std::string>()->required(), "model directory (config.json + safetensors)");
   };
@@ -38,12 +40,14 @@ Command info_command() {
     parse_dtype(global.dtype, parse_device(global.device));  // not used here, but a wrong value is still an error
     const std::filesystem::path dir = vm["model"].as<std::string>();
     const auto config = ModelConfig::load(dir);
-    const auto checkpoint = Checkpoint::open(dir);
+    const std::optional<Checkpoint> checkpoint =
+        Checkpoint::exists(dir) ? std::optional<Checkpoint>(Checkpoint::open(dir)) : std::nullopt;
     const auto family = resolve_family(global, config);
     auto model = family->create(config, c10::Device(c10::kMeta), c10::kFloat);
 
     uint64_t total = 0;
     for (const auto& b : model->checkpoint_bindings()) total += static_cast<uint64_t>(b.numel());
+    uint64_t shared = 0;
     uint64_t routed = 0;
     double active_routed = 0;
     std::string moe_list;
@@ -54,6 +58,9 @@ Command info_command() {
       routed += in_layer;
       active_routed += static_cast<double>(in_layer) * layer->top_k() / layer->num_experts();
       moe_list += (moe_list.empty() ? "" : ",") + std::to_string(layer->layer_index());
+      if (auto* s = layer->shared_experts()) {
+        for (const auto& p : s->parameters()) shared += static_cast<uint64_t>(p.numel());
+      }
     }
     const double active = static_cast<double>(total - routed) + active_routed;
     // From the model, not config keys: families name the expert size differently (gpt-oss: intermediate_size).
@@ -76,9 +83,16 @@ Command info_command() {
               << "parameters       total " << grouped(total) << "; active per token " << grouped(static_cast<uint64_t>(active))
               << " (" << percent(active, static_cast<double>(total)) << "); routed experts " << grouped(routed) << " ("
               << percent(static_cast<double>(routed), static_cast<double>(total)) << ")\n"
-              << "checkpoint       " << checkpoint.keys().size() << " tensors in " << checkpoint.files().size()
-              << (checkpoint.files().size() == 1 ? " file" : " files") << ", " << grouped(checkpoint.total_bytes())
-              << " bytes\n";
+              << (shared > 0 ? "                 shared experts " + grouped(shared) + " (" +
+                                   percent(static_cast<double>(shared), static_cast<double>(total)) + ")\n"
+                             : std::string());
+    if (checkpoint) {
+      std::cout << "checkpoint       " << checkpoint->keys().size() << " tensors in " << checkpoint->files().size()
+                << (checkpoint->files().size() == 1 ? " file" : " files") << ", "
+                << grouped(checkpoint->total_bytes()) << " bytes\n";
+    } else {
+      std::cout << "checkpoint       none in " << dir.string() << " (counts from config.json)\n";
+    }
     return 0;
   };
   return c;

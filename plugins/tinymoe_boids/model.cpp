@@ -1,6 +1,5 @@
 // tinymoe's blocks and model, assembled from core blocks.
 #include <ATen/ATen.h>
-#include <torch/nn/modules/container/modulelist.h>
 
 #include <string>
 
@@ -47,21 +46,20 @@ at::Tensor Block::drop(const at::Tensor& x) const {
   return dropout_ > 0 && is_training() ? at::dropout(x, dropout_, /*train=*/true) : x;
 }
 
-at::Tensor Block::attend(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache) const {
-  return h + drop(attn->forward(ln1->forward(h), {}, {}, bias, cache));  // positions are learned: no rotary
+at::Tensor Block::attend(const at::Tensor& h, const esft::nn::BlockInputs& in) const {
+  // Positions are learned: no rotary.
+  return h + drop(attn->forward(ln1->forward(h), {}, {}, in.attention_bias(), in.cache));
 }
 
-at::Tensor Block::forward(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache,
-                          const esft::nn::RoutingContext& routing) const {
-  const auto x = attend(h, bias, cache);
+at::Tensor Block::forward(const at::Tensor& h, const esft::nn::BlockInputs& in) const {
+  const auto x = attend(h, in);
   const auto normed = ln2->forward(x);
   // A token its expert had no room for gets 0 from the MoE layer and passes on through the residual.
-  return x + drop(moe ? moe->forward(normed, routing) : ffn->forward(normed));
+  return x + drop(moe ? moe->forward(normed, in.routing) : ffn->forward(normed));
 }
 
-void Block::route(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache,
-                  const esft::nn::RoutingContext& routing) const {
-  moe->route(ln2->forward(attend(h, bias, cache)), routing);
+void Block::route(const at::Tensor& h, const esft::nn::BlockInputs& in) const {
+  moe->route(ln2->forward(attend(h, in)), in.routing);
 }
 
 namespace {
@@ -80,12 +78,8 @@ TinyMoELM::TinyMoELM(esft::ModelConfig config, const TinyMoESpec& spec, const at
   const auto options = at::TensorOptions().device(device).dtype(dtype);
   wte_ = register_module("wte", std::make_shared<esft::nn::Embedding>(spec.vocab_size, spec.hidden, options));
   wpe_ = register_module("wpe", std::make_shared<esft::nn::Embedding>(spec.max_positions, spec.hidden, options));
-  torch::nn::ModuleList list;
-  for (int i = 0; i < static_cast<int>(spec.layers); ++i) {
-    blocks_.push_back(std::make_shared<Block>(spec, i, options));
-    list->push_back(blocks_.back());
-  }
-  register_module("blocks", list);
+  for (int i = 0; i < static_cast<int>(spec.layers); ++i) blocks_.push_back(std::make_shared<Block>(spec, i, options));
+  esft::nn::register_blocks(*this, "blocks", blocks_);
   ln_f_ = register_module("ln_f", std::make_shared<esft::nn::LayerNorm>(spec.hidden, spec.norm_eps, options));
   if (!spec.tie_word_embeddings) {
     lm_head_ = register_module("lm_head", std::make_shared<Linear>(spec.hidden, spec.vocab_size, false, options));
@@ -94,58 +88,28 @@ TinyMoELM::TinyMoELM(esft::ModelConfig config, const TinyMoESpec& spec, const at
 
 esft::ForwardOutput TinyMoELM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                        const esft::ForwardOptions& options) {
-  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const int64_t T = input_ids.size(1);
   const int64_t past = options.cache ? options.cache->length() : 0;
   if (past + T > spec_.max_positions) {
     throw esft::Error("a sequence of " + std::to_string(past + T) + " tokens is longer than this model's " +
                       std::to_string(spec_.max_positions) + " positions (max_position_embeddings)");
   }
-  const auto device = input_ids.device();
-  const auto positions = at::arange(past, past + T, at::TensorOptions().dtype(at::kLong).device(device));
-  const auto bias = esft::nn::causal_attention_bias(attention_mask, B, T, past, ln_f_->weight.scalar_type(), device);
-
   SwitchAuxCollector aux;
   std::vector<esft::RouterHook*> hooks = options.hooks;
   if (options.aux_loss) hooks.push_back(&aux);
-  esft::nn::RoutingContext routing;
-  if (attention_mask.defined()) routing.token_mask = attention_mask.narrow(1, past, T).reshape({-1}).to(at::kBool);
-  routing.hooks = &hooks;
+  const esft::nn::BlockInputs in(input_ids, attention_mask, options.cache, ln_f_->weight.scalar_type(), hooks);
 
   esft::ForwardOutput out;
-  auto h = wte_->forward(input_ids) + wpe_->forward(positions).unsqueeze(0);
+  auto h = wte_->forward(input_ids) + wpe_->forward(in.positions());
   if (spec_.dropout > 0 && is_training()) h = at::dropout(h, spec_.dropout, /*train=*/true);
-  if (options.hidden_states) out.hidden_states.push_back(h);
-  const size_t L = blocks_.size();
-  size_t whole = L;  // the statistics pass: whole blocks up to the last MoE block, then only its routing
-  if (options.routing_only) {
-    for (size_t i = 0; i < L; ++i)
-      if (blocks_[i]->moe) whole = i;
-  }
-  for (size_t i = 0; i < whole; ++i) {
-    h = blocks_[i]->forward(h, bias, options.cache, routing);
-    if (options.hidden_states && i + 1 < L) out.hidden_states.push_back(h);
-  }
-  if (options.routing_only) {
-    if (whole < L) blocks_[whole]->route(h, bias, options.cache, routing);
-    return {};
-  }
-  h = ln_f_->forward(h);
-  if (options.hidden_states) out.hidden_states.push_back(h);
-  if (options.final_hidden) out.final_hidden = h;
-  if (options.logits != esft::LogitsMode::None) {
-    const auto last = options.logits == esft::LogitsMode::Last ? h.narrow(1, T - 1, 1) : h;
-    out.logits = at::linear(last, output_embedding());
-  }
+  h = esft::nn::run_blocks(blocks_, h, in, options, out);
+  if (options.routing_only) return {};
+  esft::nn::finish_forward(ln_f_->forward(h), output_embedding(), options, out);
   if (options.aux_loss && !aux.losses.empty()) out.aux_loss = at::stack(aux.losses).mean();
   return out;
 }
 
-std::vector<esft::nn::MoELayer*> TinyMoELM::moe_layers() {
-  std::vector<esft::nn::MoELayer*> out;
-  for (auto& b : blocks_)
-    if (b->moe) out.push_back(b->moe.get());
-  return out;
-}
+std::vector<esft::nn::MoELayer*> TinyMoELM::moe_layers() { return esft::nn::moe_layers_of(blocks_); }
 
 at::Tensor TinyMoELM::output_embedding() const { return lm_head_ ? lm_head_->weight : wte_->weight; }
 

@@ -12,6 +12,7 @@
 #include "esft/model/moe_causal_lm.h"
 #include "esft/model/param_naming.h"
 #include "esft/nn/attention.h"
+#include "esft/nn/block_stack.h"
 #include "esft/nn/linear.h"
 #include "esft/nn/moe_layer.h"
 #include "esft/nn/switch_router.h"
@@ -47,15 +48,13 @@ class FeedForward : public torch::nn::Module {
 };
 
 // h += attn(ln1(h)); h += ffn-or-moe(ln2(h)).
-class Block : public torch::nn::Module {
+class Block : public esft::nn::DecoderBlock {
  public:
   Block(const TinyMoESpec& spec, int index, const at::TensorOptions& options);
   // Dropout (spec.dropout) applies while the module is training.
-  at::Tensor forward(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache,
-                     const esft::nn::RoutingContext& routing) const;
-  // forward() up to its MoE layer's routing (the statistics pass).
-  void route(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache,
-             const esft::nn::RoutingContext& routing) const;
+  at::Tensor forward(const at::Tensor& h, const esft::nn::BlockInputs& in) const override;
+  void route(const at::Tensor& h, const esft::nn::BlockInputs& in) const override;
+  esft::nn::MoELayer* moe_layer() const override { return moe.get(); }
 
   std::shared_ptr<esft::nn::LayerNorm> ln1, ln2;
   std::shared_ptr<esft::nn::Attention> attn;
@@ -63,7 +62,7 @@ class Block : public torch::nn::Module {
   std::shared_ptr<esft::nn::MoELayer> moe;  // MoE blocks
 
  private:
-  at::Tensor attend(const at::Tensor& h, const at::Tensor& bias, esft::nn::KVCache* cache) const;
+  at::Tensor attend(const at::Tensor& h, const esft::nn::BlockInputs& in) const;
   at::Tensor drop(const at::Tensor& x) const;
   double dropout_;
 };
@@ -86,7 +85,7 @@ class TinyMoELM : public esft::MoECausalLM {
   esft::ModelConfig config_;
   TinyMoESpec spec_;
   std::shared_ptr<esft::nn::Embedding> wte_, wpe_;
-  std::vector<std::shared_ptr<Block>> blocks_;
+  esft::nn::Blocks blocks_;
   std::shared_ptr<esft::nn::LayerNorm> ln_f_;
   std::shared_ptr<esft::nn::Linear> lm_head_;  // null when tied
 };

@@ -314,6 +314,11 @@ at::Tensor SafetensorsFile::view(const std::string& name) const {
 // ---------------------------------------------------------------------------------------------------------------
 // Checkpoint
 
+bool Checkpoint::exists(const std::filesystem::path& model_dir) {
+  std::error_code ec;
+  return fs::exists(model_dir / "model.safetensors.index.json", ec) || fs::exists(model_dir / "model.safetensors", ec);
+}
+
 Checkpoint Checkpoint::open(const fs::path& model_dir) {
   std::error_code ec;
   if (!fs::is_directory(model_dir, ec)) throw Error("model directory not found: " + model_dir.string());

@@ -76,7 +76,7 @@ std::vector<ChatSegment> TemplateChatFormat::render(const std::vector<ChatMessag
     if (m.role == "assistant") {
       std::string end = last && !spec_.end_of_last_assistant.empty() ? spec_.end_of_last_assistant : t.end;
       if (last && options.training) end += spec_.training_end_of_last_assistant;
-      out.push_back({m.content + end, !m.masked});
+      out.push_back({spec_.assistant_content_prefix + m.content + end, !m.masked});
     } else {
       plain(m.content + t.end);
     }

@@ -94,33 +94,40 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& cos, const 
   if (cache) std::tie(k, v) = cache->append(layer_index_, k, v);
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  const int64_t groups = spec_.num_heads / spec_.num_kv_heads;
-  if (!sinks.defined() && attention_kernel() == AttentionKernel::Fused) {
-    // Grouped-query attention without copying the kv heads (enable_gqa).
-    auto out = at::scaled_dot_product_attention(q, k, v, bias, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
-                                                /*enable_gqa=*/groups > 1);
-    return o_proj->forward(out.transpose(1, 2).reshape({B, T, spec_.num_heads * D}));
-  }
+  if (!sinks.defined()) return o_proj->forward(scaled_attention(q, k, v, bias, scale));
 
-  // Grouped-query attention: kv head j serves query heads j*g .. j*g+g-1.
+  // transformers' GptOssAttention: append the sink column, subtract the row max, softmax in the scores' dtype, drop
+  // the sink column.
+  const int64_t groups = spec_.num_heads / spec_.num_kv_heads;
   if (groups > 1) {
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
   auto scores = at::matmul(q, k.transpose(2, 3)) * scale + bias;
-  at::Tensor probs;
-  if (sinks.defined()) {
-    // transformers' GptOssAttention: append the sink column, subtract the row max, softmax in the scores' dtype,
-    // drop the sink column.
-    auto sink = sinks.view({1, -1, 1, 1}).expand({B, -1, T, 1});
-    auto combined = at::cat({scores, sink}, -1);
-    combined = combined - std::get<0>(combined.max(-1, /*keepdim=*/true));
-    probs = at::softmax(combined, -1, combined.scalar_type()).narrow(-1, 0, scores.size(-1));
-  } else {
-    probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  }
+  auto sink = sinks.view({1, -1, 1, 1}).expand({B, -1, T, 1});
+  auto combined = at::cat({scores, sink}, -1);
+  combined = combined - std::get<0>(combined.max(-1, /*keepdim=*/true));
+  auto probs = at::softmax(combined, -1, combined.scalar_type()).narrow(-1, 0, scores.size(-1));
   auto out = at::matmul(probs, v).transpose(1, 2).reshape({B, T, spec_.num_heads * D});
   return o_proj->forward(out);
+}
+
+at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
+                            double scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dv = v.size(-1);
+  const int64_t groups = H / k.size(1);
+  if (attention_kernel() == AttentionKernel::Fused) {
+    // Grouped-query attention without copying the kv heads (enable_gqa).
+    auto out = at::scaled_dot_product_attention(q, k, v, bias, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
+                                                /*enable_gqa=*/groups > 1);
+    return out.transpose(1, 2).reshape({B, T, H * Dv});
+  }
+  // transformers' eager formula. Kv head j serves query heads j*g .. j*g+g-1.
+  auto keys = groups > 1 ? k.repeat_interleave(groups, 1) : k;
+  auto values = groups > 1 ? v.repeat_interleave(groups, 1) : v;
+  auto scores = at::matmul(q, keys.transpose(2, 3)) * scale + bias;
+  auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(probs, values).transpose(1, 2).reshape({B, T, H * Dv});
 }
 
 }  // namespace esft::nn

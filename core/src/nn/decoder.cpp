@@ -1,10 +1,8 @@
 #include "esft/nn/decoder.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/modules/container/modulelist.h>
 
 #include <cctype>
-#include <map>
 
 #include "esft/model/losses.h"
 #include "esft/nn/decoder_config.h"
@@ -27,31 +25,27 @@ DecoderLayer::DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming
       register_module("post_attention_layernorm", std::make_shared<RMSNorm>(H, spec.rms_norm_eps, options, f32));
 }
 
-at::Tensor DecoderLayer::attend(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
-                                const at::Tensor& bias, KVCache* cache) const {
-  return h + self_attn->forward(input_layernorm->forward(h), cos, sin, bias, cache);
+at::Tensor DecoderLayer::attend(const at::Tensor& h, const BlockInputs& in) const {
+  return h + self_attn->forward(input_layernorm->forward(h), in.cos, in.sin, in.attention_bias(sliding_window_),
+                                in.cache);
 }
 
-at::Tensor DecoderLayer::forward(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
-                                 const at::Tensor& bias, KVCache* cache, const RoutingContext& routing) const {
-  auto x = attend(h, cos, sin, bias, cache);
+at::Tensor DecoderLayer::forward(const at::Tensor& h, const BlockInputs& in) const {
+  auto x = attend(h, in);
   auto normed = post_attention_layernorm->forward(x);
-  return x + (moe ? moe->forward(normed, routing) : dense->forward(normed));
+  return x + (moe ? moe->forward(normed, in.routing) : dense->forward(normed));
 }
 
-void DecoderLayer::route(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
-                         KVCache* cache, const RoutingContext& routing) const {
-  moe->route(post_attention_layernorm->forward(attend(h, cos, sin, bias, cache)), routing);
+void DecoderLayer::route(const at::Tensor& h, const BlockInputs& in) const {
+  moe->route(post_attention_layernorm->forward(attend(h, in)), in.routing);
 }
 
 DecoderBody::DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, const at::TensorOptions& options) {
   embed_tokens = register_module("embed_tokens", std::make_shared<Embedding>(spec.vocab_size, spec.hidden_size, options));
-  torch::nn::ModuleList list;
   for (int i = 0; i < static_cast<int>(spec.moe_layers.size()); ++i) {
     layers.push_back(std::make_shared<DecoderLayer>(spec, i, naming, options));
-    list->push_back(layers.back());
   }
-  register_module("layers", list);
+  register_blocks(*this, "layers", layers);
   norm = register_module("norm", std::make_shared<RMSNorm>(spec.hidden_size, spec.rms_norm_eps, options,
                                                            spec.norm_scale_in_float32));
 }
@@ -85,73 +79,25 @@ class RouterLogitsCollector : public RouterHook {
 
 ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                  const ForwardOptions& options) {
-  const int64_t B = input_ids.size(0), T = input_ids.size(1);
-  const int64_t past = options.cache ? options.cache->length() : 0;
-  const auto device = input_ids.device();
-  const auto dtype = model_->norm->weight.scalar_type();
-
-  auto positions = at::arange(past, past + T, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0);
-  auto [cos, sin] = rotary_.cos_sin(positions, dtype);
-  // One mask per distinct window (gpt-oss alternates sliding and full layers).
-  std::map<int64_t, at::Tensor> bias_by_window;
-  auto bias_for = [&](int64_t window) -> const at::Tensor& {
-    auto it = bias_by_window.find(window);
-    if (it == bias_by_window.end()) {
-      it = bias_by_window.emplace(window, causal_attention_bias(attention_mask, B, T, past, dtype, device, window)).first;
-    }
-    return it->second;
-  };
-
   RouterLogitsCollector collector;
   std::vector<RouterHook*> hooks = options.hooks;
   const bool aux_loss = options.aux_loss && spec_.load_balancing_loss;
   if (aux_loss) hooks.push_back(&collector);
-  RoutingContext routing;
-  if (attention_mask.defined()) routing.token_mask = attention_mask.narrow(1, past, T).reshape({-1}).to(at::kBool);
-  routing.hooks = &hooks;
+  const auto dtype = model_->norm->weight.scalar_type();
+  BlockInputs in(input_ids, attention_mask, options.cache, dtype, hooks);
+  std::tie(in.cos, in.sin) = rotary_.cos_sin(in.positions(), dtype);
 
   ForwardOutput out;
-  auto h = model_->embed_tokens->forward(input_ids);
-  if (options.hidden_states) out.hidden_states.push_back(h);
-  const size_t L = model_->layers.size();
-  // The statistics pass runs the layers before the last MoE layer whole, and only the routing of that one.
-  size_t whole = L;
-  if (options.routing_only) {
-    for (size_t i = 0; i < L; ++i)
-      if (model_->layers[i]->moe) whole = i;
-  }
-  for (size_t i = 0; i < whole; ++i) {
-    const auto& layer = *model_->layers[i];
-    h = layer.forward(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
-    if (options.hidden_states && i + 1 < L) out.hidden_states.push_back(h);
-  }
-  if (options.routing_only) {
-    if (whole < L) {
-      const auto& layer = *model_->layers[whole];
-      layer.route(h, cos, sin, bias_for(layer.sliding_window()), options.cache, routing);
-    }
-    return {};
-  }
-  h = model_->norm->forward(h);
-  if (options.hidden_states) out.hidden_states.push_back(h);
-  if (options.final_hidden) out.final_hidden = h;
-
-  if (options.logits != LogitsMode::None) {
-    auto last = options.logits == LogitsMode::Last ? h.narrow(1, T - 1, 1) : h;
-    out.logits = lm_head_ ? lm_head_->forward(last) : at::linear(last, model_->embed_tokens->weight);
-  }
+  auto h = run_blocks(model_->layers, model_->embed_tokens->forward(input_ids), in, options, out);
+  if (options.routing_only) return {};
+  finish_forward(model_->norm->forward(h), output_embedding(), options, out);
   if (aux_loss && !collector.logits.empty()) {
-    out.aux_loss = load_balancing_loss(collector.logits, spec_.moe.router.top_k, routing.token_mask);
+    out.aux_loss = load_balancing_loss(collector.logits, spec_.moe.router.top_k, in.routing.token_mask);
   }
   return out;
 }
 
-std::vector<MoELayer*> DecoderLM::moe_layers() {
-  std::vector<MoELayer*> out;
-  for (auto& layer : model_->layers)
-    if (layer->moe) out.push_back(layer->moe.get());
-  return out;
-}
+std::vector<MoELayer*> DecoderLM::moe_layers() { return moe_layers_of(model_->layers); }
 
 std::unique_ptr<KVCache> DecoderLM::make_cache() const {
   return std::make_unique<KVCache>(static_cast<int64_t>(model_->layers.size()));

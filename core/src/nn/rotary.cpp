@@ -135,4 +135,13 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
   return at::cat({rot * c + rotate_half(rot) * s, pass}, -1);
 }
 
+at::Tensor apply_rotary_interleaved(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  auto c = cos.narrow(-1, 0, half).unsqueeze(1).to(at::kFloat);  // [B, 1, T, d/2]
+  auto s = sin.narrow(-1, 0, half).unsqueeze(1).to(at::kFloat);
+  auto pairs = x.to(at::kFloat).unflatten(-1, {half, 2});
+  auto re = pairs.select(-1, 0), im = pairs.select(-1, 1);
+  return at::stack({re * c - im * s, re * s + im * c}, -1).flatten(-2).to(x.scalar_type());
+}
+
 }  // namespace esft::nn

@@ -68,6 +68,8 @@ class SafetensorsFile {
 class Checkpoint {
  public:
   static Checkpoint open(const std::filesystem::path& model_dir);  // throws esft::Error
+  // Whether the directory has weights to open (either file), e.g. not a config-only folder.
+  static bool exists(const std::filesystem::path& model_dir);
 
   std::vector<std::string> keys() const;  // sorted
   bool contains(const std::string& name) const { return where_.count(name) != 0; }

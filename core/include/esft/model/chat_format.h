@@ -67,6 +67,9 @@ struct TemplateFormatSpec {
   std::string default_system;            // rendered as a system message when the conversation has none ("" = none)
   std::string generation_prompt;
   std::string end_of_last_assistant;     // replaces assistant.end when the assistant message is last ("" = same)
+  // Text before assistant content that belongs to the content's (labelled) segment: DeepSeek-V2's space after
+  // `Assistant:`, which its tokenizer joins to the first word, and which the ESFT reference labels with the answer.
+  std::string assistant_content_prefix;
   // Training only (ChatOptions::training): closes a final assistant message whose format has no end-of-turn text,
   // so that a fine-tuned model learns to stop (GLM-4.5's turns end at the next role token).
   std::string training_end_of_last_assistant;

@@ -47,6 +47,12 @@ struct AttentionSpec {
 at::Tensor causal_attention_bias(const at::Tensor& attention_mask, int64_t batch, int64_t query_len, int64_t past_len,
                                  at::ScalarType dtype, const at::Device& device, int64_t sliding_window = 0);
 
+// softmax(q k^T * scale + bias) v with the current kernel: q [B, H, T, Dk], k [B, Hkv, S, Dk], v [B, Hkv, S, Dv]
+// (H a multiple of Hkv: grouped-query attention) -> [B, T, H * Dv]. Without sinks, every attention block here
+// ends with this.
+at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
+                            double scale);
+
 class Attention : public torch::nn::Module {
  public:
   Attention(const AttentionSpec& spec, int64_t layer_index, const at::TensorOptions& options);

@@ -2,7 +2,9 @@
 // The pre-norm decoder every supported family is built from:
 //   h = embed(ids); per layer: h += Attn(RMSNorm(h)); h += MLP(RMSNorm(h)); logits = lm_head(RMSNorm(h)),
 // where each layer's MLP is either a dense SwiGLU or the shared MoELayer. A family plugin fills a DecoderSpec from
-// its config and hands it to DecoderLM, so plugins stay thin assemblies of core blocks.
+// its config and hands it to DecoderLM, so plugins stay thin assemblies of core blocks. A family whose blocks do not
+// fit (GPT-style blocks, multi-head latent attention) assembles its own DecoderBlocks and runs them with the same
+// block stack (block_stack.h).
 #include <memory>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "esft/model/moe_causal_lm.h"
 #include "esft/model/param_naming.h"
 #include "esft/nn/attention.h"
+#include "esft/nn/block_stack.h"
 #include "esft/nn/linear.h"
 #include "esft/nn/moe_layer.h"
 #include "esft/nn/rotary.h"
@@ -35,15 +38,12 @@ struct DecoderSpec {
   int64_t skipped_checkpoint_layers = 0;
 };
 
-class DecoderLayer : public torch::nn::Module {
+class DecoderLayer : public DecoderBlock {
  public:
   DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming& naming, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
-                     KVCache* cache, const RoutingContext& routing) const;
-  // forward() up to the routing of its MoE layer (which it must have), for the statistics pass.
-  void route(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias, KVCache* cache,
-             const RoutingContext& routing) const;
-  int64_t sliding_window() const { return sliding_window_; }
+  at::Tensor forward(const at::Tensor& h, const BlockInputs& in) const override;
+  void route(const at::Tensor& h, const BlockInputs& in) const override;
+  MoELayer* moe_layer() const override { return moe.get(); }
 
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
   std::shared_ptr<Attention> self_attn;
@@ -52,8 +52,7 @@ class DecoderLayer : public torch::nn::Module {
 
  private:
   // h plus the attention of the normed h: the residual stream after attention.
-  at::Tensor attend(const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& bias,
-                    KVCache* cache) const;
+  at::Tensor attend(const at::Tensor& h, const BlockInputs& in) const;
 
   int64_t sliding_window_ = 0;
 };
@@ -64,7 +63,7 @@ class DecoderBody : public torch::nn::Module {
   DecoderBody(const DecoderSpec& spec, const ParamNaming& naming, const at::TensorOptions& options);
 
   std::shared_ptr<Embedding> embed_tokens;
-  std::vector<std::shared_ptr<DecoderLayer>> layers;
+  Blocks layers;
   std::shared_ptr<RMSNorm> norm;
 };
 

@@ -1,5 +1,6 @@
 #pragma once
-// Rotary position embeddings, non-interleaved ("rotate_half") as in Hugging Face. `rotary_dim` may be smaller
+// Rotary position embeddings, non-interleaved ("rotate_half") as in most of Hugging Face, or interleaved (pairs of
+// adjacent channels, DeepSeek-V2). `rotary_dim` may be smaller
 // than head_dim (partial rotary): only the first rotary_dim channels rotate, the rest pass through. Frequencies
 // are the default ones or YaRN's (gpt-oss); any other rope_type is refused.
 #include <ATen/core/Tensor.h>
@@ -55,5 +56,10 @@ at::Tensor rope_inv_freq(const RopeSpec& spec);
 
 // x [B, heads, T, head_dim]; cos/sin [B, T, rotary_dim], or undefined: no rotation (learned positions).
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// The interleaved form (DeepSeek-V2's complex rotation): x [B, heads, T, d] with d = rotary_dim, channel pairs
+// (2i, 2i+1) rotate by frequency i. cos/sin are the same tables as for apply_rotary (their first half is used).
+// Computed in float32, as transformers' view_as_complex does, and cast back to x's dtype.
+at::Tensor apply_rotary_interleaved(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 }  // namespace esft::nn

@@ -15,6 +15,12 @@ enum class RouterScoring {
   // `n_group` groups (group score = sum of its top-2); weights are the unbiased s of the chosen, optionally
   // renormalised (sum + 1e-20) (glm4_moe, DeepSeek-V3's "noaux_tc").
   SigmoidGroupLimited,
+  // DeepSeek-V2: p = softmax(logits) with logits and softmax in float32; top-k of p within the best `topk_group` of
+  // `n_group` groups (group score = its largest p; other groups' experts score 0), so n_group 1 is `topk_method`
+  // "greedy" and more groups are "group_limited_greedy". Weights are the chosen p times routed_scaling_factor, or,
+  // with norm_topk_prob and k > 1, the chosen p renormalised (sum + 1e-20) and not scaled, as DeepSeek's own code
+  // does (transformers 5.17 ignores norm_topk_prob here; every released DeepSeek-V2 sets it false).
+  SoftmaxGroupLimited,
 };
 
 struct RouterSpec {
@@ -23,8 +29,8 @@ struct RouterSpec {
   RouterScoring scoring = RouterScoring::SoftmaxThenTopK;
   bool norm_topk_prob = false;
   bool bias = false;             // a learned bias on the logits (`bias`, gpt-oss)
-  int64_t n_group = 1;           // SigmoidGroupLimited only
-  int64_t topk_group = 1;        // SigmoidGroupLimited only
+  int64_t n_group = 1;           // the group-limited scorings only
+  int64_t topk_group = 1;        // the group-limited scorings only
   double routed_scaling_factor = 1.0;  // multiplies the final weights
 };
 
@@ -61,7 +67,9 @@ class Router : public RouterBase {
   at::Tensor e_score_correction_bias;  // [E] float32 buffer for SigmoidGroupLimited (used only to choose)
 
  private:
-  at::Tensor choose_in_groups(const at::Tensor& scores_for_choice) const;
+  // The top k of `scores` [N, E] among the experts of the best topk_group groups; `group_score` maps the scores
+  // viewed as [N, G, E/G] to [N, G].
+  at::Tensor choose_in_groups(const at::Tensor& scores, at::Tensor (*group_score)(const at::Tensor&)) const;
   RouterSpec spec_;
 };
 
