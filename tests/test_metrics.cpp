@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "esft/error.h"
+#include "esft/pipeline/completions.h"
 #include "esft/pipeline/metrics.h"
 
 namespace {
@@ -196,4 +197,18 @@ TEST_CASE("metrics: f1 is SQuAD's token F1 (normalised words, articles dropped),
   CHECK(score_completion(Metric::F1, "a b b", {"b c"}) == doctest::Approx(0.5));  // common 1: P 1/2, R 1/2
   CHECK(score_completion(Metric::F1, "nothing", {"Denver"}) == 0.0);
   CHECK(score_completion(Metric::F1, "the", {"a"}) == 1.0);  // both empty once the articles go
+}
+
+TEST_CASE("completions: answers are a list of strings, or the string of a Python-style list") {
+  using esft::pipeline::answers_from_json_value;
+  CHECK(answers_from_json_value(nlohmann::json::array({"a", "b"}), "t") == std::vector<std::string>{"a", "b"});
+  CHECK(answers_from_json_value("['{\"intent\": \"x\"}', \"it's\"]", "t") ==
+        std::vector<std::string>{"{\"intent\": \"x\"}", "it's"});
+  CHECK(answers_from_json_value(R"(['line\none', 'tab\t', '\u00e9\\'])", "t") ==
+        std::vector<std::string>{"line\none", "tab\t", "\xC3\xA9\\"});
+  for (const char* bad : {"", "['a'", "['a',]x", "[1]", "'a'"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(answers_from_json_value(bad, "t"), esft::Error);
+  }
+  CHECK_THROWS_WITH_AS(answers_from_json_value(nlohmann::json::array(), "f:3"), doctest::Contains("f:3"), esft::Error);
 }

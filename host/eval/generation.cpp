@@ -1,0 +1,110 @@
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "esft/error.h"
+#include "esft/io/atomic_file.h"
+#include "esft/model/generate.h"
+#include "esft/pipeline/completions.h"
+#include "eval_modes.h"
+
+namespace esft::host::eval {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct GenerationRecord {
+  std::string origin;
+  std::string prompt;  // as rendered
+  std::vector<std::string> answers;
+};
+
+std::vector<GenerationRecord> read_generation_records(const fs::path& path, const ChatFormat& format,
+                                                     const ChatOptions& chat) {
+  std::istringstream in(tok::read_maybe_gzipped(path));  // bundled task files ship gzip-compressed
+  std::vector<GenerationRecord> out;
+  int64_t line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto where = path.string() + ":" + std::to_string(line_no);
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object");
+    GenerationRecord r{where, {}, {}};
+    // The ESFT reference's evaluation files ({"idx", "prompt", "raw_answers", "answers"}) score against
+    // raw_answers; answers may also be the string of a Python-style list.
+    const char* key = j.contains("raw_answers") ? "raw_answers" : "answers";
+    if (!j.contains(key)) throw Error(where + ": needs \"answers\", a non-empty list of strings");
+    r.answers = pipeline::answers_from_json_value(j.at(key), where + ": " + key);
+    if (j.contains("prompt") && j["prompt"].is_string()) {
+      r.prompt = j["prompt"].get<std::string>();
+    } else if (j.contains("messages")) {
+      r.prompt = join_segments(format.render(parse_chat_messages(j["messages"], where), chat));
+    } else {
+      throw Error(where + ": needs \"prompt\" (a string) or \"messages\"");
+    }
+    out.push_back(std::move(r));
+  }
+  if (out.empty()) throw Error(path.string() + " holds no records");
+  return out;
+}
+
+}  // namespace
+
+int run_generation(const po::variables_map& vm, LoadedModel& m, const tok::Tokenizer& tokenizer,
+                   const data::TokenizerConfig& special, const fs::path& data_path, pipeline::Metric metric) {
+  const auto metric_text = vm["metric"].as<std::string>();
+  const int64_t max_new = vm["max-new-tokens"].as<int64_t>();
+  ChatOptions chat;
+  chat.add_generation_prompt = true;
+  chat.enable_thinking = optional_true_false(vm, "enable-thinking");
+  auto records = read_generation_records(data_path, m.family->chat_format(), chat);
+  if (vm.count("limit") && vm["limit"].as<int64_t>() < static_cast<int64_t>(records.size())) {
+    records.resize(static_cast<size_t>(vm["limit"].as<int64_t>()));
+  }
+  auto stop = generation_stop_ids(m.config);
+  if (special.eos_token) stop.push_back(tokenizer.token_to_id(*special.eos_token));
+  std::optional<int32_t> bos;
+  if (special.add_bos_token && special.bos_token) bos = tokenizer.token_to_id(*special.bos_token);
+
+  std::optional<AtomicFile> out;
+  if (vm.count("out")) out.emplace(vm["out"].as<std::string>());
+  double total = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < records.size(); ++i) {
+    const auto& r = records[i];
+    std::vector<int64_t> ids;
+    if (bos) ids.push_back(*bos);
+    for (int32_t id : tokenizer.encode(r.prompt)) ids.push_back(id);
+    auto prompt = at::tensor(ids, at::kLong).unsqueeze(0).to(m.device);
+    auto output = greedy_generate(*m.model, prompt, max_new, stop).cpu();
+    const auto* p = output.data_ptr<int64_t>();
+    const std::vector<int32_t> generated(p + prompt.size(1), p + output.size(1));
+    const auto completion = tokenizer.decode(generated, /*skip_special_tokens=*/true);
+    const double score = pipeline::score_completion(metric, completion, r.answers);
+    total += score;
+    if (out) {
+      out->stream() << nlohmann::json{{"origin", r.origin}, {"prompt", r.prompt}, {"completion", completion},
+                                      {"answers", r.answers}, {"score", score}}
+                           .dump()
+                    << "\n";
+    }
+    std::cerr << "\reval: " << i + 1 << "/" << records.size() << " " << metric_text << " " << std::fixed
+              << std::setprecision(4) << total / static_cast<double>(i + 1) << std::flush;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cerr << " (" << std::setprecision(1) << seconds << " s)\n";
+  if (out) out->commit();
+  const double value = total / static_cast<double>(records.size());
+  std::cout << metric_text << " " << std::fixed << std::setprecision(4) << value << "  (" << records.size()
+            << " records" << (vm.count("adapter") ? ", with adapter" : "") << ")\n";
+  write_result(vm, {{"metric", metric_text}, {"value", value}, {"records", records.size()}});
+  return 0;
+}
+
+}  // namespace esft::host::eval
