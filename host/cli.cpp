@@ -16,7 +16,8 @@ std::vector<Command> all_commands() {
   // The model tools, then the ESFT pipeline in the order a run uses it.
   return {plugins_command(),  info_command(),      init_command(),  forward_command(), generate_command(),
           tokenize_command(), tokenizer_command(), chat_command(),  data_command(),    scores_command(),
-          select_command(),   params_command(),    train_command(), merge_command(),   eval_command(),
+          select_command(),   params_command(),    train_command(), merge_command(),   convert_adapter_command(),
+          eval_command(),
           behaviour_command(), convert_command(), select_data_command(),
           run_command()};
 }

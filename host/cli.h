@@ -48,6 +48,7 @@ Command scores_command();    // commands/scores.cpp
 Command params_command();    // commands/params.cpp
 Command train_command();     // commands/train.cpp
 Command merge_command();     // commands/merge.cpp
+Command convert_adapter_command();  // commands/convert_adapter.cpp
 Command eval_command();      // commands/eval.cpp
 Command behaviour_command(); // commands/behaviour.cpp
 Command convert_command();   // commands/convert.cpp

@@ -103,6 +103,20 @@ TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the ti
   for (const auto& n : names["tensors"]) named.insert(n.get<std::string>());
   CHECK(in_adapter == named);
 
+  // The same run writing the ESFT reference's format: expert_cfg.json and the same tensors, bit for bit.
+  expect_success(run_host({"train", "--model", model.string(), "--expert-config", (dir / "expert_config.json").string(),
+                           "--data", (kTask / "train.jsonl").string(), "--config", small_config(dir, 4).string(),
+                           "--out", (dir / "run-reference").string(), "--adapter-format", "reference"}));
+  CHECK(json::parse(test_support::read_bytes(dir / "run-reference" / "adapter" / "expert_cfg.json")) == config);
+  CHECK_FALSE(fs::exists(dir / "run-reference" / "adapter" / "esft_adapter.json"));
+  const esft::SafetensorsFile reference(dir / "run-reference" / "adapter" / "model.safetensors");
+  CHECK(reference.tensors().size() == adapter.tensors().size());
+  for (const auto& t : adapter.tensors()) {
+    CAPTURE(t.name);
+    REQUIRE(reference.find(t.name));
+    CHECK(at::equal(reference.load(t.name), adapter.load(t.name)));
+  }
+
   // Greedy completions through the adapter and through the merged checkpoint are the same.
   const std::vector<std::string> eval_args = {"--data", (kTask / "eval.jsonl").string(), "--metric", "exact",
                                               "--enable-thinking", "false", "--max-new-tokens", "6", "--limit", "6"};

@@ -55,16 +55,16 @@ json manifest_for(const fs::path& base) {
           {"steps", 500}};  // a key merge does not know: ignored
 }
 
-// An adapter directory for `base`: the tensors, its manifest (after `edit`), and an expert_config.json.
+// An adapter directory for `base`: the tensors, its manifest (after `edit`), and an expert_config.json (`experts`).
 fs::path make_adapter(const fs::path& dir, const fs::path& base, const esft::NamedTensors& tensors,
-                      const std::function<void(json&)>& edit = {}) {
+                      const std::function<void(json&)>& edit = {}, const std::string& experts = R"({"1": [5]})") {
   fs::create_directories(dir);
   esft::save_safetensors(dir / "model.safetensors", tensors);
   json manifest = manifest_for(base);
   if (edit) edit(manifest);
   write_bytes(dir / "esft_adapter.json", manifest.dump(2));
   write_bytes(dir / "expert_config.json",
-              R"({"experts": {"1": [5]}, "shared_experts": false, "non_expert_modules": false})");
+              R"({"experts": )" + experts + R"(, "shared_experts": false, "non_expert_modules": false})");
   return dir;
 }
 
@@ -497,7 +497,9 @@ TEST_CASE("merge: esft-host merge prints progress and a summary, a bad --max-sha
   TempDir tmp;
   const auto base = esft::Checkpoint::open(kQwen2);
   const std::string expert = "model.layers.0.mlp.experts.3.down_proj.weight";
-  const auto adapter = make_adapter(tmp / "adapter", kQwen2, {{expert, random_like_base(base, expert, at::kFloat)}});
+  // esft-host merge checks the expert config against the model (qwen2_moe's fixture: MoE layers 0 and 2).
+  const auto adapter = make_adapter(tmp / "adapter", kQwen2, {{expert, random_like_base(base, expert, at::kFloat)}}, {},
+                                    R"({"0": [3], "2": []})");
   const auto out = tmp / "merged";
 
   const Run bad = run_host({"merge", "--model", kQwen2.string(), "--adapter", adapter.string(), "--out", out.string(),

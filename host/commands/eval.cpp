@@ -29,7 +29,8 @@ Command eval_command() {
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>(), "base model directory (weights, tokenizer files)")
-        ("adapter", po::value<std::string>(), "ESFT adapter folder (OUT/adapter from train) applied to the model")
+        ("adapter", po::value<std::string>(), "adapter folder applied to the model: OUT/adapter of train, or an ESFT reference adapter "
+         "(expert_cfg.json + *.safetensors)")
         ("data", po::value<std::string>(),
          "JSON lines: training records for loss; {\"prompt\"|\"messages\", \"answers\": [...]} for the other metrics "
          "(the ESFT reference's {\"prompt\", \"raw_answers\"} files too)")
@@ -87,8 +88,7 @@ Command eval_command() {
     const fs::path model_dir = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
     if (!fs::is_regular_file(data_path)) throw Error("data file " + data_path.string() + " does not exist");
     if (vm.count("adapter")) {  // the manifest and base check before the expensive load
-      const auto manifest = pipeline::AdapterManifest::load(vm["adapter"].as<std::string>());
-      pipeline::check_adapter_base(manifest, vm["adapter"].as<std::string>(), model_dir);
+      pipeline::AdapterFolder::open(vm["adapter"].as<std::string>()).check_base(model_dir);
     }
 
     const auto tokenizer = tok::Tokenizer::load(model_dir);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
+#include "esft/pipeline/adapter_io.h"
 #include "esft/error.h"
 #include "esft/model/chat_format.h"
 #include "esft/model/generate.h"
@@ -54,6 +55,9 @@ Command generate_command() {
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>()->required(), "model directory")
+        ("adapter", po::value<std::string>(),
+         "adapter folder applied to the model: OUT/adapter of train, or an ESFT reference adapter "
+         "(expert_cfg.json + *.safetensors)")
         ("ids", po::value<std::string>(), "prompt token ids, comma-separated: prints prompt and generated ids")
         ("prompt", po::value<std::string>(), "prompt text (tokenizer.json of the model): prints the generated text")
         ("messages", po::value<std::string>(),
@@ -72,7 +76,12 @@ Command generate_command() {
     const bool text_mode = !vm.count("ids");
     std::optional<tok::Tokenizer> tokenizer;
     if (text_mode) tokenizer = tok::Tokenizer::load(model_dir);  // before the weights: fail fast without one
+    if (vm.count("adapter")) pipeline::AdapterFolder::open(vm["adapter"].as<std::string>()).check_base(model_dir);
     auto m = open_model(global, model_dir);
+    if (vm.count("adapter")) {
+      const auto n = pipeline::apply_adapter(*m.model, vm["adapter"].as<std::string>(), model_dir);
+      std::cerr << "applied " << n << " adapter tensors from " << vm["adapter"].as<std::string>() << "\n";
+    }
     const auto ids_in = prompt_ids(vm, m, tokenizer ? &*tokenizer : nullptr);
     auto prompt = at::tensor(ids_in, at::kLong).unsqueeze(0).to(m.device);
 

@@ -1,9 +1,11 @@
 // `esft-host merge`: base checkpoint + ESFT adapter -> a complete Hugging Face checkpoint (shared/spec/ESFT.md §5).
-// Works on checkpoint tensors by name only, so it needs no plugin and no model weights in memory.
+// Works on checkpoint tensors by name only, so it needs no model weights in memory; the family's plugin builds the
+// model on the meta device only to check the adapter's expert config against it.
 #include <iostream>
 
 #include "../cli.h"
 #include "esft/error.h"
+#include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/adapter_merge.h"
 
 namespace esft::host {
@@ -17,12 +19,13 @@ Command merge_command() {
     d.add_options()
         ("model", po::value<std::string>()->required(), "base model directory the adapter was trained on")
         ("adapter", po::value<std::string>()->required(),
-         "adapter directory (model.safetensors, esft_adapter.json) written by train")
+         "adapter directory: OUT/adapter of train (esft_adapter.json, model.safetensors), or an ESFT reference "
+         "adapter (expert_cfg.json, *.safetensors)")
         ("out", po::value<std::string>()->required(), "output directory: must not exist or be empty")
         ("max-shard-size", po::value<std::string>()->default_value("5GB"),
          "largest shard: bytes, or with a unit: 500MB, 5GB (powers of 10), 2GiB (powers of 2)");
   };
-  c.run = [](const GlobalOptions&, const po::variables_map& vm) {
+  c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
     const auto size_text = vm["max-shard-size"].as<std::string>();
     const auto max_shard = pipeline::parse_byte_size(size_text);
     if (!max_shard) {
@@ -34,6 +37,15 @@ Command merge_command() {
     options.out_dir = vm["out"].as<std::string>();
     options.max_shard_bytes = *max_shard;
     options.progress = [](const std::string& line) { std::cout << line << std::endl; };  // flushed: merges are long
+
+    {  // experts the model does not have are refused before anything is read or written
+      const auto adapter = pipeline::AdapterFolder::open(options.adapter_dir);
+      if (adapter.expert_config()) {
+        const auto config = ModelConfig::load(options.base_dir);
+        auto shapes = resolve_family(global, config)->create(config, c10::Device(c10::kMeta), c10::kFloat);
+        pipeline::check_adapter_experts(adapter, *shapes);
+      }
+    }
 
     const auto report = pipeline::merge_adapter(options);
     std::cout << "merged: " << report.tensors_copied << " tensors copied, " << report.tensors_replaced << " replaced";

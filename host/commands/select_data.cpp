@@ -92,8 +92,7 @@ Command select_data_command() {
     if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
       throw Error("output folder " + out.string() + " exists and is not empty");
     if (vm.count("adapter")) {
-      const auto manifest = pipeline::AdapterManifest::load(vm["adapter"].as<std::string>());
-      pipeline::check_adapter_base(manifest, vm["adapter"].as<std::string>(), model_dir);
+      pipeline::AdapterFolder::open(vm["adapter"].as<std::string>()).check_base(model_dir);
     }
 
     const auto tokenizer = tok::Tokenizer::load(model_dir);

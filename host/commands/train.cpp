@@ -127,11 +127,14 @@ Command train_command() {
   c.name = "train";
   c.summary = "train a model: esft (only the selected experts; writes OUT/adapter/) or pretrain (from scratch)";
   c.usage = "train --model DIR --data FILE.jsonl --out DIR [--method esft|pretrain] [--expert-config FILE] "
-            "[--config FILE.toml] [--eval-data FILE.jsonl] [--steps N] [--resume]";
+            "[--adapter-format esft|reference] [--config FILE.toml] [--eval-data FILE.jsonl] [--steps N] [--resume]";
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>()->required(), "model directory (weights, tokenizer files)")
         ("expert-config", po::value<std::string>(), "expert_config.json (from select); --method esft only")
+        ("adapter-format", po::value<std::string>()->default_value("esft"),
+         "--method esft: esft (esft_adapter.json, model.safetensors, expert_config.json) or reference (the ESFT "
+         "reference's expert_cfg.json + model.safetensors, for its own tools)")
         ("data", po::value<std::string>()->required(), "training data, JSON lines (messages | prompt/completion | text)")
         ("out", po::value<std::string>()->required(), "run folder: adapter/ or model/, checkpoints/, metrics.jsonl, metrics.csv")
         ("config", po::value<std::string>(), "TOML training settings (see README; defaults: the method's reference)")

@@ -292,6 +292,9 @@ class Runner {
                                      "--metric", task.metric, "--result", out.string()};
     if (!adapter.empty()) args.insert(args.end(), {"--adapter", adapter});
     if (task.metric != "loss") {
+      // The completions beside the score (eval.completions.jsonl), for reading them or scoring them again
+      // (`eval --rescore`, e.g. with another metric).
+      args.insert(args.end(), {"--out", fs::path(out).replace_extension(".completions.jsonl").string()});
       args.insert(args.end(), {"--max-new-tokens", plan_.eval["max_new_tokens"].dump()});
       if (task.enable_thinking) args.insert(args.end(), {"--enable-thinking", *task.enable_thinking ? "true" : "false"});
       if (plan_.eval.contains("limit")) args.insert(args.end(), {"--limit", plan_.eval["limit"].dump()});

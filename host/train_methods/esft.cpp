@@ -18,11 +18,15 @@ namespace {
 
 class EsftMethod final : public TrainingMethod {
  public:
-  explicit EsftMethod(pipeline::ExpertConfig config) : config_(std::move(config)) {}
+  EsftMethod(pipeline::ExpertConfig config, pipeline::AdapterFormat format) : config_(std::move(config)), format_(format) {}
   std::string name() const override { return "esft"; }
   train::TrainOptions defaults() const override { return {}; }
 
   void make_trainable(LoadedModel& m, nlohmann::json& fingerprint) override {
+    if (format_ == pipeline::AdapterFormat::Reference && !m.family->naming().per_expert_tensors()) {
+      throw Error("--adapter-format reference: the ESFT reference's adapters hold one tensor per expert, and " +
+                  m.family->name() + " stores its experts fused; use --adapter-format esft");
+    }
     pipeline::apply_expert_config(*m.model, m.family->naming(), config_);
     fingerprint["expert_config"] = config_.to_json();
   }
@@ -38,24 +42,39 @@ class EsftMethod final : public TrainingMethod {
   }
 
   void finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
-    const auto manifest = adapter_manifest("esft", m, run);
-    const auto adapter = pipeline::save_adapter(*m.model, run.out / "adapter", manifest, config_,
-                                                {{"steps", trainer.step()}, {"train_options", run.options.to_json()}});
+    pipeline::AdapterSummary adapter;
+    if (format_ == pipeline::AdapterFormat::Reference) {
+      const auto tensors = pipeline::trained_checkpoint_tensors(*m.model);
+      pipeline::save_reference_adapter(run.out / "adapter", tensors, config_);
+      adapter.tensors = static_cast<int64_t>(tensors.size());
+      for (const auto& t : tensors) adapter.bytes += t.second.nbytes();
+    } else {
+      adapter = pipeline::save_adapter(*m.model, run.out / "adapter", adapter_manifest("esft", m, run), config_,
+                                       {{"steps", trainer.step()}, {"train_options", run.options.to_json()}});
+    }
     const auto base_bytes = Checkpoint::open(run.model_dir).total_bytes();
-    std::cout << "adapter    " << (run.out / "adapter").string() << ": " << adapter.tensors << " tensors, "
-              << mib_text(adapter.bytes) << " (the full model: " << mib_text(base_bytes) << ", " << std::setprecision(1)
-              << std::fixed << 100.0 * static_cast<double>(adapter.bytes) / static_cast<double>(base_bytes) << "%)\n";
+    std::cout << "adapter    " << (run.out / "adapter").string() << " (" << pipeline::adapter_format_name(format_)
+              << " format): " << adapter.tensors << " tensors, " << mib_text(adapter.bytes) << " (the full model: "
+              << mib_text(base_bytes) << ", " << std::setprecision(1) << std::fixed
+              << 100.0 * static_cast<double>(adapter.bytes) / static_cast<double>(base_bytes) << "%)\n";
   }
 
  private:
   pipeline::ExpertConfig config_;
+  pipeline::AdapterFormat format_;
 };
 
 }  // namespace
 
 std::unique_ptr<TrainingMethod> make_esft_method(const po::variables_map& vm) {
   if (!vm.count("expert-config")) throw UsageError("--method esft needs --expert-config (from select)");
-  return std::make_unique<EsftMethod>(pipeline::ExpertConfig::load(vm["expert-config"].as<std::string>()));
+  pipeline::AdapterFormat format = pipeline::AdapterFormat::Esft;
+  try {
+    format = pipeline::parse_adapter_format(vm["adapter-format"].as<std::string>());
+  } catch (const Error& e) {
+    throw UsageError(std::string("--adapter-format: ") + e.what());
+  }
+  return std::make_unique<EsftMethod>(pipeline::ExpertConfig::load(vm["expert-config"].as<std::string>()), format);
 }
 
 }  // namespace esft::host

@@ -125,6 +125,7 @@ class PretrainMethod final : public TrainingMethod {
 
 std::unique_ptr<TrainingMethod> make_pretrain_method(const po::variables_map& vm) {
   if (vm.count("expert-config")) throw UsageError("--method pretrain trains every parameter: drop --expert-config");
+  if (!vm["adapter-format"].defaulted()) throw UsageError("--adapter-format applies to --method esft");
   return std::make_unique<PretrainMethod>();
 }
 

@@ -70,6 +70,7 @@ class RouterMethod final : public TrainingMethod {
 
 std::unique_ptr<TrainingMethod> make_router_method(const po::variables_map& vm) {
   if (vm.count("expert-config")) throw UsageError("--method router trains the routers; --expert-config is for esft");
+  if (!vm["adapter-format"].defaulted()) throw UsageError("--adapter-format applies to --method esft (router adapters are esft's own)");
   return std::make_unique<RouterMethod>();
 }
 

@@ -13,7 +13,11 @@ namespace fs = std::filesystem;
 
 AdapterSummary save_adapter(MoECausalLM& model, const fs::path& dir, const AdapterManifest& manifest,
                             const ExpertConfig& config, const nlohmann::json& extra) {
-  const auto tensors = trained_checkpoint_tensors(model);
+  return save_adapter_tensors(trained_checkpoint_tensors(model), dir, manifest, config, extra);
+}
+
+AdapterSummary save_adapter_tensors(const NamedTensors& tensors, const fs::path& dir, const AdapterManifest& manifest,
+                                    const ExpertConfig& config, const nlohmann::json& extra) {
   AdapterSummary summary;
   summary.tensors = static_cast<int64_t>(tensors.size());
   for (const auto& t : tensors) summary.bytes += t.second.nbytes();
@@ -38,11 +42,21 @@ AdapterSummary save_adapter(MoECausalLM& model, const fs::path& dir, const Adapt
   return summary;
 }
 
+void check_adapter_experts(const AdapterFolder& adapter, MoECausalLM& model) {
+  if (!adapter.expert_config()) return;
+  try {
+    check_expert_config(*adapter.expert_config(), moe_layer_sizes(model));
+  } catch (const Error& e) {
+    const char* file = adapter.format() == AdapterFormat::Reference ? kReferenceExpertConfigFile : "expert_config.json";
+    throw Error((adapter.dir() / file).string() + ": " + e.what());
+  }
+}
+
 int64_t apply_adapter(MoECausalLM& model, const fs::path& adapter_dir, const fs::path& base_dir) {
-  const auto manifest = AdapterManifest::load(adapter_dir);
-  check_adapter_base(manifest, adapter_dir, base_dir);
-  const SafetensorsFile weights(adapter_dir / kAdapterWeightsFile);
-  return load_trained_tensors(model, weights);
+  const auto adapter = AdapterFolder::open(adapter_dir);
+  adapter.check_base(base_dir);
+  check_adapter_experts(adapter, model);
+  return load_trained_tensors(model, adapter.tensors(), adapter_dir.string());
 }
 
 }  // namespace esft::pipeline

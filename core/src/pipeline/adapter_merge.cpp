@@ -14,6 +14,7 @@
 #include "esft/io/json_file.h"
 #include "esft/io/safetensors.h"
 #include "esft/io/sha256.h"
+#include "esft/pipeline/adapter_folder.h"
 
 namespace esft::pipeline {
 
@@ -110,9 +111,11 @@ void check_base_has(const Checkpoint& base, const std::string& key, const std::s
 }
 
 // Every adapter tensor is matched to its base tensor and its shape checked, from the headers alone.
-MergePlan plan_merge(const Checkpoint& base, const SafetensorsFile& adapter, const fs::path& base_dir) {
+MergePlan plan_merge(const Checkpoint& base, const AdapterFolder& adapter, const fs::path& base_dir) {
   MergePlan plan;
-  for (const TensorInfo& t : adapter.tensors()) {
+  for (const std::string& name : adapter.names()) {
+    TensorInfo t = adapter.info(name);
+    t.name = name;  // the checkpoint name (a reference adapter may store it without `model.`)
     std::string key;
     int64_t index = 0;
     if (!parse_adapter_slice_name(t.name, key, index)) {
@@ -120,7 +123,7 @@ MergePlan plan_merge(const Checkpoint& base, const SafetensorsFile& adapter, con
       const TensorInfo& b = base.info(t.name);
       if (t.shape != b.shape)
         throw Error("adapter tensor '" + t.name + "' has shape " + shape_string(t.shape) +
-                    " but the base tensor has shape " + shape_string(b.shape) + in(adapter.path()));
+                    " but the base tensor has shape " + shape_string(b.shape) + in(adapter.path_of(name)));
       plan.whole[t.name] = t.name;
       continue;
     }
@@ -128,29 +131,29 @@ MergePlan plan_merge(const Checkpoint& base, const SafetensorsFile& adapter, con
     const TensorInfo& b = base.info(key);
     if (b.shape.empty())
       throw Error("adapter tensor '" + t.name + "' slices '" + key + "', which is a scalar in the base checkpoint" +
-                  in(adapter.path()));
+                  in(adapter.path_of(name)));
     if (index >= b.shape[0])
       throw Error("adapter tensor '" + t.name + "': slice " + std::to_string(index) + " is out of range for '" + key +
-                  "' of shape " + shape_string(b.shape) + in(adapter.path()));
+                  "' of shape " + shape_string(b.shape) + in(adapter.path_of(name)));
     const std::vector<int64_t> slice_shape(b.shape.begin() + 1, b.shape.end());
     if (t.shape != slice_shape)
       throw Error("adapter tensor '" + t.name + "' has shape " + shape_string(t.shape) + " but a slice of '" + key +
-                  "' " + shape_string(b.shape) + " has shape " + shape_string(slice_shape) + in(adapter.path()));
+                  "' " + shape_string(b.shape) + " has shape " + shape_string(slice_shape) + in(adapter.path_of(name)));
     plan.slices[key][index] = t.name;
   }
   for (const auto& [key, unused] : plan.slices)
     if (plan.whole.count(key))
-      throw Error("adapter holds '" + key + "' both whole and as slices '" + key + "#i'" + in(adapter.path()));
+      throw Error("adapter holds '" + key + "' both whole and as slices '" + key + "#i'" + in(adapter.dir()));
   return plan;
 }
 
 // The base tensor's dtype: a bfloat16 base gets the float32-trained values rounded, as transformers' `.to` does.
-at::Tensor replacement(const SafetensorsFile& adapter, const std::string& name, c10::ScalarType dtype) {
+at::Tensor replacement(const AdapterFolder& adapter, const std::string& name, c10::ScalarType dtype) {
   return adapter.load(name).to(dtype);
 }
 
 at::Tensor with_slices(const Checkpoint& base, const std::string& key, const std::map<int64_t, std::string>& slices,
-                       const SafetensorsFile& adapter) {
+                       const AdapterFolder& adapter) {
   at::Tensor t = base.load(key);  // a copy: the mapping itself is read-only
   for (const auto& [index, name] : slices) t[index].copy_(replacement(adapter, name, t.scalar_type()));
   return t;
@@ -302,13 +305,8 @@ MergeReport merge_adapter(const MergeOptions& options) {
   const fs::path out = normalized(options.out_dir);
   check_out_dir(out, options.base_dir);
 
-  const AdapterManifest manifest = AdapterManifest::load(options.adapter_dir);
-  check_adapter_base(manifest, options.adapter_dir, options.base_dir);
-  const fs::path adapter_file = options.adapter_dir / kAdapterWeightsFile;
-  if (!fs::exists(adapter_file, ec))
-    throw Error("no " + std::string(kAdapterWeightsFile) + " in the adapter directory " +
-                options.adapter_dir.string());
-  const SafetensorsFile adapter(adapter_file);
+  const AdapterFolder adapter = AdapterFolder::open(options.adapter_dir);
+  adapter.check_base(options.base_dir);
   const Checkpoint base = Checkpoint::open(options.base_dir);
   say(options, "base: " + std::to_string(base.keys().size()) + " tensors, " + format_bytes(base.total_bytes()) +
                    " in " + std::to_string(base.files().size()) + " file(s)" + in(options.base_dir));
@@ -316,7 +314,8 @@ MergeReport merge_adapter(const MergeOptions& options) {
   const MergePlan plan = plan_merge(base, adapter, options.base_dir);
   MergeReport report;
   for (const auto& [key, slices] : plan.slices) report.slices_replaced += slices.size();
-  say(options, "adapter: " + std::to_string(adapter.tensors().size()) + " tensors (" +
+  say(options, std::string("adapter (") + adapter_format_name(adapter.format()) + " format): " +
+                   std::to_string(adapter.names().size()) + " tensors (" +
                    std::to_string(plan.whole.size()) + " whole, " + std::to_string(report.slices_replaced) +
                    " slices of " + std::to_string(plan.slices.size()) + " fused)" + in(options.adapter_dir));
 

@@ -159,26 +159,23 @@ NamedTensors trained_checkpoint_tensors(MoECausalLM& model) {
   return out;
 }
 
-int64_t load_trained_tensors(MoECausalLM& model, const SafetensorsFile& file) {
+int64_t load_trained_tensors(MoECausalLM& model, const NamedTensors& tensors, const std::string& source) {
   std::unordered_map<std::string, const CheckpointBinding*> by_key;
   const auto bindings = model.checkpoint_bindings();
   for (const auto& b : bindings) by_key[b.key()] = &b;
   int64_t loaded = 0;
-  for (const auto& info : file.tensors()) {
-    std::string key = info.name;
+  for (const auto& [name, value] : tensors) {
+    std::string key = name;
     int64_t slice = -1;
-    if (!by_key.count(key) && !parse_adapter_slice_name(info.name, key, slice)) key = info.name;
+    if (!by_key.count(key) && !parse_adapter_slice_name(name, key, slice)) key = name;
     auto it = by_key.find(key);
-    if (it == by_key.end()) {
-      throw Error(file.path().string() + ": tensor '" + info.name + "' is not a tensor of this model");
-    }
+    if (it == by_key.end()) throw Error(source + ": tensor '" + name + "' is not a tensor of this model");
     const auto& b = *it->second;
-    const auto value = file.view(info.name);
     if (slice < 0) {
       b.assign(value);
     } else {
       if (!b.is_stacked() || slice >= static_cast<int64_t>(b.parts().size())) {
-        throw Error(file.path().string() + ": '" + info.name + "' names a slice that tensor '" + key + "' does not have");
+        throw Error(source + ": '" + name + "' names a slice that tensor '" + key + "' does not have");
       }
       b.assign_part(static_cast<size_t>(slice), value);
     }

@@ -1,11 +1,12 @@
 #pragma once
-// Writing an ESFT adapter from a trained model, and applying one to a freshly loaded base model (for eval and
-// generation without a merge). The format is described in adapter_merge.h.
+// Writing an ESFT adapter from a trained model, and applying one (of esft's format or the ESFT reference's) to a
+// freshly loaded base model, for eval and generation without a merge. The formats: adapter_folder.h.
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 
 #include "esft/model/moe_causal_lm.h"
+#include "esft/pipeline/adapter_folder.h"
 #include "esft/pipeline/adapter_merge.h"
 #include "esft/pipeline/expert_selection.h"
 
@@ -20,9 +21,19 @@ struct AdapterSummary {
 // manifest's fields plus `extra`) into a temporary sibling folder that replaces `dir` only when complete.
 AdapterSummary save_adapter(MoECausalLM& model, const std::filesystem::path& dir, const AdapterManifest& manifest,
                             const ExpertConfig& config, const nlohmann::json& extra = nlohmann::json::object());
+// The same from tensors already under checkpoint names (an adapter converted from another format).
+AdapterSummary save_adapter_tensors(const NamedTensors& tensors, const std::filesystem::path& dir,
+                                    const AdapterManifest& manifest, const ExpertConfig& config,
+                                    const nlohmann::json& extra = nlohmann::json::object());
 
-// Checks that the adapter was trained on `base_dir` (config.json hash) and copies its tensors into `model`.
-// Returns how many tensors it copied. Throws esft::Error for another base or a tensor the model lacks.
+// The adapter's expert config against `model`: every layer one of its MoE layers, every expert one it has. Throws
+// esft::Error naming the config file. Nothing to check for an adapter without an expert config (router adapters).
+void check_adapter_experts(const AdapterFolder& adapter, MoECausalLM& model);
+
+// Applies an adapter folder of either format (adapter_folder.h) to a freshly loaded base model: checks that it
+// belongs on `base_dir` (esft: the config hash) and fits the model (check_adapter_experts), then copies its tensors
+// in. Returns how many tensors it copied. Throws esft::Error for another base, experts the model lacks, or a
+// tensor the model does not have or has in another shape.
 int64_t apply_adapter(MoECausalLM& model, const std::filesystem::path& adapter_dir,
                       const std::filesystem::path& base_dir);
 

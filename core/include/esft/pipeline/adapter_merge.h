@@ -59,7 +59,7 @@ std::string format_bytes(uint64_t bytes);
 
 struct MergeOptions {
   std::filesystem::path base_dir;     // Hugging Face model directory (model.safetensors or an index with shards)
-  std::filesystem::path adapter_dir;  // ESFT adapter directory
+  std::filesystem::path adapter_dir;  // adapter directory, esft's format or the ESFT reference's (adapter_folder.h)
   std::filesystem::path out_dir;      // must not exist, or be an empty directory; never the base directory
   uint64_t max_shard_bytes = kDefaultMaxShardBytes;
   std::function<void(const std::string&)> progress;  // one line per step (no newline); may be empty

@@ -56,8 +56,9 @@ std::vector<std::pair<std::string, at::Tensor>> trainable_parameters(MoECausalLM
 // The trained tensors under checkpoint names (whole, or `{key}#{i}` slices), copied to contiguous CPU tensors.
 NamedTensors trained_checkpoint_tensors(MoECausalLM& model);
 
-// Copies tensors saved by trained_checkpoint_tensors (an adapter) into the model. Throws esft::Error for a name
-// the model does not bind or a shape that differs. Returns how many tensors it copied.
-int64_t load_trained_tensors(MoECausalLM& model, const SafetensorsFile& file);
+// Copies tensors saved by trained_checkpoint_tensors (an adapter's, under checkpoint names) into the model. Throws
+// esft::Error, naming `source`, for a name the model does not bind or a shape that differs. Returns how many
+// tensors it copied.
+int64_t load_trained_tensors(MoECausalLM& model, const NamedTensors& tensors, const std::string& source);
 
 }  // namespace esft::pipeline
