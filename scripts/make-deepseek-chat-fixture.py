@@ -1,22 +1,21 @@
 #!/usr/bin/env python3
 """Render conversations with the DeepSeek-V2 chat template through transformers, for the chat-format test.
 
-What: writes tests/data/tok/deepseek_v2.chat.jsonl, one {"messages", "add_generation_prompt", "rendered"} record per
-line, rendered by transformers' own apply_chat_template with the template string of DeepSeek-V2-Chat and
-DeepSeek-V2-Lite-Chat (their tokenizer_config.json) and their BOS/EOS strings.
+What: writes tests/data/tok/deepseek_v2.chat.jsonl, one {"messages", "add_generation_prompt", "rendered", "ids"}
+record per line, rendered and tokenized by transformers' own apply_chat_template with the template string of
+DeepSeek-V2-Chat and DeepSeek-V2-Lite-Chat (their tokenizer_config.json) and their BOS/EOS strings.
 
-Why: the deepseek_v2 plugin's chat format must give exactly what transformers renders. The fixtures hold no
-DeepSeek tokenizer, so the Qwen3 tokenizer file carries the template here; only the rendered text is recorded.
+Why: the deepseek_v2 plugin's chat format must give exactly what transformers renders, to the token. The fixtures
+hold no DeepSeek tokenizer; the tiny deepseek_v2 example's (examples/tiny-deepseek-v2/model, byte-level BPE with
+DeepSeek's BOS and EOS as special tokens) tokenizes here.
 
 Usage (the project's venv; nothing is downloaded):
     .venv/bin/python scripts/make-deepseek-chat-fixture.py [--out tests/data/tok/deepseek_v2.chat.jsonl]
 """
 
 import argparse
-import gzip
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 # DeepSeek-V2(-Lite)-Chat's chat_template, as in its tokenizer_config.json.
@@ -44,19 +43,20 @@ CONVERSATIONS = [
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("tests/data/tok/deepseek_v2.chat.jsonl"))
-    parser.add_argument("--tokenizer", type=Path, default=Path("tests/data/tokenizers/qwen3.tokenizer.json.gz"))
+    parser.add_argument("--tokenizer", type=Path, default=Path("examples/tiny-deepseek-v2/model/tokenizer.json"))
     args = parser.parse_args()
     from transformers import PreTrainedTokenizerFast
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "tokenizer.json"
-        path.write_bytes(gzip.decompress(args.tokenizer.read_bytes()))
-        tok = PreTrainedTokenizerFast(tokenizer_file=str(path), bos_token=BOS, eos_token=EOS, chat_template=TEMPLATE)
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(args.tokenizer), bos_token=BOS, eos_token=EOS,
+                                  chat_template=TEMPLATE)
     lines = []
     for messages in CONVERSATIONS:
         for prompt in (False, True):
             rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
-            lines.append(json.dumps({"messages": messages, "add_generation_prompt": prompt, "rendered": rendered},
-                                    ensure_ascii=False))
+            ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=prompt, return_dict=False)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            lines.append(json.dumps({"messages": messages, "add_generation_prompt": prompt, "rendered": rendered,
+                                     "ids": list(ids)}, ensure_ascii=False))
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {len(lines)} renderings to {args.out}")
 

@@ -65,10 +65,12 @@ TEST_CASE("chat: Qwen3 renders every fixture conversation as its template does, 
   CHECK(records == 20);
 }
 
-TEST_CASE("chat: deepseek_v2 renders every fixture conversation as transformers renders DeepSeek-V2's template") {
+TEST_CASE("chat: deepseek_v2 renders every fixture conversation as transformers renders DeepSeek-V2's template, to the token") {
   // tests/data/tok/deepseek_v2.chat.jsonl: scripts/make-deepseek-chat-fixture.py (apply_chat_template with the
-  // template of DeepSeek-V2(-Lite)-Chat).
+  // template of DeepSeek-V2(-Lite)-Chat, tokenized by the tiny deepseek_v2 example's tokenizer).
   const auto fam = family("deepseek_v2");
+  const auto tok = esft::tok::Tokenizer::load(fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path() / "examples" /
+                                              "tiny-deepseek-v2" / "model");
   std::ifstream in(fs::path(ESFT_TEST_DATA_DIR) / "tok" / "deepseek_v2.chat.jsonl");
   int records = 0;
   for (std::string line; std::getline(in, line); ++records) {
@@ -76,8 +78,17 @@ TEST_CASE("chat: deepseek_v2 renders every fixture conversation as transformers 
     esft::ChatOptions options;
     options.add_generation_prompt = r.at("add_generation_prompt").get<bool>();
     INFO("record ", records + 1);
-    CHECK(esft::join_segments(fam->chat_format().render(esft::parse_chat_messages(r.at("messages"), "fixture"), options)) ==
-          r.at("rendered").get<std::string>());
+    const auto segments = fam->chat_format().render(esft::parse_chat_messages(r.at("messages"), "fixture"), options);
+    const auto rendered = esft::join_segments(segments);
+    CHECK(rendered == r.at("rendered").get<std::string>());
+    const auto expected = r.at("ids").get<std::vector<int32_t>>();
+    CHECK(tok.encode(rendered) == expected);
+    std::vector<int32_t> pieces;  // segment by segment, as training data is labelled
+    for (const auto& s : segments) {
+      const auto ids = tok.encode(s.text);
+      pieces.insert(pieces.end(), ids.begin(), ids.end());
+    }
+    CHECK(pieces == expected);
   }
   CHECK(records == 12);
   // Labels: the assistant's content with the space before it (which DeepSeek's tokenizer joins to the first word,

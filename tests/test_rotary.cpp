@@ -77,3 +77,19 @@ TEST_CASE("rotary: a missing YaRN factor is the ratio of the context lengths") {
       config_with_rope({{"rope_type", "yarn"}, {"original_max_position_embeddings", 4096}}), 64);
   CHECK(spec.yarn->factor == 32.0);
 }
+
+TEST_CASE("rotary: the interleaved form rotates adjacent channel pairs, as a complex multiplication") {
+  at::manual_seed(3);
+  auto spec = esft::nn::rope_spec_from_config(config_with_rope({{"rope_type", "default"}, {"rope_theta", 10000.0}}), 8);
+  const esft::nn::RotaryEmbedding rope(spec, at::kCPU, at::kFloat);
+  const auto positions = at::arange(5, at::kLong).unsqueeze(0);
+  auto [cos, sin] = rope.cos_sin(positions, at::kFloat);
+  const auto x = at::randn({1, 3, 5, 8});
+  // DeepSeek-V2 in transformers: view_as_complex over channel pairs times exp(i * position * inv_freq).
+  const auto angles = positions.to(at::kFloat).unsqueeze(-1) * esft::nn::rope_inv_freq(spec);  // [1, 5, 4]
+  const auto turn = at::polar(at::ones_like(angles), angles).unsqueeze(1);
+  const auto expected = at::view_as_real(at::view_as_complex(x.reshape({1, 3, 5, 4, 2}).contiguous()) * turn).flatten(3);
+  CHECK(at::allclose(esft::nn::apply_rotary_interleaved(x, cos, sin), expected, 1e-6, 1e-6));
+  // Not the rotate_half form: the two differ on every position but the first.
+  CHECK_FALSE(at::allclose(esft::nn::apply_rotary(x, cos, sin), expected, 1e-3, 1e-3));
+}

@@ -25,7 +25,9 @@ Command eval_command() {
   c.summary = "evaluate a model or model + adapter: loss/perplexity, or a task metric on greedy completions";
   c.usage = "eval --model DIR [--adapter DIR] --data FILE.jsonl [--metric loss|exact|intent|rouge-l|accuracy|f1|mc] "
             "[--max-new-tokens N] [--fewshot N --fewshot-data DEV.jsonl] [--out completions.jsonl]\n"
-            "       eval --rescore COMPLETIONS.jsonl --metric exact|intent|rouge-l|accuracy|f1 [--out scores.jsonl]";
+            "       eval --rescore COMPLETIONS.jsonl --metric exact|intent|rouge-l|accuracy|f1 [--out scores.jsonl]\n"
+            "       (either form) --metric judge-summary|judge-law|judge-translation --judge-url URL --judge-model NAME "
+            "[--judge-key-env VAR] [--judge-concurrency N]";
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>(), "base model directory (weights, tokenizer files)")
@@ -37,7 +39,9 @@ Command eval_command() {
         ("rescore", po::value<std::string>(),
          "score saved completions instead of running a model: eval --out files, or the ESFT reference's "
          "{\"example\": {\"prompt\", \"raw_prediction\", \"raw_answers\"}, \"score\"} files")
-        ("metric", po::value<std::string>()->default_value("loss"), "loss | exact | intent | rouge-l | accuracy | f1 | mc")
+        ("metric", po::value<std::string>()->default_value("loss"),
+         "loss | exact | intent | rouge-l | accuracy | f1 | mc | judge-summary | judge-law | judge-translation (the "
+         "ESFT reference's LLM-as-judge metrics)")
         ("fewshot", po::value<int64_t>()->default_value(0), "mc: examples before each question, from --fewshot-data")
         ("fewshot-data", po::value<std::string>(), "mc: the dev file of the few-shot examples (its first N records)")
         ("max-new-tokens", po::value<int64_t>()->default_value(64), "completion length limit")
@@ -51,11 +55,13 @@ Command eval_command() {
          "write the completions (prompt, completion, answers, score) as JSON lines; with --rescore, the scores "
          "(origin, score, recorded_score)")
         ("result", po::value<std::string>(), "write the score as JSON ({metric, value, records, ...})");
+    eval::add_judge_options(d);
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
     const auto metric_text = vm["metric"].as<std::string>();
     const bool loss_mode = metric_text == "loss", mc_mode = metric_text == "mc";
-    const auto metric = loss_mode || mc_mode ? pipeline::Metric::Exact : pipeline::parse_metric(metric_text);
+    std::optional<eval::CompletionScorer> scorer;
+    if (!loss_mode && !mc_mode) scorer.emplace(vm);
     const int64_t max_new = vm["max-new-tokens"].as<int64_t>(), batch_size = vm["batch-size"].as<int64_t>();
     const int64_t seq_length = vm["seq-length"].as<int64_t>();
     if (max_new <= 0 || batch_size <= 0 || seq_length <= 1) {
@@ -70,7 +76,7 @@ Command eval_command() {
         throw Error("completions file " + vm["rescore"].as<std::string>() + " does not exist");
       if (vm.count("out")) check_output_path(vm["out"].as<std::string>(), "--out");
       if (vm.count("result")) check_output_path(vm["result"].as<std::string>(), "--result");
-      return eval::run_rescore(vm, metric);
+      return eval::run_rescore(vm, *scorer);
     }
     if (!vm.count("model") || !vm.count("data")) throw UsageError("eval needs --model and --data (or --rescore FILE)");
     if (vm.count("enable-thinking") && loss_mode) throw UsageError("--enable-thinking applies to generation metrics");
@@ -103,7 +109,7 @@ Command eval_command() {
     if (loss_mode) return eval::run_loss(vm, m, encoder, data_path, batch_size, seq_length);
     if (mc_mode) return eval::run_mc(vm, m, tokenizer, special, data_path, seq_length);
 
-    return eval::run_generation(vm, m, tokenizer, special, data_path, metric);
+    return eval::run_generation(vm, m, tokenizer, special, data_path, *scorer);
   };
   return c;
 }

@@ -9,6 +9,7 @@
 #include "esft/data/samples.h"
 #include "esft/pipeline/metrics.h"
 #include "esft/tokenizer/tokenizer.h"
+#include "scoring.h"
 
 namespace esft::host::eval {
 
@@ -28,9 +29,9 @@ int run_mc(const po::variables_map& vm, LoadedModel& m, const tok::Tokenizer& to
 // Task metrics: greedy completions of {"prompt"|"messages", "answers"} records scored against the answers.
 int run_generation(const po::variables_map& vm, LoadedModel& m, const tok::Tokenizer& tokenizer,
                    const data::TokenizerConfig& special, const std::filesystem::path& data_path,
-                   pipeline::Metric metric);
+                   const CompletionScorer& scorer);
 
 // --rescore: saved completions (the reference's or esft's own) scored again, no model.
-int run_rescore(const po::variables_map& vm, pipeline::Metric metric);
+int run_rescore(const po::variables_map& vm, const CompletionScorer& scorer);
 
 }  // namespace esft::host::eval

@@ -57,8 +57,8 @@ std::vector<GenerationRecord> read_generation_records(const fs::path& path, cons
 }  // namespace
 
 int run_generation(const po::variables_map& vm, LoadedModel& m, const tok::Tokenizer& tokenizer,
-                   const data::TokenizerConfig& special, const fs::path& data_path, pipeline::Metric metric) {
-  const auto metric_text = vm["metric"].as<std::string>();
+                   const data::TokenizerConfig& special, const fs::path& data_path, const CompletionScorer& scorer) {
+  const auto& metric_text = scorer.name();
   const int64_t max_new = vm["max-new-tokens"].as<int64_t>();
   ChatOptions chat;
   chat.add_generation_prompt = true;
@@ -74,7 +74,9 @@ int run_generation(const po::variables_map& vm, LoadedModel& m, const tok::Token
 
   std::optional<AtomicFile> out;
   if (vm.count("out")) out.emplace(vm["out"].as<std::string>());
-  double total = 0;
+  // Local metrics score each completion as it comes (the running mean shows); a judge scores them all at the end.
+  std::vector<ScoreRequest> requests;
+  double running = 0;
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < records.size(); ++i) {
     const auto& r = records[i];
@@ -85,20 +87,28 @@ int run_generation(const po::variables_map& vm, LoadedModel& m, const tok::Token
     auto output = greedy_generate(*m.model, prompt, max_new, stop).cpu();
     const auto* p = output.data_ptr<int64_t>();
     const std::vector<int32_t> generated(p + prompt.size(1), p + output.size(1));
-    const auto completion = tokenizer.decode(generated, /*skip_special_tokens=*/true);
-    const double score = pipeline::score_completion(metric, completion, r.answers);
-    total += score;
-    if (out) {
-      out->stream() << nlohmann::json{{"origin", r.origin}, {"prompt", r.prompt}, {"completion", completion},
-                                      {"answers", r.answers}, {"score", score}}
-                           .dump()
-                    << "\n";
+    requests.push_back({tokenizer.decode(generated, /*skip_special_tokens=*/true), r.answers});
+    std::cerr << "\reval: " << i + 1 << "/" << records.size();
+    if (!scorer.is_judge()) {
+      running += scorer.score_one(requests.back());
+      std::cerr << " " << metric_text << " " << std::fixed << std::setprecision(4) << running / static_cast<double>(i + 1);
     }
-    std::cerr << "\reval: " << i + 1 << "/" << records.size() << " " << metric_text << " " << std::fixed
-              << std::setprecision(4) << total / static_cast<double>(i + 1) << std::flush;
+    std::cerr << std::flush;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cerr << " (" << std::setprecision(1) << seconds << " s)\n";
+  const auto scores = scorer.score_all(requests);
+  double total = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    total += scores[i].score;
+    if (!out) continue;
+    nlohmann::json line = {{"origin", records[i].origin}, {"prompt", records[i].prompt},
+                           {"completion", requests[i].completion}, {"answers", records[i].answers},
+                           {"score", scores[i].score}};
+    if (scorer.is_judge()) line[scores[i].judge_error.empty() ? "judge_reply" : "judge_error"] =
+        scores[i].judge_error.empty() ? scores[i].judge_reply : scores[i].judge_error;
+    out->stream() << line.dump() << "\n";
+  }
   if (out) out->commit();
   const double value = total / static_cast<double>(records.size());
   std::cout << metric_text << " " << std::fixed << std::setprecision(4) << value << "  (" << records.size()

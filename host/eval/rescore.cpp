@@ -13,9 +13,9 @@
 
 namespace esft::host::eval {
 
-int run_rescore(const po::variables_map& vm, pipeline::Metric metric) {
+int run_rescore(const po::variables_map& vm, const CompletionScorer& scorer) {
   const auto path = vm["rescore"].as<std::string>();
-  const auto metric_text = vm["metric"].as<std::string>();
+  const auto& metric_text = scorer.name();
   auto records = pipeline::read_completions(path);
   if (vm.count("limit") && vm["limit"].as<int64_t>() < static_cast<int64_t>(records.size())) {
     records.resize(static_cast<size_t>(vm["limit"].as<int64_t>()));
@@ -24,10 +24,16 @@ int run_rescore(const po::variables_map& vm, pipeline::Metric metric) {
   if (vm.count("out")) out.emplace(vm["out"].as<std::string>());
   double total = 0, recorded_total = 0, largest_difference = 0;
   int64_t with_recorded = 0, agreeing = 0;
-  for (const auto& r : records) {
-    const double score = pipeline::score_completion(metric, r.completion, r.answers);
+  std::vector<ScoreRequest> requests;
+  for (const auto& r : records) requests.push_back({r.completion, r.answers});
+  const auto scores = scorer.score_all(requests);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const auto& r = records[i];
+    const double score = scores[i].score;
     total += score;
     nlohmann::json line = {{"origin", r.origin}, {"score", score}};
+    if (scorer.is_judge()) line[scores[i].judge_error.empty() ? "judge_reply" : "judge_error"] =
+        scores[i].judge_error.empty() ? scores[i].judge_reply : scores[i].judge_error;
     if (r.recorded_score) {
       ++with_recorded;
       recorded_total += *r.recorded_score;

@@ -1,5 +1,7 @@
 #include "esft/pipeline/completions.h"
 
+#include <algorithm>
+#include <cctype>
 #include <sstream>
 
 #include "esft/error.h"
@@ -36,8 +38,14 @@ std::string python_string(const std::string& text, size_t& pos, const std::strin
       case '\\': case '\'': case '"': out += c; break;
       case 'x': case 'u': case 'U': {
         const size_t digits = c == 'x' ? 2 : c == 'u' ? 4 : 8;
-        if (pos + digits > text.size()) throw Error(where + ": a truncated \\" + std::string(1, c) + " escape");
+        if (pos + digits > text.size() ||
+            !std::all_of(text.begin() + static_cast<std::ptrdiff_t>(pos),
+                         text.begin() + static_cast<std::ptrdiff_t>(pos + digits),
+                         [](unsigned char h) { return std::isxdigit(h) != 0; }))
+          throw Error(where + ": a malformed \\" + std::string(1, c) + " escape in the answers list");
         const auto code = static_cast<uint32_t>(std::stoul(text.substr(pos, digits), nullptr, 16));
+        if (code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))
+          throw Error(where + ": an escape names no Unicode character in the answers list");
         pos += digits;
         // UTF-8 of the code point.
         if (code < 0x80) out += static_cast<char>(code);

@@ -399,4 +399,9 @@ std::string intent_post_process(const std::string& raw_prediction) {
   return encode(strip(pred, is_period));
 }
 
+std::string python_strip(const std::string& text) {
+  const std::u32string cps = decode(text);
+  return encode(strip(std::u32string_view(cps), is_space));
+}
+
 }  // namespace esft::pipeline

@@ -49,5 +49,6 @@ std::vector<std::string> rouge_tokens(const std::string& text);            // no
 double rouge_l_f1(const std::string& candidate, const std::string& reference);
 std::string choice_letter(const std::string& text);                        // "" when there is none
 std::string intent_post_process(const std::string& raw_prediction);        // the reference's post_process
+std::string python_strip(const std::string& text);                         // Python's str.strip()
 
 }  // namespace esft::pipeline
