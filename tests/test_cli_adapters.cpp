@@ -137,6 +137,13 @@ TEST_CASE("cli adapters: experts the model lacks, tensors stored twice and folde
   TempDir empty;
   expect_error(run_host({"generate", "--model", kModel.string(), "--ids", "1,2", "--adapter", empty.path.string()}), 1,
                {"esft_adapter.json", "expert_cfg.json"});
+  // convert-adapter never replaces a folder that holds something.
+  TempDir busy;
+  std::ofstream(busy / "notes.txt") << "mine";
+  expect_error(run_host({"convert-adapter", "--adapter", twice_dir.path.string() + "/reference", "--model",
+                         kModel.string(), "--to", "esft", "--out", busy.path.string()}),
+               1, {"not an empty folder"});
+  CHECK(fs::exists(busy / "notes.txt"));
   expect_error(run_host({"convert-adapter", "--adapter", twice.string(), "--model", kModel.string(), "--to", "lora",
                          "--out", (tmp / "x").string()}),
                2, {"--to", "esft, reference"});

@@ -52,7 +52,7 @@ Command convert_adapter_command() {
         ("adapter", po::value<std::string>()->required(), "adapter folder, either format")
         ("model", po::value<std::string>()->required(), "the base model it belongs to (config.json is enough)")
         ("to", po::value<std::string>()->required(), "esft | reference")
-        ("out", po::value<std::string>()->required(), "output folder (replaced when complete)");
+        ("out", po::value<std::string>()->required(), "new adapter folder: must not exist or be empty");
   };
   c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
     pipeline::AdapterFormat to = pipeline::AdapterFormat::Esft;
@@ -63,6 +63,9 @@ Command convert_adapter_command() {
     }
     const fs::path model_dir = vm["model"].as<std::string>(), out = vm["out"].as<std::string>();
     check_output_path(out, "--out");
+    std::error_code ec;
+    if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
+      throw Error("--out " + out.string() + " exists and is not an empty folder");
     const auto adapter = pipeline::AdapterFolder::open(vm["adapter"].as<std::string>());
     adapter.check_base(model_dir);
     if (!adapter.expert_config()) {
