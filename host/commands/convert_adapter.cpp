@@ -35,8 +35,15 @@ void check_tensors_fit(const pipeline::AdapterFolder& adapter, MoECausalLM& shap
         throw Error(adapter.path_of(name) + ": '" + name + "' names a slice that '" + key + "' does not have");
       expected.erase(expected.begin());
     }
-    if (adapter.info(name).shape != expected)
-      throw Error(adapter.path_of(name) + ": tensor '" + name + "' has another shape than the model's");
+    if (adapter.info(name).shape != expected) {
+      auto text = [](const std::vector<int64_t>& shape) {
+        std::string s = "[";
+        for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+        return s + "]";
+      };
+      throw Error(adapter.path_of(name) + ": tensor '" + name + "' has shape " + text(adapter.info(name).shape) +
+                  " but the model's is " + text(expected));
+    }
   }
 }
 
@@ -61,7 +68,10 @@ Command convert_adapter_command() {
     } catch (const Error& e) {
       throw UsageError(std::string("--to: ") + e.what());
     }
-    const fs::path model_dir = vm["model"].as<std::string>(), out = vm["out"].as<std::string>();
+    const fs::path model_dir = vm["model"].as<std::string>();
+    // Without a trailing separator, so that "DIR/" is DIR itself, beside which the temporary folder is made.
+    fs::path out = fs::absolute(vm["out"].as<std::string>()).lexically_normal();
+    if (!out.has_filename() && out.has_parent_path() && out != out.root_path()) out = out.parent_path();
     check_output_path(out, "--out");
     std::error_code ec;
     if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))

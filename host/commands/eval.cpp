@@ -62,6 +62,7 @@ Command eval_command() {
     const bool loss_mode = metric_text == "loss", mc_mode = metric_text == "mc";
     std::optional<eval::CompletionScorer> scorer;
     if (!loss_mode && !mc_mode) scorer.emplace(vm);
+    else if (eval::judge_options_given(vm)) throw UsageError("the --judge-* options apply to the judge metrics");
     const int64_t max_new = vm["max-new-tokens"].as<int64_t>(), batch_size = vm["batch-size"].as<int64_t>();
     const int64_t seq_length = vm["seq-length"].as<int64_t>();
     if (max_new <= 0 || batch_size <= 0 || seq_length <= 1) {
@@ -72,6 +73,8 @@ Command eval_command() {
       if (loss_mode || mc_mode) throw UsageError("--rescore scores completions: it needs a generation --metric");
       for (const char* option : {"model", "adapter", "data", "fewshot-data", "enable-thinking"})
         if (vm.count(option)) throw UsageError(std::string("--rescore runs no model: --") + option + " does not apply");
+      for (const char* option : {"max-new-tokens", "batch-size", "seq-length", "fewshot"})
+        if (!vm[option].defaulted()) throw UsageError(std::string("--rescore runs no model: --") + option + " does not apply");
       if (!fs::is_regular_file(vm["rescore"].as<std::string>()))
         throw Error("completions file " + vm["rescore"].as<std::string>() + " does not exist");
       if (vm.count("out")) check_output_path(vm["out"].as<std::string>(), "--out");

@@ -22,6 +22,7 @@ struct GenerationRecord {
   std::string origin;
   std::string prompt;  // as rendered
   std::vector<std::string> answers;
+  bool raw_prompt = false;  // a "prompt" field (raw text, BOS added as the tokenizer config says), not "messages"
 };
 
 std::vector<GenerationRecord> read_generation_records(const fs::path& path, const ChatFormat& format,
@@ -43,6 +44,7 @@ std::vector<GenerationRecord> read_generation_records(const fs::path& path, cons
     r.answers = pipeline::answers_from_json_value(j.at(key), where + ": " + key);
     if (j.contains("prompt") && j["prompt"].is_string()) {
       r.prompt = j["prompt"].get<std::string>();
+      r.raw_prompt = true;
     } else if (j.contains("messages")) {
       r.prompt = join_segments(format.render(parse_chat_messages(j["messages"], where), chat));
     } else {
@@ -76,28 +78,32 @@ int run_generation(const po::variables_map& vm, LoadedModel& m, const tok::Token
   if (vm.count("out")) out.emplace(vm["out"].as<std::string>());
   // Local metrics score each completion as it comes (the running mean shows); a judge scores them all at the end.
   std::vector<ScoreRequest> requests;
+  std::vector<RecordScore> scores;  // local metrics: as each completion comes, so the running mean shows
   double running = 0;
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < records.size(); ++i) {
     const auto& r = records[i];
     std::vector<int64_t> ids;
-    if (bos) ids.push_back(*bos);
+    // A chat format renders its own BOS where the template has one (DeepSeek-V2's); a raw prompt gets the
+    // tokenizer's, as Hugging Face's encode adds it.
+    if (bos && r.raw_prompt) ids.push_back(*bos);
     for (int32_t id : tokenizer.encode(r.prompt)) ids.push_back(id);
     auto prompt = at::tensor(ids, at::kLong).unsqueeze(0).to(m.device);
     auto output = greedy_generate(*m.model, prompt, max_new, stop).cpu();
     const auto* p = output.data_ptr<int64_t>();
     const std::vector<int32_t> generated(p + prompt.size(1), p + output.size(1));
     requests.push_back({tokenizer.decode(generated, /*skip_special_tokens=*/true), r.answers});
-    std::cerr << "\reval: " << i + 1 << "/" << records.size();
+    std::cerr << "\reval: " << i + 1 << "/" << records.size() << std::fixed;
     if (!scorer.is_judge()) {
-      running += scorer.score_one(requests.back());
-      std::cerr << " " << metric_text << " " << std::fixed << std::setprecision(4) << running / static_cast<double>(i + 1);
+      scores.push_back({scorer.score_one(requests.back()), {}, {}});
+      running += scores.back().score;
+      std::cerr << " " << metric_text << " " << std::setprecision(4) << running / static_cast<double>(i + 1);
     }
     std::cerr << std::flush;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cerr << " (" << std::setprecision(1) << seconds << " s)\n";
-  const auto scores = scorer.score_all(requests);
+  if (scorer.is_judge()) scores = scorer.score_all(requests);
   double total = 0;
   for (size_t i = 0; i < records.size(); ++i) {
     total += scores[i].score;

@@ -2,7 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <system_error>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -16,6 +18,8 @@
 namespace esft::host::eval {
 
 #if ESFT_WITH_CURL
+
+bool judge_available() { return true; }
 
 namespace {
 
@@ -61,6 +65,8 @@ std::string post_once(CURL* curl, const JudgeEndpoint& e, const std::string& url
 
 }  // namespace
 
+constexpr double kLongestDelaySeconds = 300;
+
 std::vector<JudgeReply> ask_judge(const JudgeEndpoint& e, const std::string& system_prompt,
                                   const std::vector<std::string>& prompts,
                                   const std::function<void(size_t, size_t)>& progress) {
@@ -79,7 +85,7 @@ std::vector<JudgeReply> ask_judge(const JudgeEndpoint& e, const std::string& sys
           {"model", e.model},
           {"messages", {{{"role", "system"}, {"content", system_prompt}}, {{"role", "user"}, {"content", prompts[i]}}}},
           {"max_tokens", e.max_tokens}};
-      const std::string body = request.dump();
+      const std::string body = request.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       auto& reply = replies[i];
       double delay = e.first_backoff_seconds;
       for (reply.tries = 1; reply.tries <= e.max_tries; ++reply.tries) {
@@ -87,12 +93,12 @@ std::vector<JudgeReply> ask_judge(const JudgeEndpoint& e, const std::string& sys
           reply.text = post_once(curl, e, url, body);
           reply.error.clear();
           break;
-        } catch (const Error& err) {
+        } catch (const std::exception& err) {  // esft::Error, and anything else a try can throw
           reply.error = err.what();
         }
         if (reply.tries < e.max_tries) {
           std::this_thread::sleep_for(std::chrono::duration<double>(delay));
-          delay *= 2;
+          delay = std::min(2 * delay, kLongestDelaySeconds);
         }
       }
       if (reply.tries > e.max_tries) reply.tries = e.max_tries;
@@ -104,7 +110,11 @@ std::vector<JudgeReply> ask_judge(const JudgeEndpoint& e, const std::string& sys
   };
   std::vector<std::thread> threads;
   const int n = std::max(1, std::min<int>(e.concurrency, static_cast<int>(prompts.size())));
-  for (int t = 0; t < n; ++t) threads.emplace_back(worker);
+  try {
+    for (int t = 0; t < n; ++t) threads.emplace_back(worker);
+  } catch (const std::system_error& err) {  // fewer threads than asked: those started finish the work
+    if (threads.empty()) throw Error(std::string("cannot start a judge thread: ") + err.what());
+  }
   for (auto& t : threads) t.join();
   for (auto& r : replies) {
     if (r.tries == 0) r.error = "no request was made (libcurl could not start a session)";
@@ -113,6 +123,8 @@ std::vector<JudgeReply> ask_judge(const JudgeEndpoint& e, const std::string& sys
 }
 
 #else
+
+bool judge_available() { return false; }
 
 std::vector<JudgeReply> ask_judge(const JudgeEndpoint&, const std::string&, const std::vector<std::string>&,
                                   const std::function<void(size_t, size_t)>&) {

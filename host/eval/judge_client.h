@@ -27,6 +27,9 @@ struct JudgeReply {
   int tries = 0;
 };
 
+// Whether this build can reach a judge (it was built with libcurl).
+bool judge_available();
+
 // One reply per prompt, in order. `progress(done, total)` is called after each finished prompt (from one thread at
 // a time). Throws esft::Error when libcurl is not built in.
 std::vector<JudgeReply> ask_judge(const JudgeEndpoint& endpoint, const std::string& system_prompt,

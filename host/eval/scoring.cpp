@@ -20,19 +20,26 @@ void add_judge_options(po::options_description& d) {
        "judge metrics: seconds before the second try, doubled before each next one");
 }
 
+bool judge_options_given(const po::variables_map& vm) {
+  return vm.count("judge-url") || vm.count("judge-model") || vm.count("judge-key-env") ||
+         !vm["judge-concurrency"].defaulted() || !vm["judge-tries"].defaulted() || !vm["judge-backoff"].defaulted();
+}
+
 CompletionScorer::CompletionScorer(const po::variables_map& vm) : name_(vm["metric"].as<std::string>()) {
   judge_ = pipeline::judge_task_of_metric(name_);
-  const bool judge_options = vm.count("judge-url") || vm.count("judge-model") || vm.count("judge-key-env") ||
-                             !vm["judge-concurrency"].defaulted() || !vm["judge-tries"].defaulted() ||
-                             !vm["judge-backoff"].defaulted();
   if (!judge_) {
-    if (judge_options) throw UsageError("the --judge-* options apply to the judge metrics (judge-summary, judge-law, judge-translation)");
+    if (judge_options_given(vm))
+      throw UsageError("the --judge-* options apply to the judge metrics (judge-summary, judge-law, judge-translation)");
     try {
       local_ = pipeline::parse_metric(name_);
     } catch (const Error& e) {
       throw Error(std::string(e.what()) + "; or a judge metric: judge-summary, judge-law, judge-translation");
     }
     return;
+  }
+  if (!judge_available()) {
+    throw Error("this esft-host was built without libcurl, which the judge metrics need to reach their endpoint "
+                "(install libcurl4-openssl-dev and build again)");
   }
   if (!vm.count("judge-url") || !vm.count("judge-model"))
     throw UsageError("--metric " + name_ + " needs --judge-url and --judge-model (an OpenAI-compatible endpoint)");
@@ -47,8 +54,10 @@ CompletionScorer::CompletionScorer(const po::variables_map& vm) : name_(vm["metr
   endpoint_.concurrency = vm["judge-concurrency"].as<int>();
   endpoint_.max_tries = vm["judge-tries"].as<int>();
   endpoint_.first_backoff_seconds = vm["judge-backoff"].as<double>();
-  if (endpoint_.concurrency < 1 || endpoint_.max_tries < 1 || endpoint_.first_backoff_seconds < 0)
-    throw UsageError("--judge-concurrency and --judge-tries must be positive, --judge-backoff not negative");
+  if (endpoint_.concurrency < 1 || endpoint_.concurrency > 64 || endpoint_.max_tries < 1 || endpoint_.max_tries > 20 ||
+      !(endpoint_.first_backoff_seconds >= 0 && endpoint_.first_backoff_seconds <= 300))
+    throw UsageError("--judge-concurrency must be from 1 to 64, --judge-tries from 1 to 20, --judge-backoff from 0 to "
+                     "300 seconds");
 }
 
 double CompletionScorer::score_one(const ScoreRequest& r) const {

@@ -25,8 +25,9 @@ struct RecordScore {
 
 class CompletionScorer {
  public:
-  // From --metric and the --judge-* options. Throws UsageError for an unknown metric, judge options without a judge
-  // metric, a judge metric without --judge-url and --judge-model, or a --judge-key-env variable that is not set.
+  // From --metric and the --judge-* options. Throws esft::Error for an unknown metric or a judge metric in a build
+  // without libcurl, UsageError for judge options without a judge metric, a judge metric without --judge-url and
+  // --judge-model, settings out of range, or a --judge-key-env variable that is not set.
   explicit CompletionScorer(const po::variables_map& vm);
 
   const std::string& name() const { return name_; }
@@ -43,7 +44,8 @@ class CompletionScorer {
   JudgeEndpoint endpoint_;
 };
 
-// The --judge-* options, for eval's option list.
+// The --judge-* options, for eval's option list; whether any was given.
 void add_judge_options(po::options_description& d);
+bool judge_options_given(const po::variables_map& vm);
 
 }  // namespace esft::host::eval

@@ -44,8 +44,17 @@ std::vector<bool> moe_layer_pattern(const esft::ModelConfig& c) {
 
 DeepseekV2Spec read_spec(const esft::ModelConfig& c) {
   // Sizes, norms, the activation and the router's basics as every family reads them; the attention part of this
-  // spec does not apply (the layers attend with LatentAttention) and is replaced below.
-  auto base = esft::nn::common_decoder_spec(c, "deepseek_v2");
+  // spec does not apply (the layers attend with LatentAttention) and is replaced below. Its head size is taken to be
+  // qk_rope_head_dim, as transformers' DeepseekV2Config sets head_dim, so that hidden_size / heads (which MLA never
+  // uses) cannot refuse a valid config.
+  const int64_t rope_dim = c.require<int64_t>("qk_rope_head_dim");
+  if (rope_dim <= 0 || rope_dim > (int64_t{1} << 24) || rope_dim % 2 != 0) {
+    throw esft::Error("qk_rope_head_dim must be even, from 2 to 16777216, got " + std::to_string(rope_dim) + " (" +
+                      c.source + ")");
+  }
+  auto with_head_dim = c;
+  with_head_dim.head_dim = rope_dim;
+  auto base = esft::nn::common_decoder_spec(with_head_dim, "deepseek_v2");
   if (c.num_key_value_heads != c.num_attention_heads) {
     throw esft::Error("num_key_value_heads must equal num_attention_heads in deepseek_v2: latent attention gives every "
                       "head its own keys (" + c.source + ")");
@@ -106,7 +115,6 @@ DeepseekV2Spec read_spec(const esft::ModelConfig& c) {
   if (a.q_lora_rank < 0 || a.q_lora_rank > (int64_t{1} << 24)) {
     throw esft::Error("q_lora_rank must be null or from 1 to 16777216 (" + c.source + ")");
   }
-  if (a.qk_rope_head_dim % 2 != 0) throw esft::Error("qk_rope_head_dim must be even (" + c.source + ")");
   s.rope = esft::nn::rope_spec_from_config(c, a.qk_rope_head_dim);
   a.softmax_scale = softmax_scale(c, s.rope, a.qk_head_dim());
   return s;

@@ -92,11 +92,6 @@ const TensorInfo& AdapterFolder::info(const std::string& name) const {
   return *files_[e.file]->find(e.stored_name);
 }
 
-at::Tensor AdapterFolder::view(const std::string& name) const {
-  const auto& e = where_.at(name);
-  return files_[e.file]->view(e.stored_name);
-}
-
 at::Tensor AdapterFolder::load(const std::string& name) const {
   const auto& e = where_.at(name);
   return files_[e.file]->load(e.stored_name);

@@ -167,7 +167,7 @@ int64_t load_trained_tensors(MoECausalLM& model, const NamedTensors& tensors, co
   for (const auto& [name, value] : tensors) {
     std::string key = name;
     int64_t slice = -1;
-    if (!by_key.count(key) && !parse_adapter_slice_name(name, key, slice)) key = name;
+    if (!by_key.count(key)) parse_adapter_slice_name(name, key, slice);  // `key#i`: slice i of a fused tensor
     auto it = by_key.find(key);
     if (it == by_key.end()) throw Error(source + ": tensor '" + name + "' is not a tensor of this model");
     const auto& b = *it->second;

@@ -44,10 +44,9 @@ class AdapterFolder {
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const { return where_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
-  at::Tensor view(const std::string& name) const;  // aliases the file mapping (read-only, valid while this lives)
   at::Tensor load(const std::string& name) const;  // a copy
   std::string path_of(const std::string& name) const;  // the file holding it, for messages
-  // Every tensor as views, under checkpoint names.
+  // Every tensor as views of the file mappings (read-only, valid while this lives), under checkpoint names.
   NamedTensors tensors() const;
 
   // Throws esft::Error unless the adapter belongs on `base_dir`: an esft folder by its manifest's config hash. A
