@@ -243,7 +243,7 @@ TEST_CASE("training: the adapter applied to a fresh base, and merged into the ba
 
     auto fresh = load_tiny(plugin, fixture);
     const auto base = snapshot(*fresh.model);
-    CHECK(esft::pipeline::apply_adapter(*fresh.model, out / "adapter", fresh.dir) > 0);
+    CHECK(esft::pipeline::apply_adapter(*fresh.model, esft::pipeline::AdapterFolder::open(out / "adapter"), fresh.dir) > 0);
     const auto applied = snapshot(*fresh.model);
 
     esft::pipeline::MergeOptions merge;

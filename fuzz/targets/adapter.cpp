@@ -21,6 +21,6 @@ ESFT_FUZZ_TARGET(adapter) {
   esft::fuzz::write_scratch_file("adapter/model.safetensors", parts[1]);
   esft::fuzz::expect_only_clean_errors([&] {
     at::NoGradGuard no_grad;
-    esft::pipeline::apply_adapter(*model, manifest.parent_path(), base);
+    esft::pipeline::apply_adapter(*model, esft::pipeline::AdapterFolder::open(manifest.parent_path()), base);
   });
 }

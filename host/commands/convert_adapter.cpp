@@ -36,13 +36,8 @@ void check_tensors_fit(const pipeline::AdapterFolder& adapter, MoECausalLM& shap
       expected.erase(expected.begin());
     }
     if (adapter.info(name).shape != expected) {
-      auto text = [](const std::vector<int64_t>& shape) {
-        std::string s = "[";
-        for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-        return s + "]";
-      };
-      throw Error(adapter.path_of(name) + ": tensor '" + name + "' has shape " + text(adapter.info(name).shape) +
-                  " but the model's is " + text(expected));
+      throw Error(adapter.path_of(name) + ": tensor '" + name + "' has shape " + shape_text(adapter.info(name).shape) +
+                  " but the model's is " + shape_text(expected));
     }
   }
 }

@@ -6,6 +6,7 @@
 //   --metric mc: multiple choice ({"context", "choices", "answer"}) by log-likelihood, lm-eval's acc and acc_norm;
 //   --rescore FILE: completions saved by `eval --out` or by the ESFT reference, scored with --metric, no model.
 #include <iostream>
+#include <optional>
 
 #include "../cli.h"
 #include "../eval/eval_modes.h"
@@ -96,16 +97,18 @@ Command eval_command() {
     if (vm.count("result")) check_output_path(vm["result"].as<std::string>(), "--result");
     const fs::path model_dir = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
     if (!fs::is_regular_file(data_path)) throw Error("data file " + data_path.string() + " does not exist");
-    if (vm.count("adapter")) {  // the manifest and base check before the expensive load
-      pipeline::AdapterFolder::open(vm["adapter"].as<std::string>()).check_base(model_dir);
+    std::optional<pipeline::AdapterFolder> adapter;  // opened and checked before the expensive load
+    if (vm.count("adapter")) {
+      adapter = pipeline::AdapterFolder::open(vm["adapter"].as<std::string>());
+      adapter->check_base(model_dir);
     }
 
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
     auto m = open_model(global, model_dir);
-    if (vm.count("adapter")) {
-      const auto n = pipeline::apply_adapter(*m.model, vm["adapter"].as<std::string>(), model_dir);
-      std::cerr << "applied " << n << " adapter tensors from " << vm["adapter"].as<std::string>() << "\n";
+    if (adapter) {
+      const auto n = pipeline::apply_adapter(*m.model, *adapter, model_dir);
+      std::cerr << "applied " << n << " adapter tensors from " << adapter->dir().string() << "\n";
     }
     m.model->eval();
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());

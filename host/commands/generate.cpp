@@ -76,11 +76,15 @@ Command generate_command() {
     const bool text_mode = !vm.count("ids");
     std::optional<tok::Tokenizer> tokenizer;
     if (text_mode) tokenizer = tok::Tokenizer::load(model_dir);  // before the weights: fail fast without one
-    if (vm.count("adapter")) pipeline::AdapterFolder::open(vm["adapter"].as<std::string>()).check_base(model_dir);
-    auto m = open_model(global, model_dir);
+    std::optional<pipeline::AdapterFolder> adapter;  // opened and checked before the expensive load
     if (vm.count("adapter")) {
-      const auto n = pipeline::apply_adapter(*m.model, vm["adapter"].as<std::string>(), model_dir);
-      std::cerr << "applied " << n << " adapter tensors from " << vm["adapter"].as<std::string>() << "\n";
+      adapter = pipeline::AdapterFolder::open(vm["adapter"].as<std::string>());
+      adapter->check_base(model_dir);
+    }
+    auto m = open_model(global, model_dir);
+    if (adapter) {
+      const auto n = pipeline::apply_adapter(*m.model, *adapter, model_dir);
+      std::cerr << "applied " << n << " adapter tensors from " << adapter->dir().string() << "\n";
     }
     const auto ids_in = prompt_ids(vm, m, tokenizer ? &*tokenizer : nullptr);
     auto prompt = at::tensor(ids_in, at::kLong).unsqueeze(0).to(m.device);

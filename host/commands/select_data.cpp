@@ -6,6 +6,7 @@
 #include <cmath>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "../cli.h"
@@ -91,14 +92,16 @@ Command select_data_command() {
     std::error_code ec;
     if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
       throw Error("output folder " + out.string() + " exists and is not empty");
+    std::optional<pipeline::AdapterFolder> adapter;  // opened and checked before the expensive load
     if (vm.count("adapter")) {
-      pipeline::AdapterFolder::open(vm["adapter"].as<std::string>()).check_base(model_dir);
+      adapter = pipeline::AdapterFolder::open(vm["adapter"].as<std::string>());
+      adapter->check_base(model_dir);
     }
 
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
     auto m = open_model(global, model_dir);
-    if (vm.count("adapter")) pipeline::apply_adapter(*m.model, vm["adapter"].as<std::string>(), model_dir);
+    if (adapter) pipeline::apply_adapter(*m.model, *adapter, model_dir);
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
 
     // Every record, as read and as the model sees it.

@@ -4,9 +4,9 @@
 #include <iomanip>
 #include <iostream>
 #include <optional>
-#include <sstream>
 
 #include "esft/error.h"
+#include "esft/io/json_file.h"
 #include "esft/io/atomic_file.h"
 #include "esft/model/generate.h"
 #include "esft/pipeline/completions.h"
@@ -27,15 +27,8 @@ struct GenerationRecord {
 
 std::vector<GenerationRecord> read_generation_records(const fs::path& path, const ChatFormat& format,
                                                      const ChatOptions& chat) {
-  std::istringstream in(tok::read_maybe_gzipped(path));  // bundled task files ship gzip-compressed
   std::vector<GenerationRecord> out;
-  int64_t line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const auto where = path.string() + ":" + std::to_string(line_no);
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object");
+  for_each_json_line(path, [&](const nlohmann::json& j, const std::string& where) {
     GenerationRecord r{where, {}, {}};
     // The ESFT reference's evaluation files ({"idx", "prompt", "raw_answers", "answers"}) score against
     // raw_answers; answers may also be the string of a Python-style list.
@@ -51,7 +44,7 @@ std::vector<GenerationRecord> read_generation_records(const fs::path& path, cons
       throw Error(where + ": needs \"prompt\" (a string) or \"messages\"");
     }
     out.push_back(std::move(r));
-  }
+  });
   if (out.empty()) throw Error(path.string() + " holds no records");
   return out;
 }

@@ -17,6 +17,10 @@
 
 namespace esft::host::eval {
 
+const char* const kJudgeUnavailable =
+    "this esft-host was built without libcurl, which the judge metrics need to reach their endpoint (install "
+    "libcurl4-openssl-dev and build again)";
+
 #if ESFT_WITH_CURL
 
 bool judge_available() { return true; }
@@ -128,8 +132,7 @@ bool judge_available() { return false; }
 
 std::vector<JudgeReply> ask_judge(const JudgeEndpoint&, const std::string&, const std::vector<std::string>&,
                                   const std::function<void(size_t, size_t)>&) {
-  throw Error("this esft-host was built without libcurl, which the judge metrics need to reach their endpoint "
-              "(install libcurl4-openssl-dev and build again)");
+  throw Error(kJudgeUnavailable);
 }
 
 #endif

@@ -27,8 +27,9 @@ struct JudgeReply {
   int tries = 0;
 };
 
-// Whether this build can reach a judge (it was built with libcurl).
+// Whether this build can reach a judge (it was built with libcurl), and the message that says it cannot.
 bool judge_available();
+extern const char* const kJudgeUnavailable;
 
 // One reply per prompt, in order. `progress(done, total)` is called after each finished prompt (from one thread at
 // a time). Throws esft::Error when libcurl is not built in.

@@ -37,10 +37,7 @@ CompletionScorer::CompletionScorer(const po::variables_map& vm) : name_(vm["metr
     }
     return;
   }
-  if (!judge_available()) {
-    throw Error("this esft-host was built without libcurl, which the judge metrics need to reach their endpoint "
-                "(install libcurl4-openssl-dev and build again)");
-  }
+  if (!judge_available()) throw Error(kJudgeUnavailable);
   if (!vm.count("judge-url") || !vm.count("judge-model"))
     throw UsageError("--metric " + name_ + " needs --judge-url and --judge-model (an OpenAI-compatible endpoint)");
   endpoint_.url = vm["judge-url"].as<std::string>();

@@ -9,9 +9,6 @@ namespace deepseek_v2 {
 
 namespace {
 
-// DeepSeek's yarn_get_mscale.
-double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
-
 // 1 / sqrt(qk_head_dim), times mscale(factor, mscale_all_dim)^2 under YaRN: DeepSeek scales the attention logits
 // for long contexts there rather than in the rotary tables.
 double softmax_scale(const esft::ModelConfig& c, const esft::nn::RopeSpec& rope, int64_t qk_head_dim) {
@@ -21,7 +18,7 @@ double softmax_scale(const esft::ModelConfig& c, const esft::nn::RopeSpec& rope,
     const double all_dim = p.contains("mscale_all_dim") && p.at("mscale_all_dim").is_number()
                                ? p.at("mscale_all_dim").get<double>() : 0.0;
     if (all_dim != 0) {
-      const double m = yarn_mscale(rope.yarn->factor, all_dim);
+      const double m = esft::nn::yarn_mscale(rope.yarn->factor, all_dim);
       scale *= m * m;
     }
   }
@@ -100,12 +97,11 @@ DeepseekV2Spec read_spec(const esft::ModelConfig& c) {
   a.q_lora_rank = c.get<int64_t>("q_lora_rank", 0);
   a.kv_lora_rank = c.require<int64_t>("kv_lora_rank");
   a.qk_nope_head_dim = c.require<int64_t>("qk_nope_head_dim");
-  a.qk_rope_head_dim = c.require<int64_t>("qk_rope_head_dim");
+  a.qk_rope_head_dim = rope_dim;
   a.v_head_dim = c.require<int64_t>("v_head_dim");
   a.bias = c.get<bool>("attention_bias", false);
   for (const auto& [key, value] : {std::pair<const char*, int64_t>{"kv_lora_rank", a.kv_lora_rank},
                                    {"qk_nope_head_dim", a.qk_nope_head_dim},
-                                   {"qk_rope_head_dim", a.qk_rope_head_dim},
                                    {"v_head_dim", a.v_head_dim}}) {
     if (value <= 0 || value > (int64_t{1} << 24)) {
       throw esft::Error(std::string(key) + " must be from 1 to 16777216, got " + std::to_string(value) + " (" +
@@ -115,7 +111,7 @@ DeepseekV2Spec read_spec(const esft::ModelConfig& c) {
   if (a.q_lora_rank < 0 || a.q_lora_rank > (int64_t{1} << 24)) {
     throw esft::Error("q_lora_rank must be null or from 1 to 16777216 (" + c.source + ")");
   }
-  s.rope = esft::nn::rope_spec_from_config(c, a.qk_rope_head_dim);
+  s.rope = base.rope;  // over qk_rope_head_dim, the head size the shared reading was given
   a.softmax_scale = softmax_scale(c, s.rope, a.qk_head_dim());
   return s;
 }

@@ -73,23 +73,12 @@ std::unique_ptr<esft::nn::KVCache> DeepseekV2LM::make_cache() const {
 
 esft::CheckpointBindings DeepseekV2LM::checkpoint_bindings() { return esft::nn::bindings_with_expert_banks(*this); }
 
-namespace {
-class DeepseekV2Family final : public esft::ModelFamily {
- public:
-  std::string name() const override { return "deepseek_v2"; }
-  std::vector<std::string> model_types() const override { return {"deepseek_v2"}; }
-  const esft::ParamNaming& naming() const override { return deepseek_v2::naming(); }
-  const esft::ChatFormat& chat_format() const override { return *format_; }
-  std::shared_ptr<esft::MoECausalLM> create(const esft::ModelConfig& config, const c10::Device& device,
-                                            c10::ScalarType dtype) const override {
-    return std::make_shared<DeepseekV2LM>(config, read_spec(config), device, dtype);
-  }
-
- private:
-  std::shared_ptr<const esft::ChatFormat> format_ = deepseek_v2::chat_format();
-};
-}  // namespace
-
-std::shared_ptr<esft::ModelFamily> make_family() { return std::make_shared<DeepseekV2Family>(); }
+std::shared_ptr<esft::ModelFamily> make_family() {
+  return std::make_shared<esft::FactoryFamily>(
+      "deepseek_v2", std::vector<std::string>{"deepseek_v2"}, naming(), chat_format(),
+      [](const esft::ModelConfig& config, const c10::Device& device, c10::ScalarType dtype) {
+        return std::make_shared<DeepseekV2LM>(config, read_spec(config), device, dtype);
+      });
+}
 
 }  // namespace deepseek_v2

@@ -119,23 +119,12 @@ std::unique_ptr<esft::nn::KVCache> TinyMoELM::make_cache() const {
 
 esft::CheckpointBindings TinyMoELM::checkpoint_bindings() { return esft::nn::bindings_with_expert_banks(*this); }
 
-namespace {
-class TinyMoEFamily final : public esft::ModelFamily {
- public:
-  std::string name() const override { return "tinymoe_boids"; }
-  std::vector<std::string> model_types() const override { return {"tinymoe"}; }
-  const esft::ParamNaming& naming() const override { return tinymoe::naming(); }
-  const esft::ChatFormat& chat_format() const override { return *format_; }
-  std::shared_ptr<esft::MoECausalLM> create(const esft::ModelConfig& config, const c10::Device& device,
-                                            c10::ScalarType dtype) const override {
-    return std::make_shared<TinyMoELM>(config, read_spec(config), device, dtype);
-  }
-
- private:
-  std::shared_ptr<const esft::ChatFormat> format_ = tinymoe::chat_format();
-};
-}  // namespace
-
-std::shared_ptr<esft::ModelFamily> make_family() { return std::make_shared<TinyMoEFamily>(); }
+std::shared_ptr<esft::ModelFamily> make_family() {
+  return std::make_shared<esft::FactoryFamily>(
+      "tinymoe_boids", std::vector<std::string>{"tinymoe"}, naming(), chat_format(),
+      [](const esft::ModelConfig& config, const c10::Device& device, c10::ScalarType dtype) {
+        return std::make_shared<TinyMoELM>(config, read_spec(config), device, dtype);
+      });
+}
 
 }  // namespace tinymoe

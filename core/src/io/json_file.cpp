@@ -1,8 +1,10 @@
 #include "esft/io/json_file.h"
 
 #include <fstream>
+#include <sstream>
 
 #include "esft/error.h"
+#include "esft/tokenizer/tokenizer.h"
 
 namespace esft {
 
@@ -13,6 +15,20 @@ nlohmann::json read_json_file(const std::filesystem::path& path) {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     throw Error(path.string() + ": malformed JSON (" + e.what() + ")");
+  }
+}
+
+void for_each_json_line(const std::filesystem::path& path,
+                        const std::function<void(const nlohmann::json&, const std::string&)>& record) {
+  std::istringstream in(tok::read_maybe_gzipped(path));  // bundled data files ship gzip-compressed
+  int64_t line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto where = path.string() + ":" + std::to_string(line_no);
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object");
+    record(j, where);
   }
 }
 

@@ -113,14 +113,6 @@ int64_t TensorInfo::numel() const {
 
 namespace {
 
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ",";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
 
 std::string offsets_string(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
@@ -169,7 +161,7 @@ TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data
   uint64_t expected = 0;
   if (overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(info.dtype)), &expected) ||
       numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-    throw Error(where + "shape " + shape_string(info.shape) + " is too large" + in(path));
+    throw Error(where + "shape " + shape_text(info.shape) + " is too large" + in(path));
 
   auto off = entry.find("data_offsets");
   if (off == entry.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
@@ -184,7 +176,7 @@ TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data
                 " out of range: end exceeds data size " + std::to_string(data_size) + " bytes" + in(path));
   if (info.end - info.begin != expected)
     throw Error(where + "data_offsets " + offsets_string(info.begin, info.end) + " do not match shape " +
-                shape_string(info.shape) + " x " + dtype_name(info.dtype) + " = " + std::to_string(expected) +
+                shape_text(info.shape) + " x " + dtype_name(info.dtype) + " = " + std::to_string(expected) +
                 " bytes" + in(path));
   return info;
 }
@@ -527,6 +519,12 @@ std::vector<std::string> save_sharded_safetensors(const fs::path& dir, const Nam
   json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   write_text_atomically(dir / "model.safetensors.index.json", index.dump(2) + "\n");
   return names;
+}
+
+std::string shape_text(at::IntArrayRef shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 }  // namespace esft

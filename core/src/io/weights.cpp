@@ -7,18 +7,12 @@
 #include <sstream>
 
 #include "esft/error.h"
+#include "esft/io/safetensors.h"
 #include "esft/io/mxfp4.h"
 
 namespace esft {
 
 namespace {
-std::string shape_string(at::IntArrayRef shape) {
-  std::ostringstream s;
-  s << '[';
-  for (size_t i = 0; i < shape.size(); ++i) s << (i ? "," : "") << shape[i];
-  s << ']';
-  return s.str();
-}
 
 std::string list_some(const std::vector<std::string>& names) {
   std::string out = "'" + names.front() + "'";
@@ -65,8 +59,8 @@ void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std
     const auto& tensor = stored.at(b.key());
     const auto expected = b.shape();
     if (tensor.shape != expected) {
-      throw Error("tensor '" + b.key() + "' has shape " + shape_string(tensor.shape) + " in the checkpoint but the model expects " +
-                  shape_string(expected) + " (" + where + ")");
+      throw Error("tensor '" + b.key() + "' has shape " + shape_text(tensor.shape) + " in the checkpoint but the model expects " +
+                  shape_text(expected) + " (" + where + ")");
     }
     // Plain tensors go in one copy, straight from the mapped file; assign converts dtype and moves across devices.
     b.assign(read_checkpoint_tensor(checkpoint, tensor, b.parts().front().tensor.scalar_type()));

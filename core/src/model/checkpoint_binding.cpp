@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "esft/error.h"
+#include "esft/io/safetensors.h"
 
 namespace esft {
 
@@ -70,13 +71,6 @@ at::Tensor CheckpointBinding::grad() const {
   return at::stack(slices);
 }
 
-namespace {
-std::string shape_text(at::IntArrayRef shape) {
-  std::string out;
-  for (auto d : shape) out += (out.empty() ? "" : ",") + std::to_string(d);
-  return "[" + out + "]";
-}
-}  // namespace
 
 void CheckpointBinding::assign(const at::Tensor& source) const {
   if (source.sizes() != at::IntArrayRef(shape())) {

@@ -19,9 +19,6 @@ double number(const nlohmann::json& params, const char* key, double fallback, co
   return params.at(key).get<double>();
 }
 
-// transformers' get_mscale.
-double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
-
 void read_yarn(const ModelConfig& config, RopeSpec& spec) {
   const auto& p = config.rope.parameters;
   YarnSpec y;
@@ -54,6 +51,8 @@ void read_yarn(const ModelConfig& config, RopeSpec& spec) {
 }
 
 }  // namespace
+
+double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
 
 RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim) {
   if (config.rope.type != "default" && config.rope.type != "yarn") {

@@ -52,11 +52,10 @@ void check_adapter_experts(const AdapterFolder& adapter, MoECausalLM& model) {
   }
 }
 
-int64_t apply_adapter(MoECausalLM& model, const fs::path& adapter_dir, const fs::path& base_dir) {
-  const auto adapter = AdapterFolder::open(adapter_dir);
+int64_t apply_adapter(MoECausalLM& model, const AdapterFolder& adapter, const fs::path& base_dir) {
   adapter.check_base(base_dir);
   check_adapter_experts(adapter, model);
-  return load_trained_tensors(model, adapter.tensors(), adapter_dir.string());
+  return load_trained_tensors(model, adapter.tensors(), adapter.dir().string());
 }
 
 }  // namespace esft::pipeline

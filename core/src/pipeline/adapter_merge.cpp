@@ -51,11 +51,6 @@ std::string lower(std::string s) {
 // ---------------------------------------------------------------------------------------------------------------
 // Messages
 
-std::string shape_string(at::IntArrayRef shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 std::string in(const fs::path& path) { return " (" + path.string() + ")"; }
 
@@ -122,8 +117,8 @@ MergePlan plan_merge(const Checkpoint& base, const AdapterFolder& adapter, const
       check_base_has(base, t.name, t.name, base_dir);
       const TensorInfo& b = base.info(t.name);
       if (t.shape != b.shape)
-        throw Error("adapter tensor '" + t.name + "' has shape " + shape_string(t.shape) +
-                    " but the base tensor has shape " + shape_string(b.shape) + in(adapter.path_of(name)));
+        throw Error("adapter tensor '" + t.name + "' has shape " + shape_text(t.shape) +
+                    " but the base tensor has shape " + shape_text(b.shape) + in(adapter.path_of(name)));
       plan.whole[t.name] = t.name;
       continue;
     }
@@ -134,11 +129,11 @@ MergePlan plan_merge(const Checkpoint& base, const AdapterFolder& adapter, const
                   in(adapter.path_of(name)));
     if (index >= b.shape[0])
       throw Error("adapter tensor '" + t.name + "': slice " + std::to_string(index) + " is out of range for '" + key +
-                  "' of shape " + shape_string(b.shape) + in(adapter.path_of(name)));
+                  "' of shape " + shape_text(b.shape) + in(adapter.path_of(name)));
     const std::vector<int64_t> slice_shape(b.shape.begin() + 1, b.shape.end());
     if (t.shape != slice_shape)
-      throw Error("adapter tensor '" + t.name + "' has shape " + shape_string(t.shape) + " but a slice of '" + key +
-                  "' " + shape_string(b.shape) + " has shape " + shape_string(slice_shape) + in(adapter.path_of(name)));
+      throw Error("adapter tensor '" + t.name + "' has shape " + shape_text(t.shape) + " but a slice of '" + key +
+                  "' " + shape_text(b.shape) + " has shape " + shape_text(slice_shape) + in(adapter.path_of(name)));
     plan.slices[key][index] = t.name;
   }
   for (const auto& [key, unused] : plan.slices)

@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
-#include <sstream>
 
 #include "esft/error.h"
-#include "esft/tokenizer/tokenizer.h"
+#include "esft/io/json_file.h"
 
 namespace esft::pipeline {
 
@@ -110,15 +109,8 @@ std::vector<std::string> answers_from_json_value(const json& value, const std::s
 }
 
 std::vector<SavedCompletion> read_completions(const std::filesystem::path& path) {
-  std::istringstream in(tok::read_maybe_gzipped(path));
   std::vector<SavedCompletion> out;
-  int64_t line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const auto where = path.string() + ":" + std::to_string(line_no);
-    const auto j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object");
+  for_each_json_line(path, [&](const nlohmann::json& j, const std::string& where) {
     SavedCompletion c;
     c.origin = where;
     if (j.contains("example")) {  // the reference's
@@ -142,7 +134,7 @@ std::vector<SavedCompletion> read_completions(const std::filesystem::path& path)
       c.recorded_score = j.at("score").get<double>();
     }
     out.push_back(std::move(c));
-  }
+  });
   if (out.empty()) throw Error(path.string() + " holds no completions");
   return out;
 }

@@ -7,19 +7,13 @@
 #include <sstream>
 
 #include "esft/error.h"
+#include "esft/io/json_file.h"
 
 namespace esft::pipeline {
 
 std::vector<McRecord> read_mc_records(const std::filesystem::path& path) {
-  std::istringstream in(tok::read_maybe_gzipped(path));
   std::vector<McRecord> out;
-  int64_t line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const auto where = path.string() + ":" + std::to_string(line_no);
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object");
+  for_each_json_line(path, [&](const nlohmann::json& j, const std::string& where) {
     McRecord r;
     r.origin = where;
     if (!j.contains("context") || !j["context"].is_string()) throw Error(where + ": needs \"context\", a string");
@@ -38,7 +32,7 @@ std::vector<McRecord> read_mc_records(const std::filesystem::path& path) {
                   std::to_string(r.choices.size()) + " choices");
     }
     out.push_back(std::move(r));
-  }
+  });
   if (out.empty()) throw Error(path.string() + " holds no records");
   return out;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -15,6 +16,11 @@ namespace esft {
 
 // Throws esft::Error "cannot open FILE" or "FILE: malformed JSON (...)".
 nlohmann::json read_json_file(const std::filesystem::path& path);
+
+// Calls `record(object, "FILE:LINE")` for each non-blank line of a JSON-lines file (gzip-compressed or not), in
+// order. Throws esft::Error "FILE:LINE: not a JSON object" for a line that is not one; `record` may throw too.
+void for_each_json_line(const std::filesystem::path& path,
+                        const std::function<void(const nlohmann::json&, const std::string&)>& record);
 
 // `value` as T when it is one exactly, nullopt otherwise (the caller says what was wrong, and where). An integer type
 // takes only JSON integers within its range: nlohmann's get<T>() would truncate 2.5 and overflow on 1e40 (undefined

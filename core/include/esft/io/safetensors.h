@@ -37,6 +37,9 @@ struct TensorInfo {
 // Largest header we accept; the reference implementation uses the same bound.
 constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
 
+// "[2,16,384]": a tensor shape in messages.
+std::string shape_text(at::IntArrayRef shape);
+
 // One memory-mapped .safetensors file.
 class SafetensorsFile {
  public:

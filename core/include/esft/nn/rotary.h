@@ -35,6 +35,10 @@ struct RopeSpec {
   at::ScalarType checkpoint_dtype = at::kFloat;
 };
 
+// transformers' (and DeepSeek's) get_mscale: 1 for scale <= 1, else 0.1 * mscale * ln(scale) + 1. YaRN's attention
+// factor is a ratio of two of these; DeepSeek-V2 also scales its attention logits by one squared.
+double yarn_mscale(double scale, double mscale);
+
 // Builds the spec from a config's rope settings ("default" or "yarn"); throws esft::Error for any other rope_type,
 // so a family never runs with silently wrong positions.
 RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim);

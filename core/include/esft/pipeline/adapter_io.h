@@ -30,11 +30,10 @@ AdapterSummary save_adapter_tensors(const NamedTensors& tensors, const std::file
 // esft::Error naming the config file. Nothing to check for an adapter without an expert config (router adapters).
 void check_adapter_experts(const AdapterFolder& adapter, MoECausalLM& model);
 
-// Applies an adapter folder of either format (adapter_folder.h) to a freshly loaded base model: checks that it
-// belongs on `base_dir` (esft: the config hash) and fits the model (check_adapter_experts), then copies its tensors
-// in. Returns how many tensors it copied. Throws esft::Error for another base, experts the model lacks, or a
-// tensor the model does not have or has in another shape.
-int64_t apply_adapter(MoECausalLM& model, const std::filesystem::path& adapter_dir,
-                      const std::filesystem::path& base_dir);
+// Applies an adapter folder of either format (adapter_folder.h; open it before loading the model, to fail fast) to
+// a freshly loaded base model: checks that it belongs on `base_dir` (esft: the config hash) and fits the model
+// (check_adapter_experts), then copies its tensors in. Returns how many tensors it copied. Throws esft::Error for
+// another base, experts the model lacks, or a tensor the model does not have or has in another shape.
+int64_t apply_adapter(MoECausalLM& model, const AdapterFolder& adapter, const std::filesystem::path& base_dir);
 
 }  // namespace esft::pipeline
