@@ -13,15 +13,15 @@ namespace esft::host {
 namespace fs = std::filesystem;
 
 int64_t write_model_directory(MoECausalLM& model, const nlohmann::json& config, const std::vector<ShippedFile>& files,
-                              const fs::path& out, const std::string& producer) {
+                              const fs::path& out, const std::string& producer, uint64_t max_shard_bytes) {
   NamedTensors tensors;
   for (const auto& b : model.checkpoint_bindings()) tensors.emplace_back(b.key(), b.value().detach().cpu().contiguous());
-  return write_model_directory(tensors, config, files, out, producer);
+  return write_model_directory(tensors, config, files, out, producer, max_shard_bytes);
 }
 
 int64_t write_model_directory(const NamedTensors& tensors, const nlohmann::json& config,
-                              const std::vector<ShippedFile>& files, const fs::path& out, const std::string& producer) {
-  constexpr uint64_t kShardBytes = uint64_t{5} << 30;  // transformers' default max_shard_size
+                              const std::vector<ShippedFile>& files, const fs::path& out, const std::string& producer,
+                              uint64_t max_shard_bytes) {
   std::error_code ec;
   if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
     throw Error("output directory " + out.string() + " exists and is not empty");
@@ -36,8 +36,8 @@ int64_t write_model_directory(const NamedTensors& tensors, const nlohmann::json&
   fs::remove_all(staging, ec);
   fs::create_directories(staging);
   try {
-    if (bytes <= kShardBytes) save_safetensors(staging / "model.safetensors", tensors, metadata);
-    else save_sharded_safetensors(staging, tensors, kShardBytes, metadata);
+    if (bytes <= max_shard_bytes) save_safetensors(staging / "model.safetensors", tensors, metadata);
+    else save_sharded_safetensors(staging, tensors, max_shard_bytes, metadata);
     write_text_atomically(staging / "config.json", config.dump(2) + "\n");
     for (const auto& f : files) fs::copy_file(f.source, staging / f.name);
     fs::remove(out, ec);  // an empty directory, if any

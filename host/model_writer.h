@@ -12,6 +12,8 @@
 
 namespace esft::host {
 
+inline constexpr uint64_t kModelShardBytes = uint64_t{5} << 30;  // one file up to this size, else shards of it
+
 struct ShippedFile {
   std::filesystem::path source;
   std::string name;  // its name in the model directory
@@ -23,13 +25,13 @@ struct ShippedFile {
 // directory. `out` must not exist or be an empty directory. Returns the number of parameters written.
 int64_t write_model_directory(MoECausalLM& model, const nlohmann::json& config,
                               const std::vector<ShippedFile>& files, const std::filesystem::path& out,
-                              const std::string& producer);
+                              const std::string& producer, uint64_t max_shard_bytes = kModelShardBytes);
 
 // The same from checkpoint tensors under their names (a converted checkpoint): one model.safetensors up to 5 GB,
-// else 5 GB shards with model.safetensors.index.json. Returns the number of parameters written.
+// else shards of max_shard_bytes with model.safetensors.index.json. Returns the number of parameters written.
 int64_t write_model_directory(const NamedTensors& tensors, const nlohmann::json& config,
                               const std::vector<ShippedFile>& files, const std::filesystem::path& out,
-                              const std::string& producer);
+                              const std::string& producer, uint64_t max_shard_bytes = kModelShardBytes);
 
 // The tokenizer files of a model directory that a copy of it needs (those present of tokenizer.json,
 // tokenizer_config.json, special_tokens_map.json, generation_config.json).

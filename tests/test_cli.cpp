@@ -834,7 +834,7 @@ TEST_CASE("cli: train --method pretrain lowers the validation PPL on the bundled
   // An expert config has no place in pretraining; an unknown method is named.
   expect_error(run_host({"train", "--method", "pretrain", "--model", model.string(), "--expert-config",
                          config.string(), "--data", config.string(), "--out", (dir / "x").string()}),
-               2, {"drop --expert-config"});
+               2, {"is not used by --method pretrain"});
   expect_error(run_host({"train", "--method", "lora2", "--model", model.string(), "--data", config.string(), "--out",
                          (dir / "x").string()}),
                2, {"not a training method"});

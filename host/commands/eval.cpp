@@ -12,7 +12,7 @@
 #include "../eval/eval_modes.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
-#include "esft/pipeline/adapter_io.h"
+#include "esft/pipeline/any_adapter.h"
 #include "esft/pipeline/metrics.h"
 #include "esft/tokenizer/tokenizer.h"
 
@@ -32,8 +32,8 @@ Command eval_command() {
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>(), "base model directory (weights, tokenizer files)")
-        ("adapter", po::value<std::string>(), "adapter folder applied to the model: OUT/adapter of train, or an ESFT reference adapter "
-         "(expert_cfg.json + *.safetensors)")
+        ("adapter", po::value<std::string>(), "adapter folder applied to the model: OUT/adapter of train (esft, router or lora), an ESFT reference adapter "
+         "(expert_cfg.json + *.safetensors) or a PEFT LoRA adapter (adapter_config.json)")
         ("data", po::value<std::string>(),
          "JSON lines: training records for loss; {\"prompt\"|\"messages\", \"answers\": [...]} for the other metrics "
          "(the ESFT reference's {\"prompt\", \"raw_answers\"} files too)")
@@ -97,9 +97,9 @@ Command eval_command() {
     if (vm.count("result")) check_output_path(vm["result"].as<std::string>(), "--result");
     const fs::path model_dir = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
     if (!fs::is_regular_file(data_path)) throw Error("data file " + data_path.string() + " does not exist");
-    std::optional<pipeline::AdapterFolder> adapter;  // opened and checked before the expensive load
+    std::optional<pipeline::AnyAdapter> adapter;  // opened and checked before the expensive load
     if (vm.count("adapter")) {
-      adapter = pipeline::AdapterFolder::open(vm["adapter"].as<std::string>());
+      adapter = pipeline::AnyAdapter::open(vm["adapter"].as<std::string>());
       adapter->check_base(model_dir);
     }
 
@@ -107,8 +107,7 @@ Command eval_command() {
     const auto special = data::TokenizerConfig::load(model_dir);
     auto m = open_model(global, model_dir);
     if (adapter) {
-      const auto n = pipeline::apply_adapter(*m.model, *adapter, model_dir);
-      std::cerr << "applied " << n << " adapter tensors from " << adapter->dir().string() << "\n";
+      std::cerr << adapter->apply(*m.model, model_dir) << "\n";
     }
     m.model->eval();
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());

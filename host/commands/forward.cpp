@@ -7,6 +7,7 @@
 
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "../cli.h"
 #include "esft/error.h"
@@ -14,6 +15,7 @@
 #include "esft/model/boids_losses.h"
 #include "esft/model/trash_constraint.h"
 #include "esft/model/losses.h"
+#include "esft/pipeline/any_adapter.h"
 
 namespace esft::host {
 
@@ -45,10 +47,11 @@ Command forward_command() {
   Command c;
   c.name = "forward";
   c.summary = "run one forward pass; write logits, hidden states and per-layer routing (safetensors)";
-  c.usage = "forward --model DIR --inputs IN.safetensors --out OUT.safetensors";
+  c.usage = "forward --model DIR [--adapter DIR] --inputs IN.safetensors --out OUT.safetensors";
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>()->required(), "model directory")
+        ("adapter", po::value<std::string>(), "adapter applied first: ESFT (either format) or PEFT LoRA")
         ("inputs", po::value<std::string>()->required(), "safetensors with input_ids [B,T] and optional attention_mask")
         ("out", po::value<std::string>()->required(), "output safetensors file");
   };
@@ -62,7 +65,13 @@ Command forward_command() {
       throw Error("attention_mask and input_ids have different shapes in " + inputs.path().string());
     }
 
+    std::optional<pipeline::AnyAdapter> adapter;  // opened and checked before the expensive load
+    if (vm.count("adapter")) {
+      adapter = pipeline::AnyAdapter::open(vm["adapter"].as<std::string>());
+      adapter->check_base(vm["model"].as<std::string>());
+    }
     auto m = open_model(global, vm["model"].as<std::string>());
+    if (adapter) std::cerr << adapter->apply(*m.model, vm["model"].as<std::string>()) << "\n";
     const int64_t vocab = m.config.vocab_size;
     if (input_ids.numel() > 0 && (input_ids.min().item<int64_t>() < 0 || input_ids.max().item<int64_t>() >= vocab)) {
       throw Error("input_ids outside the vocabulary [0, " + std::to_string(vocab) + ") in " + inputs.path().string());

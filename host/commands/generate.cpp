@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
-#include "esft/pipeline/adapter_io.h"
+#include "esft/pipeline/any_adapter.h"
 #include "esft/error.h"
 #include "esft/model/chat_format.h"
 #include "esft/model/generate.h"
@@ -56,8 +56,8 @@ Command generate_command() {
     d.add_options()
         ("model", po::value<std::string>()->required(), "model directory")
         ("adapter", po::value<std::string>(),
-         "adapter folder applied to the model: OUT/adapter of train, or an ESFT reference adapter "
-         "(expert_cfg.json + *.safetensors)")
+         "adapter folder applied to the model: OUT/adapter of train (esft, router or lora), an ESFT reference adapter "
+         "(expert_cfg.json + *.safetensors) or a PEFT LoRA adapter (adapter_config.json)")
         ("ids", po::value<std::string>(), "prompt token ids, comma-separated: prints prompt and generated ids")
         ("prompt", po::value<std::string>(), "prompt text (tokenizer.json of the model): prints the generated text")
         ("messages", po::value<std::string>(),
@@ -76,15 +76,14 @@ Command generate_command() {
     const bool text_mode = !vm.count("ids");
     std::optional<tok::Tokenizer> tokenizer;
     if (text_mode) tokenizer = tok::Tokenizer::load(model_dir);  // before the weights: fail fast without one
-    std::optional<pipeline::AdapterFolder> adapter;  // opened and checked before the expensive load
+    std::optional<pipeline::AnyAdapter> adapter;  // opened and checked before the expensive load
     if (vm.count("adapter")) {
-      adapter = pipeline::AdapterFolder::open(vm["adapter"].as<std::string>());
+      adapter = pipeline::AnyAdapter::open(vm["adapter"].as<std::string>());
       adapter->check_base(model_dir);
     }
     auto m = open_model(global, model_dir);
     if (adapter) {
-      const auto n = pipeline::apply_adapter(*m.model, *adapter, model_dir);
-      std::cerr << "applied " << n << " adapter tensors from " << adapter->dir().string() << "\n";
+      std::cerr << adapter->apply(*m.model, model_dir) << "\n";
     }
     const auto ids_in = prompt_ids(vm, m, tokenizer ? &*tokenizer : nullptr);
     auto prompt = at::tensor(ids_in, at::kLong).unsqueeze(0).to(m.device);

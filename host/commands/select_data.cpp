@@ -13,7 +13,7 @@
 #include "esft/data/samples.h"
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
-#include "esft/pipeline/adapter_io.h"
+#include "esft/pipeline/any_adapter.h"
 #include "esft/pipeline/data_selection.h"
 #include "esft/tokenizer/tokenizer.h"
 #include "plot/plot.h"
@@ -92,16 +92,16 @@ Command select_data_command() {
     std::error_code ec;
     if (fs::exists(out, ec) && (!fs::is_directory(out, ec) || !fs::is_empty(out, ec)))
       throw Error("output folder " + out.string() + " exists and is not empty");
-    std::optional<pipeline::AdapterFolder> adapter;  // opened and checked before the expensive load
+    std::optional<pipeline::AnyAdapter> adapter;  // opened and checked before the expensive load
     if (vm.count("adapter")) {
-      adapter = pipeline::AdapterFolder::open(vm["adapter"].as<std::string>());
+      adapter = pipeline::AnyAdapter::open(vm["adapter"].as<std::string>());
       adapter->check_base(model_dir);
     }
 
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
     auto m = open_model(global, model_dir);
-    if (adapter) pipeline::apply_adapter(*m.model, *adapter, model_dir);
+    if (adapter) adapter->apply(*m.model, model_dir);
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
 
     // Every record, as read and as the model sees it.

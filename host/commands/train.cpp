@@ -125,8 +125,8 @@ void print_loss_curve(const std::vector<train::StepReport>& reports) {
 Command train_command() {
   Command c;
   c.name = "train";
-  c.summary = "train a model: esft (only the selected experts; writes OUT/adapter/) or pretrain (from scratch)";
-  c.usage = "train --model DIR --data FILE.jsonl --out DIR [--method esft|pretrain] [--expert-config FILE] "
+  c.summary = "train a model: esft (only the selected experts), lora, full fine-tuning, or pretrain (from scratch)";
+  c.usage = "train --model DIR --data FILE.jsonl --out DIR [--method esft|lora|full|pretrain|router] [--expert-config FILE] "
             "[--adapter-format esft|reference] [--config FILE.toml] [--eval-data FILE.jsonl] [--steps N] [--resume]";
   c.add_options = [](po::options_description& d) {
     d.add_options()
@@ -141,7 +141,8 @@ Command train_command() {
         ("eval-data", po::value<std::string>(), "held-out data for the eval loss (default: eval_fraction of --data)")
         ("steps", po::value<int64_t>(), "optimizer steps (overrides the config)")
         ("method", po::value<std::string>()->default_value("esft"),
-         "esft: train the experts of --expert-config, write an adapter; pretrain: train every parameter, write a model; "
+         "esft: train the experts of --expert-config, write an adapter; lora: train LoRA pairs (lora_* settings), "
+         "write a PEFT adapter; full: train every parameter, write a model; pretrain: the same from scratch; "
          "router: train a Select-MoE model's routers with the trash constraint, write an adapter")
         ("resume", po::bool_switch(), "continue from the newest checkpoint in --out");
   };
@@ -179,7 +180,7 @@ Command train_command() {
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
     auto m = open_model(global, model_dir);
-    method->make_trainable(m, fingerprint);
+    method->make_trainable(m, options, fingerprint);
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
     data::Split split;
     if (vm.count("eval-data")) {

@@ -22,7 +22,7 @@ class EsftMethod final : public TrainingMethod {
   std::string name() const override { return "esft"; }
   train::TrainOptions defaults() const override { return {}; }
 
-  void make_trainable(LoadedModel& m, nlohmann::json& fingerprint) override {
+  void make_trainable(LoadedModel& m, const train::TrainOptions&, nlohmann::json& fingerprint) override {
     if (format_ == pipeline::AdapterFormat::Reference && !m.family->naming().per_expert_tensors()) {
       throw Error("--adapter-format reference: the ESFT reference's adapters hold one tensor per expert, and " +
                   m.family->name() + " stores its experts fused; use --adapter-format esft");

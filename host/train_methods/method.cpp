@@ -9,9 +9,18 @@ namespace esft::host {
 
 std::unique_ptr<TrainingMethod> make_training_method(const std::string& name, const po::variables_map& vm) {
   if (name == "esft") return make_esft_method(vm);
+  if (name == "full") return make_full_method(vm);
+  if (name == "lora") return make_lora_method(vm);
   if (name == "pretrain") return make_pretrain_method(vm);
   if (name == "router") return make_router_method(vm);
-  throw UsageError("--method " + name + " is not a training method (esft, pretrain, router)");
+  throw UsageError("--method " + name + " is not a training method (esft, full, lora, pretrain, router)");
+}
+
+void refuse_esft_options(const std::string& method, const po::variables_map& vm) {
+  if (vm.count("expert-config")) {
+    throw UsageError("--expert-config is not used by --method " + method + " (it selects experts for --method esft); drop it");
+  }
+  if (!vm["adapter-format"].defaulted()) throw UsageError("--adapter-format applies to --method esft, not " + method);
 }
 
 pipeline::AdapterManifest adapter_manifest(const std::string& method, const LoadedModel& m,

@@ -31,19 +31,23 @@ class TrainingMethod {
   virtual std::string name() const = 0;
   // The settings a run starts from before --config and --steps.
   virtual train::TrainOptions defaults() const = 0;
-  // Sets which parameters train (the others frozen) and records what defines them in `fingerprint`.
-  virtual void make_trainable(LoadedModel& model, nlohmann::json& fingerprint) = 0;
+  // Sets which parameters train (the others frozen; a method may add parameters, as LoRA does) under the run's
+  // settings, and records what defines them in `fingerprint`.
+  virtual void make_trainable(LoadedModel& model, const train::TrainOptions& options, nlohmann::json& fingerprint) = 0;
   // What trains, in words, after "trainable N of M parameters (x%)".
   virtual std::string trainable_summary(LoadedModel& model) const = 0;
   // After training: writes what the run leaves (an adapter, a model directory, a summary) and says where.
   virtual void finish(LoadedModel& model, train::Trainer& trainer, const TrainingRunInfo& run) = 0;
 };
 
-// "esft" (--expert-config required), "pretrain" (every parameter) or "router" (Select-MoE's routers); the last two
-// refuse --expert-config. UsageError otherwise.
+// "esft" (--expert-config required), "full" (every parameter of a pretrained model), "lora" (LoRA pairs, PEFT's
+// format), "pretrain" (every parameter, from scratch) or "router" (Select-MoE's routers); all but esft refuse
+// --expert-config. UsageError otherwise.
 std::unique_ptr<TrainingMethod> make_training_method(const std::string& name, const po::variables_map& vm);
 
 std::unique_ptr<TrainingMethod> make_esft_method(const po::variables_map& vm);      // esft.cpp
+std::unique_ptr<TrainingMethod> make_full_method(const po::variables_map& vm);      // full.cpp
+std::unique_ptr<TrainingMethod> make_lora_method(const po::variables_map& vm);      // lora.cpp
 std::unique_ptr<TrainingMethod> make_pretrain_method(const po::variables_map& vm);  // pretrain.cpp
 std::unique_ptr<TrainingMethod> make_router_method(const po::variables_map& vm);    // router.cpp
 
@@ -51,6 +55,9 @@ std::unique_ptr<TrainingMethod> make_router_method(const po::variables_map& vm);
 // of its config.json (from the run's fingerprint), the training dtype.
 pipeline::AdapterManifest adapter_manifest(const std::string& method, const LoadedModel& model,
                                            const TrainingRunInfo& run);
+
+// Refuses --expert-config and --adapter-format, which only --method esft uses, naming `method`.
+void refuse_esft_options(const std::string& method, const po::variables_map& vm);
 
 // "12.3 MiB" (two decimals under 10 MiB).
 std::string mib_text(uint64_t bytes);

@@ -38,7 +38,7 @@ class PretrainMethod final : public TrainingMethod {
   std::string name() const override { return "pretrain"; }
   train::TrainOptions defaults() const override { return train::pretrain_defaults(); }
 
-  void make_trainable(LoadedModel& m, nlohmann::json& fingerprint) override {
+  void make_trainable(LoadedModel& m, const train::TrainOptions&, nlohmann::json& fingerprint) override {
     // Every expert of every MoE layer, the shared experts and everything else: the whole model.
     pipeline::ExpertConfig all;
     for (const auto& [layer, experts] : pipeline::moe_layer_sizes(*m.model))
@@ -124,8 +124,7 @@ class PretrainMethod final : public TrainingMethod {
 }  // namespace
 
 std::unique_ptr<TrainingMethod> make_pretrain_method(const po::variables_map& vm) {
-  if (vm.count("expert-config")) throw UsageError("--method pretrain trains every parameter: drop --expert-config");
-  if (!vm["adapter-format"].defaulted()) throw UsageError("--adapter-format applies to --method esft");
+  refuse_esft_options("pretrain", vm);
   return std::make_unique<PretrainMethod>();
 }
 

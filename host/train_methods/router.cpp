@@ -34,7 +34,7 @@ class RouterMethod final : public TrainingMethod {
     return o;
   }
 
-  void make_trainable(LoadedModel& m, nlohmann::json& fingerprint) override {
+  void make_trainable(LoadedModel& m, const train::TrainOptions&, nlohmann::json& fingerprint) override {
     if (!trash_constraint_of(*m.model)) {
       throw Error("--method router trains the routers of a Select-MoE model, and " + m.config.source +
                   " has no trash experts (make one with esft-host convert)");
@@ -69,8 +69,7 @@ class RouterMethod final : public TrainingMethod {
 }  // namespace
 
 std::unique_ptr<TrainingMethod> make_router_method(const po::variables_map& vm) {
-  if (vm.count("expert-config")) throw UsageError("--method router trains the routers; --expert-config is for esft");
-  if (!vm["adapter-format"].defaulted()) throw UsageError("--adapter-format applies to --method esft (router adapters are esft's own)");
+  refuse_esft_options("router", vm);
   return std::make_unique<RouterMethod>();
 }
 

@@ -150,10 +150,16 @@ at::Tensor ExpertBank::forward_pairs(const at::Tensor& x, const at::Tensor& toke
   auto order = at::argsort(position);
   auto token_of = token.index_select(0, order);
   auto xs = x.index_select(0, token_of);
-  const detail::BankWeights trainable{gate_up_.trainable, down_.trainable, gate_up_bias_.trainable,
-                                      down_bias_.trainable};
-  const detail::BankWeights bank{whole(gate_up_), whole(down_), spec_.bias ? whole(gate_up_bias_) : at::Tensor(),
-                                 spec_.bias ? whole(down_bias_) : at::Tensor()};
+  detail::BankWeights trainable{gate_up_.trainable, down_.trainable, gate_up_bias_.trainable, down_bias_.trainable};
+  detail::BankWeights bank{whole(gate_up_), whole(down_), spec_.bias ? whole(gate_up_bias_) : at::Tensor(),
+                           spec_.bias ? whole(down_bias_) : at::Tensor()};
+  if (gate_up_lora || down_lora) {
+    // Every expert is frozen, so the bank is in expert order: the kernels see whole + delta as one "trainable" bank
+    // of E rows, and autograd carries its gradient on to the LoRA pairs. The biases stay frozen.
+    if (gate_up_lora) bank.gate_up = bank.gate_up + gate_up_lora->delta().to(bank.gate_up.scalar_type());
+    if (down_lora) bank.down = bank.down + down_lora->delta().to(bank.down.scalar_type());
+    trainable = bank;
+  }
   at::Tensor ys;
   if (use_grouped_kernel(x)) {
     const auto sorted_position = position.index_select(0, order);
@@ -168,6 +174,36 @@ at::Tensor ExpertBank::forward_pairs(const at::Tensor& x, const at::Tensor& toke
   // The weights may be float32 while x is not (sigmoid routers): weigh in the wider type, then cast, as HF does.
   auto w = weight.index_select(0, order).unsqueeze(1);
   return at::zeros_like(x).index_add(0, token_of, (ys * w).to(x.scalar_type()));
+}
+
+void ExpertBank::add_lora(bool gate_up, bool down, const LoraSpec& spec) {
+  if (spec_.layout == ExpertCheckpointLayout::FusedInterleaved) {
+    throw Error("LoRA on gpt-oss' routed experts is not built (its checkpoint interleaves gate and up columns)");
+  }
+  if (!trainable_experts().empty()) throw Error("LoRA on the experts of layer " + std::to_string(layer_) + " needs every expert frozen");
+  if ((gate_up && gate_up_lora) || (down && down_lora)) throw Error("a LoRA pair is attached already");
+  if (spec.dropout > 0) throw Error("LoRA on routed experts takes no dropout (set lora dropout to 0)");
+  const auto options = gate_up_.frozen.options();
+  const int64_t E = spec_.num_experts;
+  if (gate_up) {
+    gate_up_lora = register_module("gate_up_lora",
+                                   std::make_shared<LoraPair>(E, spec_.first_width(), spec_.hidden, spec, options));
+  }
+  if (down) down_lora = register_module("down_lora", std::make_shared<LoraPair>(E, spec_.hidden, spec_.intermediate, spec, options));
+}
+
+void ExpertBank::fold_lora() {
+  if (!gate_up_lora && !down_lora) return;
+  {
+    at::NoGradGuard no_grad;
+    // Every expert is frozen: the frozen halves hold the bank in expert order.
+    if (gate_up_lora) gate_up_.frozen.add_(gate_up_lora->delta().to(gate_up_.frozen.scalar_type()));
+    if (down_lora) down_.frozen.add_(down_lora->delta().to(down_.frozen.scalar_type()));
+  }
+  if (gate_up_lora) unregister_module("gate_up_lora");
+  if (down_lora) unregister_module("down_lora");
+  gate_up_lora.reset();
+  down_lora.reset();
 }
 
 void ExpertBank::set_trainable_experts(const std::vector<int64_t>& experts) {

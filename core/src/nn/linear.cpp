@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "esft/error.h"
+
 namespace esft::nn {
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, const at::TensorOptions& options) {
@@ -9,7 +11,26 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, const 
   if (with_bias) bias = register_parameter("bias", at::empty({out_features}, options));
 }
 
-at::Tensor Linear::forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+at::Tensor Linear::forward(const at::Tensor& x) const {
+  auto y = at::linear(x, weight, bias);
+  return lora ? y + lora->forward(x).to(y.scalar_type()) : y;
+}
+
+LoraPair& Linear::add_lora(const LoraSpec& spec) {
+  if (lora) throw Error("a LoRA pair is attached already");
+  lora = register_module("lora", std::make_shared<LoraPair>(1, weight.size(0), weight.size(1), spec, weight.options()));
+  return *lora;
+}
+
+void Linear::fold_lora() {
+  if (!lora) return;
+  {
+    at::NoGradGuard no_grad;
+    weight.add_(lora->delta().to(weight.scalar_type()));
+  }
+  unregister_module("lora");
+  lora.reset();
+}
 
 Embedding::Embedding(int64_t num_embeddings, int64_t dim, const at::TensorOptions& options) {
   weight = register_parameter("weight", at::empty({num_embeddings, dim}, options));

@@ -49,7 +49,26 @@ at::Tensor sum_of_top_two(const at::Tensor& grouped) { return std::get<0>(groupe
 at::Tensor largest(const at::Tensor& grouped) { return std::get<0>(grouped.max(-1)); }
 }  // namespace
 
+LoraPair& Router::add_lora(const LoraSpec& spec) {
+  if (lora) throw Error("a LoRA pair is attached already");
+  if (spec.dropout > 0) throw Error("LoRA on a router's weight takes no dropout (set lora dropout to 0)");
+  lora = register_module("lora", std::make_shared<LoraPair>(1, weight.size(0), weight.size(1), spec, weight.options()));
+  return *lora;
+}
+
+void Router::fold_lora() {
+  if (!lora) return;
+  {
+    at::NoGradGuard no_grad;
+    weight.add_(lora->delta().to(weight.scalar_type()));
+  }
+  unregister_module("lora");
+  lora.reset();
+}
+
 Routing Router::forward(const at::Tensor& x) const {
+  // With a LoRA pair the logits come from W + delta (PEFT adapts the router as a parameter, not as a linear layer).
+  const at::Tensor weight = lora ? this->weight + lora->delta().to(this->weight.scalar_type()) : this->weight;
   Routing r;
   switch (spec_.scoring) {
     case RouterScoring::SoftmaxThenTopK: {

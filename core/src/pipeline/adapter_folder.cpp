@@ -49,8 +49,11 @@ AdapterFolder AdapterFolder::open(const fs::path& dir) {
   f.dir_ = dir;
   const bool esft = fs::exists(dir / kAdapterManifestFile, ec), reference = fs::exists(dir / kReferenceExpertConfigFile, ec);
   if (!esft && !reference) {
+    // A full fine-tuning's output is a whole model, not something to apply or merge: say so rather than list files.
+    const bool model = fs::exists(dir / "config.json", ec) && Checkpoint::exists(dir);
     throw Error("no " + std::string(kAdapterManifestFile) + " (an esft adapter) or " + kReferenceExpertConfigFile +
-                " (an ESFT reference adapter) in " + dir.string() + ": not an ESFT adapter directory");
+                " (an ESFT reference adapter) in " + dir.string() + ": not an ESFT adapter directory" +
+                (model ? " (it is a complete model, e.g. from train --method full: use it as --model)" : ""));
   }
   std::vector<fs::path> files;
   if (esft) {

@@ -87,6 +87,22 @@ std::map<std::string, Setter> setters() {
   };
   integer("early_stop_patience", &TrainOptions::early_stop_patience);
   real("early_stop_min_delta", &TrainOptions::early_stop_min_delta);
+  integer("lora_rank", &TrainOptions::lora_rank);
+  real("lora_alpha", &TrainOptions::lora_alpha);
+  real("lora_dropout", &TrainOptions::lora_dropout);
+  s["lora_rslora"] = [](TrainOptions& o, const toml::node& n, const std::string& w) { o.lora_rslora = read_as<bool>(n, w, "true or false"); };
+  s["lora_targets"] = [](TrainOptions& o, const toml::node& n, const std::string& w) {
+    o.lora_targets.clear();
+    if (n.is_string()) {  // "q_proj,v_proj": a pipeline file reads a list as a sweep, so a string may hold several
+      std::stringstream parts(*n.value<std::string>());
+      for (std::string part; std::getline(parts, part, ',');)
+        if (!part.empty()) o.lora_targets.push_back(part);
+      return;
+    }
+    const auto* list = n.as_array();
+    if (!list) throw Error(w + " must be a string or a list of strings, e.g. [\"q_proj\", \"v_proj\"]");
+    for (const auto& item : *list) o.lora_targets.push_back(read_as<std::string>(item, w, "a list of strings"));
+  };
   s["keep_best"] = [](TrainOptions& o, const toml::node& n, const std::string& w) { o.keep_best = read_as<bool>(n, w, "true or false"); };
   s["packing_style"] = [](TrainOptions& o, const toml::node& n, const std::string& w) {
     const auto v = read_as<std::string>(n, w, "a string");
@@ -196,6 +212,10 @@ void TrainOptions::validate() const {
   require(boids.warmup_frac >= 0 && boids.warmup_frac <= 1, "boids_warmup_frac must be in [0, 1]");
   require(early_stop_patience >= 0, "early_stop_patience must be >= 0");
   require(early_stop_min_delta >= 0, "early_stop_min_delta must be >= 0");
+  require(lora_rank >= 1, "lora_rank must be >= 1");
+  require(lora_alpha > 0 && std::isfinite(lora_alpha), "lora_alpha must be a finite number > 0");
+  require(lora_dropout >= 0 && lora_dropout < 1, "lora_dropout must be in [0, 1)");
+  require(!lora_targets.empty(), "lora_targets must name at least one target");
 }
 
 nlohmann::json TrainOptions::to_json() const {
@@ -233,7 +253,12 @@ nlohmann::json TrainOptions::to_json() const {
           {"boids_layers", boids_all_layers ? "all" : "last"},
           {"keep_best", keep_best},
           {"early_stop_patience", early_stop_patience},
-          {"early_stop_min_delta", early_stop_min_delta}};
+          {"early_stop_min_delta", early_stop_min_delta},
+          {"lora_rank", lora_rank},
+          {"lora_alpha", lora_alpha},
+          {"lora_dropout", lora_dropout},
+          {"lora_rslora", lora_rslora},
+          {"lora_targets", lora_targets}};
 }
 
 TrainOptions pretrain_defaults() {

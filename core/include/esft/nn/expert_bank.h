@@ -23,6 +23,7 @@
 
 #include "esft/model/checkpoint_binding.h"
 #include "esft/model/param_naming.h"
+#include "esft/nn/lora.h"
 
 namespace esft::nn {
 
@@ -87,6 +88,15 @@ class ExpertBank : public torch::nn::Module {
   // (using one then throws esft::Error) and any optimizer state of the bank's parameters: take both afresh.
   CheckpointBindings bindings() const;
   const ExpertBankSpec& spec() const { return spec_; }
+
+  // LoRA on the bank's weights, one pair per expert in PEFT's layout for 3-D parameters (lora.h): on gate_up
+  // (module `gate_up_lora`, [E, first_width, H]) and/or down (`down_lora`, [E, H, I]). Every expert must be frozen
+  // (the forward then reads whole + delta in expert order). Throws esft::Error for a trainable expert, a pair already
+  // attached, dropout, or gpt-oss' interleaved layout (not built: its checkpoint interleaves gate and up columns).
+  void add_lora(bool gate_up, bool down, const LoraSpec& spec);
+  // Adds the deltas into the frozen weights and removes the pairs.
+  void fold_lora();
+  std::shared_ptr<LoraPair> gate_up_lora, down_lora;  // null unless attached
 
  private:
   // One bank tensor: rows of trainable experts (a parameter) and of frozen experts (a buffer). The tensor handles

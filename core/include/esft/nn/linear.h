@@ -5,15 +5,26 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include <memory>
+
+#include "esft/nn/lora.h"
+
 namespace esft::nn {
 
 class Linear : public torch::nn::Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options);
+  // W x + b, plus the LoRA pair's input path when one is attached.
   at::Tensor forward(const at::Tensor& x) const;
+
+  // Attaches a LoRA pair (module `lora`) on the weight's device and dtype; throws esft::Error when one is attached.
+  LoraPair& add_lora(const LoraSpec& spec);
+  // Adds the pair's delta into the weight and removes the pair (the forward is then plain again).
+  void fold_lora();
 
   at::Tensor weight;  // [out, in]
   at::Tensor bias;    // [out] or undefined
+  std::shared_ptr<LoraPair> lora;  // null unless attached
 };
 
 class Embedding : public torch::nn::Module {

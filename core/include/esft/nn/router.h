@@ -4,6 +4,10 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include <memory>
+
+#include "esft/nn/lora.h"
+
 namespace esft::nn {
 
 enum class RouterScoring {
@@ -62,7 +66,13 @@ class Router : public RouterBase {
   int64_t top_k() const override { return spec_.top_k; }
   const RouterSpec& spec() const { return spec_; }
 
+  // Attaches a LoRA pair on the weight (module `lora`; no dropout); throws esft::Error when one is attached.
+  LoraPair& add_lora(const LoraSpec& spec);
+  // Adds the pair's delta into the weight and removes the pair.
+  void fold_lora();
+
   at::Tensor weight;                   // [E, H]
+  std::shared_ptr<LoraPair> lora;      // null unless attached
   at::Tensor bias;                     // [E] with spec.bias, else undefined
   at::Tensor e_score_correction_bias;  // [E] float32 buffer for SigmoidGroupLimited (used only to choose)
 

@@ -56,6 +56,14 @@ struct TrainOptions {
   int64_t early_stop_patience = 0;    // stop after this many evaluations without improvement; 0 = never
   double early_stop_min_delta = 0;    // an improvement is a drop of the eval loss by more than this
 
+  // LoRA (`train --method lora` only; the other methods ignore these): rank, alpha (scaling alpha / rank, or
+  // alpha / sqrt(rank) with lora_rslora), dropout on the adapted linear layers' input, and what to adapt
+  // (pipeline/lora_adapter.h: "all-linear", module names such as "q_proj", "gate", "experts").
+  int64_t lora_rank = 8;
+  double lora_alpha = 16;
+  double lora_dropout = 0;
+  bool lora_rslora = false;
+  std::vector<std::string> lora_targets = {"all-linear"};
   // Reads a TOML file over the defaults. Throws esft::Error naming the file, key and problem for an unknown key
   // (a typo must not silently train with a default), a value of the wrong type, or a value out of range.
   static TrainOptions load_toml(const std::filesystem::path& path, TrainOptions defaults);
