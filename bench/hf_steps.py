@@ -12,13 +12,15 @@ same batch, sequence length, dtype, device and thread count as esft:
            ESFT in transformers would also restore them, work this benchmark leaves out in transformers' favour)
   experts  a training step with every routed expert trainable, everything else frozen
   full     a training step with every parameter trainable
+  lora     a training step with PEFT's LoRA (rank 8, alpha 16) on every linear layer but lm_head, named one by one
+  lora-experts  the same plus the routers' weights and one pair per routed expert (PEFT's target_parameters)
 
 A training step is what transformers' Trainer does by default: forward with labels, backward, clip_grad_norm_(1.0),
 torch.optim.AdamW with fused=True (the Trainer's default optimizer, adamw_torch_fused), zero_grad(set_to_none=True).
 Prints one JSON line with the rate, the peak memory (peak resident set on the CPU, the CUDA allocator's peak on a
 GPU), the trainable parameter count and the optimizer state bytes.
 
-usage: hf_steps.py --config CONFIG.json --mode stats|esft|experts|full --batch B --seq T [--repeat R]
+usage: hf_steps.py --config CONFIG.json --mode stats|esft|experts|full|lora|lora-experts --batch B --seq T [--repeat R]
                    [--device cpu|cuda] [--dtype float32|bfloat16] [--threads N] [--esft-experts N]
 """
 import argparse
@@ -40,7 +42,7 @@ def routed_expert_tensor(name):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
-    p.add_argument("--mode", required=True, choices=["stats", "esft", "experts", "full"])
+    p.add_argument("--mode", required=True, choices=["stats", "esft", "experts", "full", "lora", "lora-experts"])
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--seq", type=int, required=True)
     p.add_argument("--repeat", type=int, default=3)
@@ -66,7 +68,22 @@ def main():
 
     trainable = []
     optimizer = None
-    if a.mode != "stats":
+    if a.mode.startswith("lora"):
+        import peft
+        names = {n for n, _ in model.named_parameters()}
+        params = None
+        if a.mode == "lora-experts":
+            params = sorted({n.rsplit(".", 1)[0].split(".layers.")[1].split(".", 1)[1] + "." + n.rsplit(".", 1)[1]
+                             for n in names if ".mlp.experts." in n and n.endswith(("gate_up_proj", "down_proj"))})
+            params += sorted({".".join(n.split(".")[-3:]) for n in names if n.endswith((".mlp.gate.weight", ".mlp.router.weight"))})
+        # The linear layers by name, as esft's "all-linear" picks them: PEFT's own "all-linear" also adapts the fused
+        # experts of transformers 5 (with its own ranks), which is the other mode.
+        linear = sorted(n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head"))
+        lora = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=linear, target_parameters=params)
+        model = peft.get_peft_model(model, lora)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0, fused=True)
+    elif a.mode != "stats":
         for name, param in model.named_parameters():
             train = a.mode == "full" or routed_expert_tensor(name)
             param.requires_grad_(train)

@@ -1,12 +1,14 @@
 // esft next to Hugging Face transformers on the steps ESFT is made of, for each family at one larger random
 // configuration (bench_models.h): the routing statistics pass, an ESFT training step (a few experts per layer
-// trainable), a step with every routed expert trainable, and a full fine-tuning step (every parameter). esft runs
+// trainable), a step with every routed expert trainable, a full fine-tuning step (every parameter), and LoRA steps
+// (rank 8 on every linear layer; `lora-experts` adds the routers and one pair per routed expert; PEFT on the
+// transformers side). The "ships" column is what the method's output holds: the trained tensors. esft runs
 // its real code (the statistics pass that `scores` runs with its collector, the Trainer with AdamW and clipping);
 // transformers runs what its users run (bench/hf_steps.py says exactly what). Each measurement is a process of its
 // own, so its peak memory (resident set on the CPU, the CUDA allocator's peak on a GPU) is its own. All in one run,
 // on the same batch, dtype, device and threads; --json FILE writes the figures as well.
 //
-//   esft-bench-steps [--families qwen3_moe,gpt_oss] [--modes stats,esft,experts,full] [--batch 4] [--seq 256]
+//   esft-bench-steps [--families qwen3_moe,gpt_oss] [--modes stats,esft,experts,full,lora,lora-experts] [--batch 4] [--seq 256]
 //                    [--repeat 3] [--esft-experts 13] [--device cpu|cuda] [--dtype float32|bfloat16]
 //                    [--geometry bench|qwen3-30b-a3b] [--python PATH | --no-hf] [--json FILE]
 // --geometry qwen3-30b-a3b measures qwen3_moe at Qwen3-30B-A3B's real sizes (4 layers; a GPU's work).
@@ -27,6 +29,7 @@
 #include "bench_models.h"
 #include "esft/compat.h"
 #include "esft/error.h"
+#include "esft/pipeline/lora_adapter.h"
 #include "esft/pipeline/routing_collector.h"
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
@@ -39,7 +42,7 @@ namespace {
 using namespace esft::bench;
 
 struct Settings {
-  std::vector<std::string> families, modes = {"stats", "esft", "experts", "full"};
+  std::vector<std::string> families, modes = {"stats", "esft", "experts", "full", "lora", "lora-experts"};
   int64_t batch = 4, seq = 256, repeat = 3, esft_experts = 13;
   std::string device = "cpu", dtype = "float32", geometry = "bench", python = ESFT_PYTHON, json_path;
   bool hf = true;
@@ -88,14 +91,23 @@ Figures stats_pass(esft::MoECausalLM& model, const esft::ModelConfig& config, co
 // Training steps with the real Trainer (AdamW, clipping); `mode` decides what trains.
 Figures train_steps(esft::MoECausalLM& model, const esft::ModelFamily& family, const esft::ModelConfig& config,
                     const std::string& mode, const Settings& s, const at::Device& device) {
-  esft::pipeline::ExpertConfig experts;
-  for (auto* layer : model.moe_layers()) {
-    const int64_t E = layer->num_experts(), n = mode == "esft" ? std::min(s.esft_experts, E) : E;
-    auto& list = experts.experts[layer->layer_index()];
-    for (int64_t i = 0; i < n; ++i) list.push_back(i * E / n);  // spread over the bank
+  if (mode == "lora" || mode == "lora-experts") {
+    esft::pipeline::LoraConfig lora;  // rank 8, alpha 16
+    if (mode == "lora-experts") lora.targets = {"all-linear", "gate", "router", "experts"};
+    lora.targets.erase(std::remove_if(lora.targets.begin(), lora.targets.end(),
+                                      [&](const std::string& t) { return t == (family.name() == "gpt_oss" ? "gate" : "router"); }),
+                       lora.targets.end());
+    esft::pipeline::attach_lora(model, lora);
+  } else {
+    esft::pipeline::ExpertConfig experts;
+    for (auto* layer : model.moe_layers()) {
+      const int64_t E = layer->num_experts(), n = mode == "esft" ? std::min(s.esft_experts, E) : E;
+      auto& list = experts.experts[layer->layer_index()];
+      for (int64_t i = 0; i < n; ++i) list.push_back(i * E / n);  // spread over the bank
+    }
+    experts.shared_experts = experts.non_expert_modules = mode == "full";
+    esft::pipeline::apply_expert_config(model, family.naming(), experts);
   }
-  experts.shared_experts = experts.non_expert_modules = mode == "full";
-  esft::pipeline::apply_expert_config(model, family.naming(), experts);
 
   esft::data::Random random(1);
   std::vector<esft::data::Row> rows(static_cast<size_t>(s.batch * (s.repeat + 1)));
@@ -232,6 +244,8 @@ const char* mode_label(const std::string& mode) {
   if (mode == "stats") return "statistics pass";
   if (mode == "esft") return "ESFT step";
   if (mode == "experts") return "every-expert step";
+  if (mode == "lora") return "LoRA step";
+  if (mode == "lora-experts") return "LoRA+experts step";
   return "full FT step";
 }
 
@@ -242,7 +256,7 @@ json figures_json(const Figures& f) {
 }
 
 void usage() {
-  std::cout << "usage: esft-bench-steps [--families a,b] [--modes stats,esft,experts,full] [--batch N] [--seq N] "
+  std::cout << "usage: esft-bench-steps [--families a,b] [--modes stats,esft,experts,full,lora,lora-experts] [--batch N] [--seq N] "
                "[--repeat N] [--esft-experts N] [--device cpu|cuda] [--dtype float32|bfloat16] "
                "[--geometry bench|qwen3-30b-a3b] [--python PATH | --no-hf] [--json FILE]\n";
 }
@@ -276,8 +290,8 @@ Settings parse_arguments(int argc, char** argv) {
     else throw esft::UsageError("unknown argument '" + arg + "'");
   }
   for (const auto& m : s.modes)
-    if (m != "stats" && m != "esft" && m != "experts" && m != "full")
-      throw esft::UsageError("unknown mode '" + m + "' (expected stats, esft, experts or full)");
+    if (m != "stats" && m != "esft" && m != "experts" && m != "full" && m != "lora" && m != "lora-experts")
+      throw esft::UsageError("unknown mode '" + m + "' (expected stats, esft, experts, full, lora or lora-experts)");
   return s;
 }
 
@@ -320,12 +334,14 @@ int main(int argc, char** argv) {
                 static_cast<long long>(s.batch), static_cast<long long>(s.seq), static_cast<long long>(s.batch * s.seq),
                 static_cast<long long>(s.repeat), static_cast<long long>(s.esft_experts),
                 cuda ? "the CUDA allocator's peak" : "peak resident set of the process");
-    std::printf("| %-12s | %-17s | %10s | %10s | %6s | %9s | %9s | %6s | %10s | %10s | %10s |\n", "family", "step",
-                "esft tok/s", "HF tok/s", "x", "esft MiB", "HF MiB", "mem x", "esft train", "HF train", "esft opt");
-    std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(14, '-').c_str(), std::string(19, '-').c_str(),
+    std::printf("| %-12s | %-17s | %10s | %10s | %6s | %9s | %9s | %6s | %10s | %10s | %10s | %10s |\n", "family", "step",
+                "esft tok/s", "HF tok/s", "x", "esft MiB", "HF MiB", "mem x", "esft train", "HF train", "esft opt",
+                "ships");
+    std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(14, '-').c_str(), std::string(19, '-').c_str(),
                 std::string(12, '-').c_str(), std::string(12, '-').c_str(), std::string(8, '-').c_str(),
                 std::string(11, '-').c_str(), std::string(11, '-').c_str(), std::string(8, '-').c_str(),
-                std::string(12, '-').c_str(), std::string(12, '-').c_str(), std::string(12, '-').c_str());
+                std::string(12, '-').c_str(), std::string(12, '-').c_str(), std::string(12, '-').c_str(),
+                std::string(12, '-').c_str());
 
     json results = json::array();
     std::string hf_versions;
@@ -341,14 +357,16 @@ int main(int argc, char** argv) {
         const bool both = ours.measured && theirs.measured;
         const bool train = mode != "stats";
         auto millions = [&](bool m, int64_t n) { return train ? cell(m, "%.2fM", static_cast<double>(n) / 1e6) : "-"; };
-        std::printf("| %-12s | %-17s | %10s | %10s | %6s | %9s | %9s | %6s | %10s | %10s | %10s |\n",
+        const double ships = static_cast<double>(ours.trainable) * (s.dtype == "bfloat16" ? 2.0 : 4.0) / 1048576.0;
+        std::printf("| %-12s | %-17s | %10s | %10s | %6s | %9s | %9s | %6s | %10s | %10s | %10s | %10s |\n",
                     fc.plugin.c_str(), mode_label(mode), cell(ours.measured, "%.0f", ours.tokens_per_s).c_str(),
                     cell(theirs.measured, "%.0f", theirs.tokens_per_s).c_str(),
                     cell(both, "%.2f", ours.tokens_per_s / theirs.tokens_per_s).c_str(),
                     cell(ours.measured, "%.0f", ours.peak_mib).c_str(), cell(theirs.measured, "%.0f", theirs.peak_mib).c_str(),
                     cell(both, "%.2f", ours.peak_mib / theirs.peak_mib).c_str(), millions(ours.measured, ours.trainable).c_str(),
                     millions(theirs.measured, theirs.trainable).c_str(),
-                    train ? cell(ours.measured, "%.0f MiB", static_cast<double>(ours.optimizer_bytes) / 1048576.0).c_str() : "-");
+                    train ? cell(ours.measured, "%.0f MiB", static_cast<double>(ours.optimizer_bytes) / 1048576.0).c_str() : "-",
+                    train ? cell(ours.measured, "%.1f MiB", ships).c_str() : "-");
         std::fflush(stdout);
         results.push_back({{"family", fc.plugin}, {"mode", mode}, {"esft", figures_json(ours)},
                            {"transformers", figures_json(theirs)}, {"transformers_implementation", hf.implementation}});

@@ -250,3 +250,68 @@ TEST_CASE("cli run: a bad experiment file is refused before any run, naming the 
   refused({"sweep.\"optim.lr\"=[1]"}, "must name model.KEY or train.KEY");
   refused({"experiment.heatmap=[\"model.num_experts\",\"model.router_jitter\"]"}, "is not swept");
 }
+
+TEST_CASE("cli run: [compare] trains full, LoRA, ESFT-Token and ESFT-Gate from one scores pass into one table") {
+  TempDir dir;
+  const auto out = dir / "out";
+  // A few records of other text for the general-ability loss, to keep the test short.
+  std::string stories;
+  {
+    std::ifstream in(kExamples / "train.jsonl");
+    for (std::string line; std::getline(in, line) && stories.size() < 2000;) stories += line + "\n";
+  }
+  write_bytes(dir / "general.jsonl", stories);
+  const Run r = run_example("compare.toml", out, {"--set", "compare.general_data=\"" + (dir / "general.jsonl").string() + "\""});
+  expect_success(r);
+  CHECK(contains(r.out, "comparison (the ESFT paper's table"));
+  const auto rows = json::parse(read_bytes(out / "compare.json"));
+  REQUIRE(rows.size() == 5);  // the base model, then each method
+  std::vector<std::string> methods;
+  for (const auto& row : rows) methods.push_back(row["method"].get<std::string>());
+  CHECK(methods == std::vector<std::string>{"base", "full", "lora", "esft-token", "esft-gate"});
+  std::map<std::string, json> by;
+  for (const auto& row : rows) by[row["method"].get<std::string>()] = row;
+  for (const auto* m : {"full", "lora", "esft-token", "esft-gate"}) {
+    CAPTURE(m);
+    CHECK(by[m]["task_value"].is_number());
+    CHECK(by[m]["general_value"].is_number());
+    CHECK(by[m]["trainable_parameters"].get<int64_t>() > 0);
+    CHECK(by[m]["output_bytes"].get<int64_t>() > 0);
+  }
+  // Full fine-tuning trains everything and ships a whole model; the others a fraction.
+  CHECK(by["full"]["trainable_parameters"] == by["full"]["parameters"]);
+  for (const auto* m : {"lora", "esft-token", "esft-gate"})
+    CHECK(by[m]["output_bytes"].get<int64_t>() < by["full"]["output_bytes"].get<int64_t>() / 2);
+  CHECK(fs::exists(out / "intent" / "full" / "train" / "model" / "config.json"));
+  CHECK(fs::exists(out / "intent" / "lora" / "train" / "adapter" / "adapter_config.json"));
+  CHECK_FALSE(fs::exists(out / "intent" / "lora" / "expert_config.json"));  // LoRA selects no experts
+  CHECK(fs::exists(out / "intent" / "esft-gate" / "expert_config.json"));
+  CHECK(read_bytes(out / "compare.csv").rfind("task,method,exact,general loss,trainable params,", 0) == 0);
+  CHECK(read_bytes(out / "compare-intent.png").rfind("\x89PNG", 0) == 0);
+  CHECK(read_bytes(out / "compare-intent.svg").rfind("<?xml", 0) == 0);
+
+  // Again: everything is up to date.
+  const Run again = run_example("compare.toml", out, {"--set", "compare.general_data=\"" + (dir / "general.jsonl").string() + "\""});
+  expect_success(again);
+  CHECK_FALSE(contains(again.out, "== intent / lora: train"));
+}
+
+TEST_CASE("cli run: a bad [compare] section is refused before any step") {
+  TempDir dir;
+  const auto data = kExamples / "tiny-task" / "train.jsonl";
+  const auto out = dir / "out";
+  auto refuse = [&](const std::string& text, std::initializer_list<std::string> needles) {
+    const auto file = pipeline_with(dir, demo_head(data) + text);
+    expect_error(run_host({"run", file.string(), "--output-dir", out.string()}), 1, needles);
+    CHECK_FALSE(fs::exists(out));
+  };
+  refuse("[compare]\nmethods = [\"full\", \"loar\"]\n", {"unknown method 'loar'", "did you mean 'lora'"});
+  refuse("[compare]\nmethods = [\"lora\", \"lora\"]\n", {"lists lora twice"});
+  refuse("[compare]\ngeneral_data = \"x.jsonl\"\n", {"[compare] needs 'methods'"});
+  refuse("[select]\nscore_function = \"gate\"\n[compare]\nmethods = [\"esft-token\"]\n", {"select.score_function is set by [compare]"});
+  refuse("[compare]\nmethods = [\"lora\"]\n[compare.lorra]\nlora_rank = 4\n", {"unknown method 'lorra'"});
+  refuse("[compare]\nmethods = [\"lora\"]\n[compare.lora]\nlora_rank = [4, 8]\n", {"a method's settings do not sweep"});
+  refuse("[compare]\nmethods = [\"lora\"]\n[compare.lora]\nlora_rnk = 4\n", {"unknown setting 'lora_rnk'", "did you mean 'lora_rank'"});
+  refuse("[compare]\nmethods = [\"lora\"]\n[compare.lora]\nlora_rank = 0\n", {"lora_rank must be >= 1"});
+  refuse("[compare]\nmethods = [\"full\"]\ngeneral_data = \"missing.jsonl\"\n", {"compare.general_data", "does not exist"});
+}

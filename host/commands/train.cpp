@@ -17,6 +17,7 @@
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
+#include "esft/io/atomic_file.h"
 #include "esft/io/sha256.h"
 #include "esft/runtime.h"
 #include "esft/train/trainer.h"
@@ -118,6 +119,33 @@ void print_loss_curve(const std::vector<train::StepReport>& reports) {
               << std::setprecision(3) << sum / static_cast<double>(end - begin);
   }
   std::cout << "\n";
+}
+
+// OUT/train_summary.json: what every method's run costs, in one format, for comparisons (`run` with [compare]).
+void write_train_summary(const fs::path& path, const std::string& method, const LoadedModel& m,
+                         const train::Trainer& trainer, const TrainingRunInfo& run, const TrainingOutput& output,
+                         int64_t total_params) {
+  const train::StepReport last = run.steps.empty() ? train::StepReport{} : run.steps.back();
+  double tokens = 0, seconds = 0;
+  for (const auto& s : run.steps) {
+    tokens += static_cast<double>(s.tokens);
+    if (s.tokens_per_s > 0) seconds += static_cast<double>(s.tokens) / s.tokens_per_s;
+  }
+  const nlohmann::json summary = {
+      {"method", method},
+      {"family", m.family->name()},
+      {"device", m.device.str()},
+      {"dtype", dtype_label(m.dtype)},
+      {"steps", trainer.step()},
+      {"trainable_parameters", trainer.trainable_numel()},
+      {"parameters", total_params},
+      {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
+      {"train_seconds", last.elapsed_s},  // across resumes
+      {"tokens_per_s", seconds > 0 ? tokens / seconds : 0.0},  // this invocation's steps
+      {"peak_memory_mib", last.peak_memory_mib},
+      {"final_loss", run.steps.empty() ? nlohmann::json(nullptr) : nlohmann::json(last.loss)},
+      {"output", {{"kind", output.kind}, {"path", output.path.string()}, {"bytes", output.bytes}}}};
+  write_text_atomically(path, summary.dump(2) + "\n");
 }
 
 }  // namespace
@@ -267,7 +295,8 @@ Command train_command() {
                 << " evaluations without an improvement of more than " << options.early_stop_min_delta << "\n";
     }
     print_loss_curve(run.steps);
-    method->finish(m, trainer, run);
+    const auto output = method->finish(m, trainer, run);
+    write_train_summary(out / "train_summary.json", method->name(), m, trainer, run, output, total_params);
     return 0;
   };
   return c;

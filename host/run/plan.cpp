@@ -38,6 +38,7 @@ const std::map<std::string, Schema>& schemas() {
       {"merge", {{"enabled", {'b'}}, {"max_shard_size", {'s'}}}},
       {"eval", {{"max_new_tokens", {'i'}}, {"limit", {'i'}}, {"before", {'b'}}}},
       {"train", {}},  // filled from TrainOptions::keys(); every setting may sweep
+      {"compare", {{"methods", {'s', true, true}}, {"general_data", {'s'}}, {"general_metric", {'s'}}}},
   };
   return s;
 }
@@ -81,22 +82,43 @@ const char* type_text(char type) {
   return "?";
 }
 
-// Checks a table against its schema; for [train], the trainer's own checks run per run later.
-void check_table(const fs::path& file, const std::string& section, const toml::table& table) {
-  const auto& schema = schemas().at(section);
-  if (section == "train") {
-    const auto keys = train::TrainOptions::keys();
-    for (const auto& [k, node] : table) {
-      const std::string key(k.str());
-      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-        throw Error(where_of(file, node) + ": [train] " + unknown("setting", key, keys));
-      }
-      if (auto* list = node.as_array(); list && list->empty()) {
-        throw Error(where_of(file, node) + ": train." + key + ": an empty sweep list");
-      }
+const std::vector<std::string> kCompareMethods = {"full", "lora", "esft-token", "esft-gate"};
+const std::vector<std::string> kCompareOverrides = {"full", "lora", "esft"};  // [compare.<method>] tables
+
+void check_train_keys(const fs::path& file, const std::string& section, const toml::table& table, bool sweeps) {
+  const auto keys = train::TrainOptions::keys();
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      throw Error(where_of(file, node) + ": [" + section + "] " + unknown("setting", key, keys));
     }
-    return;
+    if (auto* list = node.as_array(); list && list->empty()) {
+      throw Error(where_of(file, node) + ": " + section + "." + key + ": an empty sweep list");
+    }
+    if (!sweeps && node.is_array() && key != "lora_targets") {
+      throw Error(where_of(file, node) + ": " + section + "." + key + ": a method's settings do not sweep (sweep in [train])");
+    }
   }
+}
+
+// Checks a table against its schema; for [train], the trainer's own checks run per run later.
+void check_table(const fs::path& file, const std::string& section, toml::table table) {
+  if (section == "compare") {
+    // [compare.full], [compare.lora], [compare.esft]: one method's own [train] settings.
+    std::vector<std::string> subtables;
+    for (const auto& [k, node] : table) {
+      if (!node.is_table()) continue;
+      const std::string name(k.str());
+      if (std::find(kCompareOverrides.begin(), kCompareOverrides.end(), name) == kCompareOverrides.end()) {
+        throw Error(where_of(file, node) + ": [compare.<method>] " + unknown("method", name, kCompareOverrides));
+      }
+      check_train_keys(file, "compare." + name, *node.as_table(), false);
+      subtables.push_back(name);
+    }
+    for (const auto& name : subtables) table.erase(name);
+  }
+  const auto& schema = schemas().at(section);
+  if (section == "train") return check_train_keys(file, "train", table, true);
   for (const auto& [k, node] : table) {
     const std::string key(k.str());
     auto it = schema.find(key);
@@ -320,6 +342,43 @@ Plan load_plan(const fs::path& file, const std::vector<std::string>& overrides) 
     }
   }
 
+  const auto& compare = get("compare");
+  if (root.contains("compare")) {
+    CompareSpec c;
+    const auto* methods = compare.get("methods");
+    if (auto* list = methods->as_array()) {
+      for (const auto& m : *list) c.methods.push_back(*m.value<std::string>());
+    } else {
+      c.methods.push_back(*methods->value<std::string>());
+    }
+    std::set<std::string> seen;
+    for (const auto& m : c.methods) {
+      if (std::find(kCompareMethods.begin(), kCompareMethods.end(), m) == kCompareMethods.end()) {
+        throw Error(where_of(file, *methods) + ": compare.methods: " + unknown("method", m, kCompareMethods));
+      }
+      if (!seen.insert(m).second) throw Error(where_of(file, *methods) + ": compare.methods lists " + m + " twice");
+    }
+    if (auto g = compare["general_data"].value<std::string>()) {
+      c.general_data = resolve(base, *g);
+      if (!fs::is_regular_file(c.general_data)) {
+        throw Error(where_of(file, *compare.get("general_data")) + ": compare.general_data " + c.general_data.string() + " does not exist");
+      }
+    }
+    c.general_metric = compare["general_metric"].value_or(std::string("loss"));
+    if (c.general_metric != "loss") {
+      try {
+        pipeline::parse_metric(c.general_metric);
+      } catch (const Error& e) {
+        throw Error(where_of(file, *compare.get("general_metric")) + ": compare.general_metric: " + e.what() + " (or loss)");
+      }
+    }
+    if (get("select").contains("score_function") && (seen.count("esft-token") || seen.count("esft-gate"))) {
+      throw Error(where_of(file, *get("select").get("score_function")) +
+                  ": select.score_function is set by [compare] methods (esft-token, esft-gate); drop it");
+    }
+    plan.compare = std::move(c);
+  }
+
   // The sweep grid over [select] and [train] lists.
   std::vector<Axis> axes;
   for (const char* section : {"select", "train"}) {
@@ -348,9 +407,14 @@ Plan load_plan(const fs::path& file, const std::vector<std::string>& overrides) 
     run.select = {{"score_function", "token"}, {"top_p", 0.2}, {"train_shared_experts", false},
                   {"train_non_expert_modules", false}};
     for (const auto& [k, node] : select) run.select[std::string(k.str())] = to_json(value_of("select", std::string(k.str()), node));
-    std::ostringstream train_text;
-    for (const auto& [k, node] : get("train")) train_text << k.str() << " = " << toml_text(value_of("train", std::string(k.str()), node)) << "\n";
-    run.train_toml = train_text.str();
+    toml::table train_table;
+    for (const auto& [k, node] : get("train")) train_table.insert_or_assign(k.str(), value_of("train", std::string(k.str()), node));
+    auto toml_of = [](const toml::table& t) {
+      std::ostringstream text;
+      for (const auto& [k, node] : t) text << k.str() << " = " << toml_text(node) << "\n";
+      return text.str();
+    };
+    run.train_toml = toml_of(train_table);
     train::TrainOptions::parse_toml(run.train_toml, file.string() + " [train] (run " + run.name + ")", {});
     const double top_p = run.select["top_p"].get<double>();
     if (!(top_p > 0 && top_p <= 1)) throw Error(file.string() + ": select.top_p " + std::to_string(top_p) + " is outside (0, 1]");
@@ -358,7 +422,24 @@ Plan load_plan(const fs::path& file, const std::vector<std::string>& overrides) 
     if (function != "token" && function != "gate") {
       throw Error(file.string() + ": select.score_function must be \"token\" or \"gate\", not \"" + function + "\"");
     }
-    plan.runs.push_back(std::move(run));
+    if (!plan.compare) {
+      plan.runs.push_back(std::move(run));
+    } else {
+      for (const auto& label : plan.compare->methods) {
+        RunSpec r = run;
+        r.label = label;
+        r.name = run.name == "default" ? label : label + "," + run.name;
+        r.method = label.rfind("esft-", 0) == 0 ? "esft" : label;
+        if (r.method == "esft") r.select["score_function"] = label.substr(5);
+        toml::table t = train_table;
+        if (const auto* own = compare[r.method].as_table()) {
+          for (const auto& [k, node] : *own) t.insert_or_assign(k.str(), node);
+        }
+        r.train_toml = toml_of(t);
+        train::TrainOptions::parse_toml(r.train_toml, file.string() + " [train] + [compare." + r.method + "] (run " + r.name + ")", {});
+        plan.runs.push_back(std::move(r));
+      }
+    }
     size_t i = 0;
     for (; i < axes.size(); ++i) {
       if (++index[i] < axes[i].values.size()) break;

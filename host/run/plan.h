@@ -11,7 +11,13 @@
 //   [train]   every `train --config` setting                                            (lists sweep)
 //   [merge]   enabled, max_shard_size
 //   [eval]    max_new_tokens, limit, before
+//   [compare] methods (of full, lora, esft-token, esft-gate), general_data, general_metric; [compare.full],
+//             [compare.lora], [compare.esft]: [train] settings for that method alone
 // Paths are relative to the pipeline file's folder.
+//
+// With [compare], each point of the sweep grid becomes one run per method (the ESFT paper's comparison: full
+// fine-tuning, LoRA and ESFT with token or gate scores, on one scores pass), each evaluated on the task and, with
+// general_data, on data the task does not touch (general ability kept).
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -39,11 +45,21 @@ struct TaskSpec {
   std::optional<bool> enable_thinking;
 };
 
-// One point of the sweep grid.
+// One point of the sweep grid (with [compare], one method at one point).
 struct RunSpec {
-  std::string name;                  // "default", or the swept values: "top_p=0.1,score_function=gate"
+  std::string name;                  // "default", or the swept values: "top_p=0.1,score_function=gate"; with
+                                     // [compare], the method first: "lora", "esft-gate,top_p=0.1"
+  std::string method = "esft";       // train --method: esft, full or lora
+  std::string label;                 // [compare]'s name of the method ("esft-token"), else empty
   nlohmann::json select;             // score_function, top_p, train_shared_experts, train_non_expert_modules
   std::string train_toml;            // the resolved [train] table, as train --config reads it
+  bool uses_selection() const { return method == "esft"; }
+};
+
+struct CompareSpec {
+  std::vector<std::string> methods;        // as written: full, lora, esft-token, esft-gate
+  std::filesystem::path general_data;      // empty: no general-ability evaluation
+  std::string general_metric = "loss";
 };
 
 struct Plan {
@@ -55,6 +71,7 @@ struct Plan {
   nlohmann::json scores;             // n_sample_tokens, seed, batch_size, seq_length
   nlohmann::json merge;              // enabled, max_shard_size
   nlohmann::json eval;               // max_new_tokens, limit, before
+  std::optional<CompareSpec> compare;
   std::vector<RunSpec> runs;
 };
 

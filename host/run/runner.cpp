@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "run/comparison.h"
 #include "esft/compat.h"
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
@@ -88,6 +89,10 @@ struct RunResult {
   double train_loss = -1;
   int64_t adapter_bytes = -1;
   std::optional<double> metric_before, metric_after;
+  std::optional<double> general_before, general_after;  // [compare] general_data
+  int64_t trainable = -1, parameters = -1;              // train_summary.json
+  double train_seconds = -1;
+  std::string label;                                    // [compare]'s method name
   std::string metric;
   double seconds = 0;
   bool pending = false;  // dry run: an earlier step would run, so every later one would too
@@ -143,6 +148,12 @@ class Runner {
       write_summary();
     }
     print_summary();
+    if (plan_.compare && !options_.dry_run) {
+      const auto rows = comparison_rows();
+      const ComparisonNames names{plan_.tasks.front().metric, general() ? plan_.compare->general_metric : ""};
+      print_comparison(rows, names);
+      write_comparison(options_.output_dir, rows, names);
+    }
     if (interrupted) return interrupted;
     return ok ? 0 : 1;
   }
@@ -197,8 +208,14 @@ class Runner {
       if (!task.eval_data.empty() && plan_.eval.value("before", true)) {
         const auto out = task_dir / "eval_base.json";
         step(task_result, Step::Eval, stamp_for(task_dir, "eval_base", eval_inputs(task, "")), out,
-             [&] { invoke(plan_, "eval", eval_args(task, "", out)); });
+             [&] { invoke(plan_, "eval", eval_args(task, plan_.model.path, "", out)); });
         if (fs::exists(out)) task_result.metric_before = read_json_file(out).value("value", 0.0);
+      }
+      if (general() && plan_.eval.value("before", true)) {
+        const auto out = task_dir / "eval_general_base.json";
+        step(task_result, Step::Eval, stamp_for(task_dir, "eval_general_base", general_inputs("")), out,
+             [&] { invoke(plan_, "eval", general_args(plan_.model.path, "", out)); });
+        if (fs::exists(out)) task_result.general_before = read_json_file(out).value("value", 0.0);
       }
     } catch (const std::exception& e) {
       report_failure(task_result, e);
@@ -217,6 +234,8 @@ class Runner {
       r.steps["scores"] = task_result.steps.value("scores", "not selected");
       r.metric = task.metric;
       r.metric_before = task_result.metric_before;
+      r.general_before = task_result.general_before;
+      r.label = run.label;
       r.seconds = task_result.seconds / static_cast<double>(plan_.runs.size());
       if (options_.dry_run) std::cout << " " << run.name << ":\n";
       try {
@@ -229,66 +248,144 @@ class Runner {
     }
   }
 
+  // What a run's train step leaves, by method: the ESFT adapter, the LoRA adapter (PEFT's files) or a whole model.
+  struct Trained {
+    fs::path weights;           // the file whose hash stands for the trained weights in later steps' stamps
+    fs::path model, adapter;    // what eval takes: --model (and --adapter, unless empty)
+  };
+  Trained trained_of(const RunSpec& run, const fs::path& train_dir) const {
+    if (run.method == "full") {
+      const auto model = train_dir / "model";
+      const auto single = model / "model.safetensors";
+      return {fs::exists(model / "model.safetensors.index.json") ? model / "model.safetensors.index.json" : single, model, {}};
+    }
+    const auto adapter = train_dir / "adapter";
+    return {adapter / (run.method == "lora" ? "adapter_model.safetensors" : "model.safetensors"), plan_.model.path, adapter};
+  }
+
   void run_one(const TaskSpec& task, const RunSpec& run, const fs::path& dir, const fs::path& scores_dir, RunResult& r) {
     const auto config = dir / "expert_config.json";
-    const auto train_dir = dir / "train", adapter = train_dir / "adapter", merged = dir / "merged";
-    step(r, Step::Select, stamp_for(dir, "select", {{"scores", file_hash(scores_dir / "scores.json")}, {"settings", run.select}}),
-         config, [&] {
-           need(scores_dir / "scores.json", "scores");
-           fs::create_directories(dir);
-           std::vector<std::string> args = {"--scores", (scores_dir / "scores.json").string(), "--score-function",
-                                            run.select["score_function"].get<std::string>(), "--top-p",
-                                            run.select["top_p"].dump(), "--out", config.string()};
-           if (run.select.value("train_shared_experts", false)) args.push_back("--train-shared-experts");
-           if (run.select.value("train_non_expert_modules", false)) args.push_back("--train-non-expert-modules");
-           invoke(plan_, "select", args);
-         });
-    const auto train_stamp = stamp_for(dir, "train", {{"model", model_}, {"expert_config", file_hash(config)},
-                                                      {"data", file_hash(task.train_data)}, {"settings", run.train_toml}});
-    step(r, Step::Train, train_stamp, adapter / "model.safetensors", [&] {
-           need(config, "select");
+    const auto train_dir = dir / "train", merged = dir / "merged";
+    const auto trained = trained_of(run, train_dir);
+    if (run.uses_selection()) {
+      step(r, Step::Select, stamp_for(dir, "select", {{"scores", file_hash(scores_dir / "scores.json")}, {"settings", run.select}}),
+           config, [&] {
+             need(scores_dir / "scores.json", "scores");
+             fs::create_directories(dir);
+             std::vector<std::string> args = {"--scores", (scores_dir / "scores.json").string(), "--score-function",
+                                              run.select["score_function"].get<std::string>(), "--top-p",
+                                              run.select["top_p"].dump(), "--out", config.string()};
+             if (run.select.value("train_shared_experts", false)) args.push_back("--train-shared-experts");
+             if (run.select.value("train_non_expert_modules", false)) args.push_back("--train-non-expert-modules");
+             invoke(plan_, "select", args);
+           });
+    } else {
+      r.steps["select"] = "not used (" + run.method + ")";
+    }
+    json train_inputs = {{"model", model_}, {"data", file_hash(task.train_data)}, {"settings", run.train_toml},
+                         {"method", run.method}};
+    if (run.uses_selection()) train_inputs["expert_config"] = file_hash(config);
+    const auto train_stamp = stamp_for(dir, "train", train_inputs);
+    // train_summary.json is the last file a finished train writes.
+    step(r, Step::Train, train_stamp, train_dir / "train_summary.json", [&] {
+           if (run.uses_selection()) need(config, "select");
            // A run interrupted with these same inputs resumes from its checkpoint; anything else starts afresh.
            const auto started = stamp_for(dir, "train.started", {{"inputs", train_stamp.hash}});
            const bool resume = started.current(train_dir) && fs::exists(train_dir / "checkpoints");
            if (!resume) fs::remove_all(train_dir);
+           fs::create_directories(dir);
            write_text_atomically(dir / "train.toml", run.train_toml);
            started.write(0);
-           std::vector<std::string> args = {"--model", plan_.model.path.string(), "--expert-config", config.string(),
-                                            "--data", task.train_data.string(), "--config", (dir / "train.toml").string(),
+           std::vector<std::string> args = {"--method", run.method, "--model", plan_.model.path.string(), "--data",
+                                            task.train_data.string(), "--config", (dir / "train.toml").string(),
                                             "--out", train_dir.string()};
+           if (run.uses_selection()) args.insert(args.end(), {"--expert-config", config.string()});
            if (resume) args.push_back("--resume");
            invoke(plan_, "train", args);
          });
-    if (plan_.merge.value("enabled", true)) {
+    if (plan_.merge.value("enabled", true) && !trained.adapter.empty()) {
       step(r, Step::Merge,
-           stamp_for(dir, "merge", {{"model", model_}, {"adapter", file_hash(adapter / "model.safetensors")}, {"settings", plan_.merge}}),
-           merged / "model.safetensors.index.json", [&] {
-             need(adapter / "model.safetensors", "train");
+           stamp_for(dir, "merge", {{"model", model_}, {"adapter", file_hash(trained.weights)}, {"settings", plan_.merge}}),
+           merged / "config.json", [&] {
+             need(trained.weights, "train");
              fs::remove_all(merged);
-             invoke(plan_, "merge", {"--model", plan_.model.path.string(), "--adapter", adapter.string(), "--out",
+             invoke(plan_, "merge", {"--model", plan_.model.path.string(), "--adapter", trained.adapter.string(), "--out",
                                      merged.string(), "--max-shard-size", plan_.merge["max_shard_size"].get<std::string>()});
            });
+    } else if (trained.adapter.empty()) {
+      r.steps["merge"] = "not used (a whole model)";
     }
     if (!task.eval_data.empty()) {
       const auto out = dir / "eval.json";
-      step(r, Step::Eval, stamp_for(dir, "eval", eval_inputs(task, adapter.string())), out, [&] {
-        need(adapter / "model.safetensors", "train");
-        invoke(plan_, "eval", eval_args(task, adapter.string(), out));
+      step(r, Step::Eval, stamp_for(dir, "eval", eval_inputs(task, trained.weights.string())), out, [&] {
+        need(trained.weights, "train");
+        invoke(plan_, "eval", eval_args(task, trained.model, trained.adapter.string(), out));
       });
+    }
+    if (general()) {
+      const auto out = dir / "eval_general.json";
+      // Its own record of what ran: the task's eval above has the step's name in r.steps.
+      RunResult scratch(r.task, r.run);
+      scratch.pending = r.pending;
+      step(scratch, Step::Eval, stamp_for(dir, "eval_general", general_inputs(trained.weights.string())), out, [&] {
+        need(trained.weights, "train");
+        invoke(plan_, "eval", general_args(trained.model, trained.adapter.string(), out));
+      });
+      r.seconds += scratch.seconds;
     }
   }
 
-  json eval_inputs(const TaskSpec& task, const std::string& adapter) const {
+  // The base model's row, then each method's, per task.
+  std::vector<ComparisonRow> comparison_rows() const {
+    std::vector<ComparisonRow> rows;
+    std::string task;
+    for (const auto& r : results_) {
+      if (r.task != task) {
+        task = r.task;
+        ComparisonRow base{r.task, "base", r.metric_before, r.general_before, 0, -1, 0, -1};
+        rows.push_back(base);
+      }
+      rows.push_back({r.task, r.run, r.metric_after, r.general_after, r.trainable,
+                      r.parameters, r.train_seconds, r.adapter_bytes});
+    }
+    return rows;
+  }
+
+  bool general() const { return plan_.compare && !plan_.compare->general_data.empty(); }
+
+  json general_inputs(const std::string& weights) const {
     return {{"model", model_},
-            {"adapter", adapter.empty() ? "none" : file_hash(fs::path(adapter) / "model.safetensors")},
+            {"weights", weights.empty() ? "none" : file_hash(weights)},
+            {"data", file_hash(plan_.compare->general_data)},
+            {"metric", plan_.compare->general_metric},
+            {"settings", plan_.eval}};
+  }
+
+  std::vector<std::string> general_args(const fs::path& model, const std::string& adapter, const fs::path& out) const {
+    std::vector<std::string> args = {"--model", model.string(), "--data", plan_.compare->general_data.string(),
+                                     "--metric", plan_.compare->general_metric, "--result", out.string()};
+    if (!adapter.empty()) args.insert(args.end(), {"--adapter", adapter});
+    if (plan_.compare->general_metric != "loss" && plan_.compare->general_metric != "mc") {
+      args.insert(args.end(), {"--max-new-tokens", plan_.eval["max_new_tokens"].dump()});
+    }
+    if (plan_.eval.contains("limit") && plan_.compare->general_metric != "loss") {
+      args.insert(args.end(), {"--limit", plan_.eval["limit"].dump()});
+    }
+    return args;
+  }
+
+  json eval_inputs(const TaskSpec& task, const std::string& weights) const {
+    return {{"model", model_},
+            {"adapter", weights.empty() ? "none" : file_hash(weights)},
             {"data", file_hash(task.eval_data)},
             {"metric", task.metric},
             {"thinking", task.enable_thinking ? json(*task.enable_thinking) : json()},
             {"settings", plan_.eval}};
   }
 
-  std::vector<std::string> eval_args(const TaskSpec& task, const std::string& adapter, const fs::path& out) const {
-    std::vector<std::string> args = {"--model", plan_.model.path.string(), "--data", task.eval_data.string(),
+  std::vector<std::string> eval_args(const TaskSpec& task, const fs::path& model, const std::string& adapter,
+                                     const fs::path& out) const {
+    std::vector<std::string> args = {"--model", model.string(), "--data", task.eval_data.string(),
                                      "--metric", task.metric, "--result", out.string()};
     if (!adapter.empty()) args.insert(args.end(), {"--adapter", adapter});
     if (task.metric != "loss") {
@@ -334,10 +431,15 @@ class Runner {
         if (!j.is_discarded() && j.contains("loss")) r.train_loss = j["loss"].get<double>();
       }
     }
-    if (fs::exists(dir / "train" / "adapter" / "esft_adapter.json")) {
-      r.adapter_bytes = read_json_file(dir / "train" / "adapter" / "esft_adapter.json").value("bytes", int64_t{-1});
+    if (fs::exists(dir / "train" / "train_summary.json")) {
+      const auto t = read_json_file(dir / "train" / "train_summary.json");
+      r.trainable = t.value("trainable_parameters", int64_t{-1});
+      r.parameters = t.value("parameters", int64_t{-1});
+      r.train_seconds = t.value("train_seconds", -1.0);
+      if (t.contains("output")) r.adapter_bytes = t["output"].value("bytes", int64_t{-1});
     }
     if (fs::exists(dir / "eval.json")) r.metric_after = read_json_file(dir / "eval.json").value("value", 0.0);
+    if (fs::exists(dir / "eval_general.json")) r.general_after = read_json_file(dir / "eval_general.json").value("value", 0.0);
   }
 
   static std::string number(double v, int precision) {
@@ -347,18 +449,24 @@ class Runner {
   }
 
   std::vector<std::vector<std::string>> table() const {
-    std::vector<std::vector<std::string>> rows = {{"task", "run", "status", "experts", "train loss", "metric",
-                                                   "before", "after", "adapter MiB", "seconds"}};
+    std::vector<std::vector<std::string>> rows = {{"task", "run", "status", "experts", "trainable", "train loss",
+                                                   "metric", "before", "after", "output MiB", "seconds"}};
+    if (general()) rows[0].insert(rows[0].begin() + 9, {"general before", "general after"});
     for (const auto& r : results_) {
       bool cached = true;
       for (const auto& [step, status] : r.steps.items()) cached = cached && status == "up to date";
       const std::string status = r.failed ? "failed" : options_.dry_run ? "planned" : cached ? "up to date" : "ok";
       rows.push_back({r.task, r.run, status,
-                      r.experts >= 0 ? std::to_string(r.experts) : "-", r.train_loss >= 0 ? number(r.train_loss, 4) : "-",
+                      r.experts >= 0 ? std::to_string(r.experts) : "-", r.trainable >= 0 ? std::to_string(r.trainable) : "-",
+                      r.train_loss >= 0 ? number(r.train_loss, 4) : "-",
                       r.metric, r.metric_before ? number(*r.metric_before, 4) : "-",
                       r.metric_after ? number(*r.metric_after, 4) : "-",
                       r.adapter_bytes >= 0 ? number(static_cast<double>(r.adapter_bytes) / 1048576.0, 3) : "-",
                       number(r.seconds, 1)});
+      if (general()) {
+        rows.back().insert(rows.back().begin() + 9, {r.general_before ? number(*r.general_before, 4) : "-",
+                                                     r.general_after ? number(*r.general_after, 4) : "-"});
+      }
     }
     return rows;
   }
@@ -402,7 +510,12 @@ class Runner {
                    {"train_loss", r.train_loss >= 0 ? json(r.train_loss) : json()}, {"metric", r.metric},
                    {"metric_before", r.metric_before ? json(*r.metric_before) : json()},
                    {"metric_after", r.metric_after ? json(*r.metric_after) : json()},
-                   {"adapter_bytes", r.adapter_bytes >= 0 ? json(r.adapter_bytes) : json()}, {"seconds", r.seconds}});
+                   {"output_bytes", r.adapter_bytes >= 0 ? json(r.adapter_bytes) : json()},
+                   {"trainable_parameters", r.trainable >= 0 ? json(r.trainable) : json()},
+                   {"train_seconds", r.train_seconds >= 0 ? json(r.train_seconds) : json()},
+                   {"general_before", r.general_before ? json(*r.general_before) : json()},
+                   {"general_after", r.general_after ? json(*r.general_after) : json()},
+                   {"seconds", r.seconds}});
     }
     write_text_atomically(options_.output_dir / "summary.json", j.dump(2) + "\n");
   }

@@ -41,7 +41,7 @@ class EsftMethod final : public TrainingMethod {
     return out.str();
   }
 
-  void finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
+  TrainingOutput finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
     pipeline::AdapterSummary adapter;
     if (format_ == pipeline::AdapterFormat::Reference) {
       const auto tensors = pipeline::trained_checkpoint_tensors(*m.model);
@@ -57,6 +57,7 @@ class EsftMethod final : public TrainingMethod {
               << " format): " << adapter.tensors << " tensors, " << mib_text(adapter.bytes) << " (the full model: "
               << mib_text(base_bytes) << ", " << std::setprecision(1) << std::fixed
               << 100.0 * static_cast<double>(adapter.bytes) / static_cast<double>(base_bytes) << "%)\n";
+    return {"adapter", run.out / "adapter", adapter.bytes};
   }
 
  private:

@@ -33,7 +33,7 @@ class FullMethod final : public TrainingMethod {
 
   std::string trainable_summary(LoadedModel&) const override { return "every parameter (full fine-tuning)"; }
 
-  void finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
+  TrainingOutput finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
     const auto best = trainer.load_best();
     const auto model_out = run.out / "model";
     std::error_code ec;
@@ -44,6 +44,7 @@ class FullMethod final : public TrainingMethod {
     std::cout << "model      " << model_out.string() << " (weights of "
               << (best ? "the best evaluation, step " + std::to_string(best->step) : "the last step")
               << "): " << mib_text(bytes) << "\n";
+    return {"model", model_out, bytes};
   }
 };
 

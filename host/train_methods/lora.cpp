@@ -66,7 +66,7 @@ class LoraMethod final : public TrainingMethod {
     return out.str();
   }
 
-  void finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
+  TrainingOutput finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
     const auto best = trainer.load_best();
     const nlohmann::json extra = {{"method", "lora"},
                                   {"family", m.family->name()},
@@ -83,6 +83,7 @@ class LoraMethod final : public TrainingMethod {
               << std::setprecision(1) << std::fixed
               << 100.0 * static_cast<double>(bytes) / static_cast<double>(base_bytes) << "%)"
               << (best ? "; weights of the best evaluation, step " + std::to_string(best->step) : std::string()) << "\n";
+    return {"adapter", run.out / "adapter", bytes};
   }
 
  private:

@@ -25,6 +25,13 @@ struct TrainingRunInfo {
   train::Trainer::Outcome outcome = train::Trainer::Outcome::Finished;
 };
 
+// What a run leaves: an adapter folder or a model directory, and its size.
+struct TrainingOutput {
+  std::string kind;  // "adapter" | "model"
+  std::filesystem::path path;
+  uint64_t bytes = 0;  // tensor data
+};
+
 class TrainingMethod {
  public:
   virtual ~TrainingMethod() = default;
@@ -37,7 +44,7 @@ class TrainingMethod {
   // What trains, in words, after "trainable N of M parameters (x%)".
   virtual std::string trainable_summary(LoadedModel& model) const = 0;
   // After training: writes what the run leaves (an adapter, a model directory, a summary) and says where.
-  virtual void finish(LoadedModel& model, train::Trainer& trainer, const TrainingRunInfo& run) = 0;
+  virtual TrainingOutput finish(LoadedModel& model, train::Trainer& trainer, const TrainingRunInfo& run) = 0;
 };
 
 // "esft" (--expert-config required), "full" (every parameter of a pretrained model), "lora" (LoRA pairs, PEFT's

@@ -10,6 +10,7 @@
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
 #include "esft/io/json_file.h"
+#include "esft/io/safetensors.h"
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
 #include "method.h"
@@ -50,7 +51,7 @@ class PretrainMethod final : public TrainingMethod {
 
   std::string trainable_summary(LoadedModel&) const override { return "every parameter (training from scratch)"; }
 
-  void finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
+  TrainingOutput finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
     const auto best = trainer.load_best();
     const auto model_out = run.out / "model";
     std::error_code ec;
@@ -118,6 +119,7 @@ class PretrainMethod final : public TrainingMethod {
       std::cout << "\n";
     }
     std::cout << "summary    " << (run.out / "summary.json").string() << "\n";
+    return {"model", model_out, Checkpoint::open(model_out).total_bytes()};
   }
 };
 

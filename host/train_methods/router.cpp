@@ -51,7 +51,7 @@ class RouterMethod final : public TrainingMethod {
     return out.str();
   }
 
-  void finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
+  TrainingOutput finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
     const auto manifest = adapter_manifest("router", m, run);
     pipeline::ExpertConfig none;  // no expert trains
     for (auto* layer : m.model->moe_layers()) none.experts[layer->layer_index()] = {};
@@ -63,6 +63,7 @@ class RouterMethod final : public TrainingMethod {
               << mib_text(adapter.bytes);
     if (figures.constraint) std::cout << "; mean trash constraint over the run " << *figures.constraint;
     std::cout << "\n";
+    return {"adapter", run.out / "adapter", adapter.bytes};
   }
 };
 
