@@ -12,6 +12,7 @@
 #include "esft/nn/linear.h"
 #include "esft/nn/router.h"
 #include "esft/pipeline/lora_adapter.h"
+#include "esft/pipeline/trainable.h"
 #include "test_support.h"
 #include "tiny_models.h"
 
@@ -220,4 +221,46 @@ TEST_CASE("lora: targets that match nothing, ranks beyond a target, dropout on e
   check_refused("qwen3_moe", c, "takes no dropout");
   c.spec.dropout = 0;
   check_refused("gpt_oss", c, "LoRA on gpt-oss' routed experts is not built");
+}
+
+TEST_CASE("full: with every expert trainable the gradients equal those of the freshly loaded (unsplit) model") {
+  auto plain = load_tiny("qwen2_moe", "qwen2_moe");
+  auto full = load_tiny("qwen2_moe", "qwen2_moe");
+  esft::pipeline::ExpertConfig all;
+  for (const auto& [layer, experts] : esft::pipeline::moe_layer_sizes(*full.model))
+    for (int64_t e = experts - 1; e >= 0; --e) all.experts[layer].push_back(e);  // any order
+  all.shared_experts = all.non_expert_modules = true;
+  esft::pipeline::apply_expert_config(*full.model, full.family->naming(), all);
+  at::manual_seed(9);
+  const auto ids = at::randint(0, plain.config.vocab_size, {2, 12}, at::kLong);
+  loss_of(*plain.model, ids).backward();
+  loss_of(*full.model, ids).backward();
+  std::map<std::string, at::Tensor> grads;
+  for (const auto& p : plain.model->named_parameters()) grads[p.key()] = p.value().grad();
+  int compared = 0;
+  for (const auto& p : full.model->named_parameters()) {
+    CAPTURE(p.key());
+    REQUIRE(p.value().grad().defined());
+    if (p.value().numel() == 0) continue;
+    REQUIRE(grads.count(p.key()));
+    // A bank re-split under another expert order holds its rows in that order: compare through the bindings below.
+    if (p.key().find(".experts.") != std::string::npos) continue;
+    CHECK(max_diff(p.value().grad(), grads[p.key()]) < 1e-6);
+    ++compared;
+  }
+  CHECK(compared > 10);
+  // The experts' gradients by checkpoint name, whatever the bank's row order.
+  std::map<std::string, at::Tensor> plain_expert, full_expert;
+  for (auto* layer : plain.model->moe_layers()) {
+    auto g = layer->experts().named_parameters(false)["gate_up"].grad();
+    for (int64_t e = 0; e < g.size(0); ++e) plain_expert[std::to_string(layer->layer_index()) + ":" + std::to_string(e)] = g[e];
+  }
+  for (auto* layer : full.model->moe_layers()) {
+    auto& bank = layer->experts();
+    const auto order = bank.trainable_experts();  // bank position -> expert id
+    auto g = bank.named_parameters(false)["gate_up"].grad();
+    for (size_t p = 0; p < order.size(); ++p) full_expert[std::to_string(layer->layer_index()) + ":" + std::to_string(order[p])] = g[static_cast<int64_t>(p)];
+  }
+  REQUIRE(plain_expert.size() == full_expert.size());
+  for (const auto& [key, g] : plain_expert) CHECK(max_diff(full_expert.at(key), g) < 1e-6);
 }

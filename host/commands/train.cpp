@@ -146,6 +146,10 @@ void write_train_summary(const fs::path& path, const std::string& method, const 
       {"final_loss", run.steps.empty() ? nlohmann::json(nullptr) : nlohmann::json(last.loss)},
       {"output", {{"kind", output.kind}, {"path", output.path.string()}, {"bytes", output.bytes}}}};
   write_text_atomically(path, summary.dump(2) + "\n");
+  std::cout << "cost       " << trainer.trainable_numel() << " trainable parameters, optimizer state "
+            << mib_text(trainer.optimizer().state_bytes()) << ", peak memory " << std::fixed << std::setprecision(0)
+            << last.peak_memory_mib << " MiB, " << std::setprecision(1) << last.elapsed_s << " s of training; output "
+            << mib_text(output.bytes) << " (" << path.string() << ")\n";
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "esft/io/safetensors.h"
@@ -75,6 +76,7 @@ class LoraMethod final : public TrainingMethod {
                                   {"steps", trainer.step()},
                                   {"best_step", best ? nlohmann::json(best->step) : nlohmann::json(nullptr)},
                                   {"train_options", run.options.to_json()}};
+    warn_if_peft_misreads(m);
     const auto base = fs::absolute(run.model_dir).lexically_normal().string();
     const auto bytes = pipeline::save_peft_lora_adapter(*m.model, targets_, config_, run.out / "adapter", base, extra);
     const auto base_bytes = Checkpoint::open(run.model_dir).total_bytes();
@@ -87,6 +89,25 @@ class LoraMethod final : public TrainingMethod {
   }
 
  private:
+  // PEFT 0.21 under transformers 5 rewrites the config of an adapter for the MoE families whose experts transformers
+  // 4 kept as linear layers: a target named gate_proj, up_proj or down_proj is taken for those experts and moved to
+  // the fused expert tensors (with twice the rank), so LoRA on shared experts or dense MLPs does not load there.
+  void warn_if_peft_misreads(const LoadedModel& m) const {
+    static const std::set<std::string> converted = {"qwen2_moe", "qwen3_moe", "olmoe", "glm4_moe", "deepseek_v2",
+                                                    "deepseek_v3"};
+    if (!converted.count(m.config.model_type)) return;
+    int n = 0;
+    for (const auto& t : targets_) {
+      const auto leaf = t.module.substr(t.module.rfind('.') + 1);
+      if (t.kind == pipeline::LoraTarget::Kind::Linear && (leaf == "gate_proj" || leaf == "up_proj" || leaf == "down_proj")) ++n;
+    }
+    if (n == 0) return;
+    std::cerr << "esft-host: warning: " << n << " adapted layers are named gate_proj/up_proj/down_proj (shared experts or "
+              << "dense MLPs); PEFT 0.21 under transformers 5 takes such names in a " << m.config.model_type
+              << " model for its routed experts and will not load this adapter (esft's eval, generate and merge do; "
+              << "leave them out of lora_targets for PEFT)\n";
+  }
+
   pipeline::LoraConfig config_;
   std::vector<pipeline::LoraTarget> targets_;
   std::vector<std::string> skipped_;
