@@ -48,6 +48,9 @@ if(ESFT_CUDA AND NOT CMAKE_CUDA_COMPILER)
                       "${ESFT_CUDA_VERSION} or configure with -DESFT_CUDA=OFF")
 endif()
 
+# The wheel's lib folder: installed binaries keep it on their run path (INSTALL_RPATH), as the build tree's do.
+get_filename_component(ESFT_TORCH_LIB_DIR "${torch_cmake_prefix}/../../lib" ABSOLUTE)
+
 add_library(esft_torch INTERFACE)
 add_library(esft::torch ALIAS esft_torch)
 if(ESFT_CUDA)

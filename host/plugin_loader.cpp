@@ -13,8 +13,11 @@
 #include "esft/error.h"
 #include "static_plugins.h"
 
-#ifndef ESFT_PLUGIN_INSTALL_DIR
-#define ESFT_PLUGIN_INSTALL_DIR ""
+#include <iostream>
+
+// The installed plugins' folder relative to the installed executable's (from GNUInstallDirs at configure time).
+#ifndef ESFT_PLUGIN_DIR_FROM_BIN
+#define ESFT_PLUGIN_DIR_FROM_BIN "../lib/esft/plugins"
 #endif
 
 namespace esft::host {
@@ -99,9 +102,10 @@ std::vector<fs::path> default_dirs(const std::optional<fs::path>& plugin_dir) {
     while (std::getline(ss, item, ':'))
       if (!item.empty()) dirs.emplace_back(item);
   }
-  if (*ESFT_PLUGIN_INSTALL_DIR) dirs.emplace_back(ESFT_PLUGIN_INSTALL_DIR);
   try {
-    dirs.push_back(boost::dll::program_location().parent_path());
+    const fs::path bin = boost::dll::program_location().parent_path();
+    dirs.push_back(bin);
+    dirs.push_back((bin / ESFT_PLUGIN_DIR_FROM_BIN).lexically_normal());
   } catch (const std::exception&) {
     // No executable location (unusual platforms): the other directories still apply.
   }
@@ -127,11 +131,12 @@ PluginLoader::PluginLoader(std::vector<fs::path> search_dirs) : dirs_(std::move(
 
 std::vector<PluginRecord> PluginLoader::discover() const {
   std::vector<PluginRecord> out;
-  std::set<std::string> seen;
+  std::map<std::string, size_t> first;  // plugin name -> its loading record in `out`
   for (const auto* info : static_plugins()) {
     out.push_back(record_of(*info, kBuiltIn));
-    seen.insert(out.back().name);
+    first.emplace(out.back().name, out.size() - 1);
   }
+  std::set<std::string> listed;  // a directory named twice in the search path is listed once
   for (const auto& dir : dirs_) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) continue;
@@ -147,20 +152,45 @@ std::vector<PluginRecord> PluginLoader::discover() const {
     for (const auto& file : files) {
       const auto stem = file.filename().string();
       const auto plugin_name = stem.substr(8, stem.size() - 8 - 3);
-      if (!seen.insert(plugin_name).second) continue;  // an earlier directory already provides this name
+      if (!listed.insert(fs::weakly_canonical(file, ec).string()).second) continue;
       const auto& lib = load_library(file);
+      PluginRecord r;
       if (!lib.info) {
-        PluginRecord r;
         r.name = plugin_name;
         r.file = file.string();
         r.refusal = lib.error;
-        out.push_back(r);
       } else {
-        out.push_back(record_of(*lib.info, file.string()));
+        r = record_of(*lib.info, file.string());
       }
+      if (auto it = first.find(plugin_name); it != first.end()) {
+        r.shadowed_by = out[it->second].file;
+        out[it->second].shadows.push_back(r.file);
+      } else {
+        first.emplace(plugin_name, out.size());
+      }
+      out.push_back(r);
     }
   }
   return out;
+}
+
+namespace {
+void warn_shadowing(const std::string& name, const std::string& file, const std::vector<std::string>& others) {
+  if (others.empty()) return;
+  std::cerr << "esft-host: warning: plugin '" << name << "' is in more than one place: loading " << file << ", not "
+            << join(others, ", ") << "\n";
+}
+}  // namespace
+
+void PluginLoader::warn_about_shadowed(const std::string& name, const fs::path& file, size_t from) const {
+  std::error_code ec;
+  std::set<std::string> seen = {fs::weakly_canonical(file, ec).string()};
+  std::vector<std::string> others;
+  for (size_t i = from; i < dirs_.size(); ++i) {
+    const auto other = dirs_[i] / (kPrefix + name + kSuffix);
+    if (fs::exists(other, ec) && seen.insert(fs::weakly_canonical(other, ec).string()).second) others.push_back(other.string());
+  }
+  warn_shadowing(name, file.string(), others);
 }
 
 std::shared_ptr<ModelFamily> PluginLoader::load_file(const fs::path& file) const {
@@ -177,11 +207,13 @@ std::shared_ptr<ModelFamily> PluginLoader::load(const std::string& name) const {
   }
   const auto file_name = kPrefix + name + kSuffix;
   std::vector<std::string> looked;
-  for (const auto& dir : dirs_) {
-    const auto file = dir / file_name;
-    looked.push_back(dir.string());
+  for (size_t i = 0; i < dirs_.size(); ++i) {
+    const auto file = dirs_[i] / file_name;
+    looked.push_back(dirs_[i].string());
     std::error_code ec;
-    if (fs::exists(file, ec)) return load_file(file);
+    if (!fs::exists(file, ec)) continue;
+    warn_about_shadowed(name, file, i + 1);
+    return load_file(file);
   }
   throw Error("plugin '" + name + "' not found (looked for " + file_name + " in " +
               (looked.empty() ? std::string("no directories") : join(looked, ", ")) + ")");
@@ -197,7 +229,9 @@ std::shared_ptr<ModelFamily> PluginLoader::load_for_model_type(const std::string
       refused.push_back(record.file + " (" + record.refusal + ")");
       continue;
     }
+    if (!record.shadowed_by.empty()) continue;  // its first copy was considered already
     if (record.file == kBuiltIn) return load(record.name);
+    warn_shadowing(record.name, record.file, record.shadows);
     return load_file(record.file);
   }
   std::string message = "no plugin serves model_type '" + model_type + "'";

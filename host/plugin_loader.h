@@ -20,26 +20,34 @@ struct PluginRecord {
   std::vector<std::string> model_types;
   std::string file;     // path of the library, or "(built in)" for static plugins
   std::string refusal;  // empty when usable; otherwise why the host refuses it
+  std::string shadowed_by;  // another copy of the same name, earlier in the search order, loads instead (its file)
+  std::vector<std::string> shadows;  // later copies of the same name that this one hides (files)
 };
 
 class PluginLoader {
  public:
-  // Search order: `plugin_dir` (--plugin-dir), $ESFT_PLUGIN_PATH (colon-separated), the install directory compiled
-  // into the host, then the directory of the executable.
+  // Search order: `plugin_dir` (--plugin-dir), $ESFT_PLUGIN_PATH (colon-separated), the directory of the
+  // executable (a build tree keeps its plugins there), then the install layout relative to it
+  // (`<bin>/../lib/esft/plugins`). Both are found from the executable, not compiled in, so a host in a build tree
+  // never loads an installed copy of its plugins, nor an installed host a build tree's.
   explicit PluginLoader(const std::optional<std::filesystem::path>& plugin_dir);
   explicit PluginLoader(std::vector<std::filesystem::path> search_dirs);
 
   const std::vector<std::filesystem::path>& search_dirs() const { return dirs_; }
 
-  // Every plugin found: built-in ones, then each directory's `libesft_*.so` (the first of a name wins).
+  // Every plugin found: built-in ones, then each directory's `libesft_*.so`. The first copy of a name loads; later
+  // copies are listed too, shadowed by it.
   std::vector<PluginRecord> discover() const;
-  // The family of plugin `name`; throws esft::Error when it is not found or refused.
+  // The family of plugin `name` (its first copy in the search order; one warning line on stderr names the copies
+  // it shadows); throws esft::Error when it is not found or refused.
   std::shared_ptr<ModelFamily> load(const std::string& name) const;
   // The family whose plugin declares `model_type`; throws esft::Error when none does.
   std::shared_ptr<ModelFamily> load_for_model_type(const std::string& model_type) const;
 
  private:
   std::shared_ptr<ModelFamily> load_file(const std::filesystem::path& file) const;
+  // One warning line when directories after `from` in the search order hold other copies of plugin `name`.
+  void warn_about_shadowed(const std::string& name, const std::filesystem::path& file, size_t from) const;
 
   std::vector<std::filesystem::path> dirs_;
 };

@@ -56,7 +56,7 @@ TEST_CASE("cli run: the demo pipeline runs every step, records the run, then ski
   CHECK(s[0]["experts"].get<int>() > 0);
   CHECK(s[0]["metric_before"].is_number());
   CHECK(s[0]["metric_after"].is_number());
-  CHECK(s[0]["adapter_bytes"].get<int64_t>() > 0);
+  CHECK(s[0]["output_bytes"].get<int64_t>() > 0);
   CHECK(fs::exists(out / "summary.csv"));
   const auto record = json::parse(read_bytes(out / "run_record.json"));
   CHECK(record["pipeline_sha256"].get<std::string>().size() == 64);

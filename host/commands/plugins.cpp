@@ -24,6 +24,8 @@ Command plugins_command() {
       std::cout << std::setw(16) << r.name << std::setw(10) << (r.version.empty() ? "-" : r.version) << std::setw(24)
                 << (types.empty() ? "-" : types) << r.file;
       if (!r.refusal.empty()) std::cout << "  [refused: " << r.refusal << "]";
+      if (!r.shadowed_by.empty()) std::cout << "  [shadowed by " << r.shadowed_by << "]";
+      if (!r.shadows.empty()) std::cout << "  [loads; shadows " << r.shadows.size() << " other cop" << (r.shadows.size() > 1 ? "ies" : "y") << "]";
       std::cout << "\n";
     }
     if (records.empty()) {

@@ -102,10 +102,9 @@ void check_train_keys(const fs::path& file, const std::string& section, const to
 }
 
 // Checks a table against its schema; for [train], the trainer's own checks run per run later.
-void check_table(const fs::path& file, const std::string& section, toml::table table) {
+void check_table(const fs::path& file, const std::string& section, const toml::table& table) {
   if (section == "compare") {
     // [compare.full], [compare.lora], [compare.esft]: one method's own [train] settings.
-    std::vector<std::string> subtables;
     for (const auto& [k, node] : table) {
       if (!node.is_table()) continue;
       const std::string name(k.str());
@@ -113,14 +112,13 @@ void check_table(const fs::path& file, const std::string& section, toml::table t
         throw Error(where_of(file, node) + ": [compare.<method>] " + unknown("method", name, kCompareOverrides));
       }
       check_train_keys(file, "compare." + name, *node.as_table(), false);
-      subtables.push_back(name);
     }
-    for (const auto& name : subtables) table.erase(name);
   }
   const auto& schema = schemas().at(section);
   if (section == "train") return check_train_keys(file, "train", table, true);
   for (const auto& [k, node] : table) {
     const std::string key(k.str());
+    if (section == "compare" && node.is_table()) continue;  // checked above
     auto it = schema.find(key);
     if (it == schema.end()) throw Error(where_of(file, node) + ": [" + section + "] " + unknown("key", key, names_of(schema)));
     const auto& spec = it->second;

@@ -87,7 +87,7 @@ struct RunResult {
   bool failed = false;
   int64_t experts = -1, routed = -1;
   double train_loss = -1;
-  int64_t adapter_bytes = -1;
+  int64_t output_bytes = -1;  // the adapter or model the train step left (train_summary.json)
   std::optional<double> metric_before, metric_after;
   std::optional<double> general_before, general_after;  // [compare] general_data
   int64_t trainable = -1, parameters = -1;              // train_summary.json
@@ -346,7 +346,7 @@ class Runner {
         rows.push_back(base);
       }
       rows.push_back({r.task, r.run, r.metric_after, r.general_after, r.trainable,
-                      r.parameters, r.train_seconds, r.adapter_bytes});
+                      r.parameters, r.train_seconds, r.output_bytes});
     }
     return rows;
   }
@@ -436,7 +436,7 @@ class Runner {
       r.trainable = t.value("trainable_parameters", int64_t{-1});
       r.parameters = t.value("parameters", int64_t{-1});
       r.train_seconds = t.value("train_seconds", -1.0);
-      if (t.contains("output")) r.adapter_bytes = t["output"].value("bytes", int64_t{-1});
+      if (t.contains("output")) r.output_bytes = t["output"].value("bytes", int64_t{-1});
     }
     if (fs::exists(dir / "eval.json")) r.metric_after = read_json_file(dir / "eval.json").value("value", 0.0);
     if (fs::exists(dir / "eval_general.json")) r.general_after = read_json_file(dir / "eval_general.json").value("value", 0.0);
@@ -461,7 +461,7 @@ class Runner {
                       r.train_loss >= 0 ? number(r.train_loss, 4) : "-",
                       r.metric, r.metric_before ? number(*r.metric_before, 4) : "-",
                       r.metric_after ? number(*r.metric_after, 4) : "-",
-                      r.adapter_bytes >= 0 ? number(static_cast<double>(r.adapter_bytes) / 1048576.0, 3) : "-",
+                      r.output_bytes >= 0 ? number(static_cast<double>(r.output_bytes) / 1048576.0, 3) : "-",
                       number(r.seconds, 1)});
       if (general()) {
         rows.back().insert(rows.back().begin() + 9, {r.general_before ? number(*r.general_before, 4) : "-",
@@ -510,7 +510,7 @@ class Runner {
                    {"train_loss", r.train_loss >= 0 ? json(r.train_loss) : json()}, {"metric", r.metric},
                    {"metric_before", r.metric_before ? json(*r.metric_before) : json()},
                    {"metric_after", r.metric_after ? json(*r.metric_after) : json()},
-                   {"output_bytes", r.adapter_bytes >= 0 ? json(r.adapter_bytes) : json()},
+                   {"output_bytes", r.output_bytes >= 0 ? json(r.output_bytes) : json()},
                    {"trainable_parameters", r.trainable >= 0 ? json(r.trainable) : json()},
                    {"train_seconds", r.train_seconds >= 0 ? json(r.train_seconds) : json()},
                    {"general_before", r.general_before ? json(*r.general_before) : json()},
