@@ -3,8 +3,10 @@
 #include <ATen/ATen.h>
 
 #include <map>
+#include <set>
 
 #include "esft/error.h"
+#include "esft/io/json_file.h"
 #include "esft/io/atomic_file.h"
 #include "esft/io/safetensors.h"
 
@@ -47,6 +49,27 @@ int64_t write_model_directory(const NamedTensors& tensors, const nlohmann::json&
     throw;
   }
   return parameters;
+}
+
+int64_t write_model_like_base(MoECausalLM& model, const fs::path& base_dir, const fs::path& out,
+                              const std::string& producer, uint64_t max_shard_bytes) {
+  const auto base = Checkpoint::open(base_dir);
+  NamedTensors tensors;
+  std::set<std::string> written;
+  bool dequantized = false;  // a tensor the base stores under other names (quantized blocks and scales)
+  for (const auto& b : model.checkpoint_bindings()) {
+    auto t = b.value().detach();
+    if (base.contains(b.key())) t = t.to(to_scalar_type(base.info(b.key()).dtype));
+    else dequantized = true;
+    tensors.emplace_back(b.key(), t.cpu().contiguous());
+    written.insert(b.key());
+  }
+  for (const auto& key : base.keys()) {
+    if (!written.count(key) && model.skips_checkpoint_key(key)) tensors.emplace_back(key, base.load(key));
+  }
+  auto config = read_json_file(base_dir / "config.json");
+  if (dequantized && config.contains("quantization_config")) config.erase("quantization_config");
+  return write_model_directory(tensors, config, tokenizer_files(base_dir), out, producer, max_shard_bytes);
 }
 
 std::vector<ShippedFile> tokenizer_files(const fs::path& model_dir) {

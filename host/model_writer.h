@@ -33,6 +33,15 @@ int64_t write_model_directory(const NamedTensors& tensors, const nlohmann::json&
                               const std::vector<ShippedFile>& files, const std::filesystem::path& out,
                               const std::string& producer, uint64_t max_shard_bytes = kModelShardBytes);
 
+// A trained or merged copy of the model in `base_dir` (train --method full, merge of a LoRA adapter): the model's
+// weights cast back to each base tensor's dtype (whatever dtype the model ran in), the base tensors the model leaves
+// out (skips_checkpoint_key: glm4_moe's next-token-prediction layers) copied unchanged, the base config (without its
+// quantization_config when the base stored quantized tensors that the model holds dequantized: gpt-oss' MXFP4),
+// and the tokenizer files. Returns the number of parameters written.
+int64_t write_model_like_base(MoECausalLM& model, const std::filesystem::path& base_dir,
+                              const std::filesystem::path& out, const std::string& producer,
+                              uint64_t max_shard_bytes = kModelShardBytes);
+
 // The tokenizer files of a model directory that a copy of it needs (those present of tokenizer.json,
 // tokenizer_config.json, special_tokens_map.json, generation_config.json).
 std::vector<ShippedFile> tokenizer_files(const std::filesystem::path& model_dir);

@@ -286,7 +286,7 @@ TEST_CASE("cli run: [compare] trains full, LoRA, ESFT-Token and ESFT-Gate from o
   CHECK(fs::exists(out / "intent" / "lora" / "train" / "adapter" / "adapter_config.json"));
   CHECK_FALSE(fs::exists(out / "intent" / "lora" / "expert_config.json"));  // LoRA selects no experts
   CHECK(fs::exists(out / "intent" / "esft-gate" / "expert_config.json"));
-  CHECK(read_bytes(out / "compare.csv").rfind("task,method,exact,general loss,trainable params,", 0) == 0);
+  CHECK(read_bytes(out / "compare.csv").rfind("task,method,metric,task value,general loss,trainable params,", 0) == 0);
   CHECK(read_bytes(out / "compare-intent.png").rfind("\x89PNG", 0) == 0);
   CHECK(read_bytes(out / "compare-intent.svg").rfind("<?xml", 0) == 0);
 
@@ -314,4 +314,11 @@ TEST_CASE("cli run: a bad [compare] section is refused before any step") {
   refuse("[compare]\nmethods = [\"lora\"]\n[compare.lora]\nlora_rnk = 4\n", {"unknown setting 'lora_rnk'", "did you mean 'lora_rank'"});
   refuse("[compare]\nmethods = [\"lora\"]\n[compare.lora]\nlora_rank = 0\n", {"lora_rank must be >= 1"});
   refuse("[compare]\nmethods = [\"full\"]\ngeneral_data = \"missing.jsonl\"\n", {"compare.general_data", "does not exist"});
+
+  // A [select] sweep multiplies the ESFT runs only: full fine-tuning and LoRA select no experts.
+  const Run plan = run_example("compare.toml", out, {"--dry-run", "--set", "select.top_p=[0.2,0.5]"});
+  expect_success(plan);
+  for (const auto* run : {" full:", " lora:", " esft-token,top_p=0.2:", " esft-gate,top_p=0.5:"}) CHECK(contains(plan.out, run));
+  CHECK_FALSE(contains(plan.out, "full,top_p"));
+  CHECK_FALSE(fs::exists(out));
 }

@@ -221,6 +221,8 @@ TEST_CASE("lora: targets that match nothing, ranks beyond a target, dropout on e
   check_refused("qwen3_moe", c, "takes no dropout");
   c.spec.dropout = 0;
   check_refused("gpt_oss", c, "LoRA on gpt-oss' routed experts is not built");
+  c.targets = {"lm_head"};  // the logits read its weight directly: a pair there would never train
+  check_refused("qwen3_moe", c, "LoRA on lm_head is not built");
 }
 
 TEST_CASE("full: with every expert trainable the gradients equal those of the freshly loaded (unsplit) model") {

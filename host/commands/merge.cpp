@@ -11,7 +11,6 @@
 #include "esft/pipeline/adapter_merge.h"
 #include "esft/pipeline/any_adapter.h"
 #include "../model_writer.h"
-#include "esft/io/json_file.h"
 #include "esft/runtime.h"
 
 namespace esft::host {
@@ -31,10 +30,9 @@ int merge_lora(const GlobalOptions& global, const pipeline::MergeOptions& option
   std::cout << "loading " << options.base_dir.string() << std::endl;
   auto m = open_model(global, options.base_dir);
   std::cout << adapter.apply(*m.model, options.base_dir) << std::endl;
-  const auto params = write_model_directory(*m.model, read_json_file(options.base_dir / "config.json"),
-                                            tokenizer_files(options.base_dir), options.out_dir, "esft-host merge (LoRA)",
+  const auto params = write_model_like_base(*m.model, options.base_dir, options.out_dir, "esft-host merge (LoRA)",
                                             options.max_shard_bytes);
-  std::cout << "merged: " << params << " parameters (" << dtype_label(m.dtype) << ")\n"
+  std::cout << "merged: " << params << " parameters, in the base checkpoint's dtypes\n"
             << "wrote " << options.out_dir.string() << "\n";
   return 0;
 }

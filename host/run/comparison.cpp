@@ -26,7 +26,7 @@ std::string fixed(double v, int precision) {
 }
 
 std::vector<std::string> header(const ComparisonNames& n) {
-  std::vector<std::string> h = {"task", "method", n.task_metric};
+  std::vector<std::string> h = {"task", "method", "metric", "task value"};
   if (!n.general_metric.empty()) h.push_back("general " + n.general_metric);
   for (const char* c : {"trainable params", "trainable %", "train time s", "output MiB"}) h.push_back(c);
   return h;
@@ -34,7 +34,7 @@ std::vector<std::string> header(const ComparisonNames& n) {
 
 std::vector<std::string> cells(const ComparisonRow& r, const ComparisonNames& n) {
   auto opt = [](const std::optional<double>& v) { return v ? fixed(*v, 4) : std::string("-"); };
-  std::vector<std::string> c = {r.task, r.method, opt(r.task_metric)};
+  std::vector<std::string> c = {r.task, r.method, r.metric, opt(r.task_metric)};
   if (!n.general_metric.empty()) c.push_back(opt(r.general_metric));
   c.push_back(r.trainable >= 0 ? std::to_string(r.trainable) : "-");
   c.push_back(r.trainable >= 0 && r.parameters > 0
@@ -67,19 +67,27 @@ void print_comparison(const std::vector<ComparisonRow>& rows, const ComparisonNa
   }
 }
 
+// A CSV field, quoted when it holds a comma, a quote or a line break (sweep run names hold commas).
+static std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
 void write_comparison(const fs::path& dir, const std::vector<ComparisonRow>& rows, const ComparisonNames& names) {
   std::ostringstream csv;
   const auto h = header(names);
-  for (size_t i = 0; i < h.size(); ++i) csv << (i ? "," : "") << h[i];
+  for (size_t i = 0; i < h.size(); ++i) csv << (i ? "," : "") << csv_field(h[i]);
   csv << "\n";
   json j = json::array();
   auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(); };
   auto known = [](auto v) { return v >= 0 ? json(v) : json(); };
   for (const auto& r : rows) {
     const auto c = cells(r, names);
-    for (size_t i = 0; i < c.size(); ++i) csv << (i ? "," : "") << c[i];
+    for (size_t i = 0; i < c.size(); ++i) csv << (i ? "," : "") << csv_field(c[i]);
     csv << "\n";
-    j.push_back({{"task", r.task}, {"method", r.method}, {"task_metric", names.task_metric},
+    j.push_back({{"task", r.task}, {"method", r.method}, {"task_metric", r.metric},
                  {"task_value", opt(r.task_metric)}, {"general_metric", names.general_metric},
                  {"general_value", opt(r.general_metric)}, {"trainable_parameters", known(r.trainable)},
                  {"parameters", known(r.parameters)}, {"train_seconds", known(r.train_seconds)},
@@ -97,7 +105,7 @@ void write_comparison(const fs::path& dir, const std::vector<ComparisonRow>& row
       std::string name;
       std::vector<double> values;
     };
-    std::vector<Measure> measures = {{names.task_metric, {}}};
+    std::vector<Measure> measures = {{list.front()->metric, {}}};
     if (!names.general_metric.empty()) measures.push_back({"general " + names.general_metric, {}});
     for (const char* m : {"trainable params", "train time", "output size"}) measures.push_back({m, {}});
     for (const auto* r : list) {

@@ -12,6 +12,7 @@ namespace esft::host::run {
 
 struct ComparisonRow {
   std::string task, method;  // method "base" for the model before training
+  std::string metric;        // the task's metric
   std::optional<double> task_metric, general_metric;
   int64_t trainable = -1, parameters = -1;  // -1: unknown
   double train_seconds = -1;
@@ -19,7 +20,7 @@ struct ComparisonRow {
 };
 
 struct ComparisonNames {
-  std::string task_metric, general_metric;  // e.g. "exact", "loss"; general empty without general_data
+  std::string general_metric;  // e.g. "loss"; empty without general_data
 };
 
 void print_comparison(const std::vector<ComparisonRow>& rows, const ComparisonNames& names);

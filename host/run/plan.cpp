@@ -392,9 +392,12 @@ Plan load_plan(const fs::path& file, const std::vector<std::string>& overrides) 
   while (true) {
     RunSpec run;
     std::map<std::pair<std::string, std::string>, const toml::node*> chosen;
+    std::string train_point;  // the name of the point on the [train] axes alone
     for (size_t i = 0; i < axes.size(); ++i) {
       chosen[{axes[i].section, axes[i].key}] = axes[i].values[index[i]];
-      run.name += (run.name.empty() ? "" : ",") + axes[i].key + "=" + value_text(*axes[i].values[index[i]]);
+      const auto part = axes[i].key + "=" + value_text(*axes[i].values[index[i]]);
+      run.name += (run.name.empty() ? "" : ",") + part;
+      if (axes[i].section == "train") train_point += (train_point.empty() ? "" : ",") + part;
     }
     if (run.name.empty()) run.name = "default";
     auto value_of = [&](const char* section, const std::string& key, const toml::node& node) -> const toml::node& {
@@ -426,8 +429,11 @@ Plan load_plan(const fs::path& file, const std::vector<std::string>& overrides) 
       for (const auto& label : plan.compare->methods) {
         RunSpec r = run;
         r.label = label;
-        r.name = run.name == "default" ? label : label + "," + run.name;
         r.method = label.rfind("esft-", 0) == 0 ? "esft" : label;
+        // Full fine-tuning and LoRA select no experts: one run per [train] point, not one per [select] point.
+        const auto& point = r.uses_selection() ? run.name : train_point;
+        r.name = point.empty() || point == "default" ? label : label + "," + point;
+        if (std::any_of(plan.runs.begin(), plan.runs.end(), [&](const RunSpec& x) { return x.name == r.name; })) continue;
         if (r.method == "esft") r.select["score_function"] = label.substr(5);
         toml::table t = train_table;
         if (const auto* own = compare[r.method].as_table()) {

@@ -150,7 +150,7 @@ class Runner {
     print_summary();
     if (plan_.compare && !options_.dry_run) {
       const auto rows = comparison_rows();
-      const ComparisonNames names{plan_.tasks.front().metric, general() ? plan_.compare->general_metric : ""};
+      const ComparisonNames names{general() ? plan_.compare->general_metric : ""};
       print_comparison(rows, names);
       write_comparison(options_.output_dir, rows, names);
     }
@@ -254,11 +254,9 @@ class Runner {
     fs::path model, adapter;    // what eval takes: --model (and --adapter, unless empty)
   };
   Trained trained_of(const RunSpec& run, const fs::path& train_dir) const {
-    if (run.method == "full") {
-      const auto model = train_dir / "model";
-      const auto single = model / "model.safetensors";
-      return {fs::exists(model / "model.safetensors.index.json") ? model / "model.safetensors.index.json" : single, model, {}};
-    }
+    // A whole model may be sharded, and its index stays the same when the weights change: the run's
+    // train_summary.json (written last, with the run's timings) stands for it instead.
+    if (run.method == "full") return {train_dir / "train_summary.json", train_dir / "model", {}};
     const auto adapter = train_dir / "adapter";
     return {adapter / (run.method == "lora" ? "adapter_model.safetensors" : "model.safetensors"), plan_.model.path, adapter};
   }
@@ -282,9 +280,9 @@ class Runner {
     } else {
       r.steps["select"] = "not used (" + run.method + ")";
     }
-    json train_inputs = {{"model", model_}, {"data", file_hash(task.train_data)}, {"settings", run.train_toml},
-                         {"method", run.method}};
+    json train_inputs = {{"model", model_}, {"data", file_hash(task.train_data)}, {"settings", run.train_toml}};
     if (run.uses_selection()) train_inputs["expert_config"] = file_hash(config);
+    else train_inputs["method"] = run.method;  // (esft's inputs as before, so its earlier runs stay up to date)
     const auto train_stamp = stamp_for(dir, "train", train_inputs);
     // train_summary.json is the last file a finished train writes.
     step(r, Step::Train, train_stamp, train_dir / "train_summary.json", [&] {
@@ -324,13 +322,19 @@ class Runner {
     }
     if (general()) {
       const auto out = dir / "eval_general.json";
-      // Its own record of what ran: the task's eval above has the step's name in r.steps.
+      // Recorded as eval_general: the task's eval above has the step's own name in r.steps.
       RunResult scratch(r.task, r.run);
       scratch.pending = r.pending;
-      step(scratch, Step::Eval, stamp_for(dir, "eval_general", general_inputs(trained.weights.string())), out, [&] {
-        need(trained.weights, "train");
-        invoke(plan_, "eval", general_args(trained.model, trained.adapter.string(), out));
-      });
+      try {
+        step(scratch, Step::Eval, stamp_for(dir, "eval_general", general_inputs(trained.weights.string())), out, [&] {
+          need(trained.weights, "train");
+          invoke(plan_, "eval", general_args(trained.model, trained.adapter.string(), out));
+        });
+      } catch (const std::exception& e) {
+        r.steps["eval_general"] = std::string("failed: ") + one_line_utf8(e.what());
+        throw;
+      }
+      r.steps["eval_general"] = scratch.steps.value("eval", "?");
       r.seconds += scratch.seconds;
     }
   }
@@ -342,11 +346,10 @@ class Runner {
     for (const auto& r : results_) {
       if (r.task != task) {
         task = r.task;
-        ComparisonRow base{r.task, "base", r.metric_before, r.general_before, 0, -1, 0, -1};
-        rows.push_back(base);
+        rows.push_back({r.task, "base", r.metric, r.metric_before, r.general_before, 0, -1, 0, -1});
       }
-      rows.push_back({r.task, r.run, r.metric_after, r.general_after, r.trainable,
-                      r.parameters, r.train_seconds, r.output_bytes});
+      rows.push_back({r.task, r.run, r.metric, r.metric_after, r.general_after, r.trainable, r.parameters,
+                      r.train_seconds, r.output_bytes});
     }
     return rows;
   }

@@ -6,7 +6,6 @@
 #include <iostream>
 
 #include "../model_writer.h"
-#include "esft/io/json_file.h"
 #include "esft/io/safetensors.h"
 #include "esft/pipeline/trainable.h"
 #include "method.h"
@@ -38,8 +37,7 @@ class FullMethod final : public TrainingMethod {
     const auto model_out = run.out / "model";
     std::error_code ec;
     fs::remove_all(model_out, ec);  // a model from an earlier, shorter invocation of this run
-    write_model_directory(*m.model, read_json_file(run.model_dir / "config.json"), tokenizer_files(run.model_dir),
-                          model_out, "esft-host train --method full");
+    write_model_like_base(*m.model, run.model_dir, model_out, "esft-host train --method full");
     const auto bytes = Checkpoint::open(model_out).total_bytes();
     std::cout << "model      " << model_out.string() << " (weights of "
               << (best ? "the best evaluation, step " + std::to_string(best->step) : "the last step")

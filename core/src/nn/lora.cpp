@@ -17,10 +17,6 @@ double LoraSpec::scaling() const {
 LoraPair::LoraPair(int64_t experts, int64_t out, int64_t in, const LoraSpec& spec, const at::TensorOptions& options)
     : experts_(experts), spec_(spec) {
   if (spec.rank < 1) throw Error("LoRA rank " + std::to_string(spec.rank) + " must be at least 1");
-  if (spec.rank > std::min(in, out)) {
-    throw Error("LoRA rank " + std::to_string(spec.rank) + " exceeds the target's dimensions " + std::to_string(out) +
-                " x " + std::to_string(in));
-  }
   if (spec.dropout < 0 || spec.dropout >= 1) throw Error("LoRA dropout must be in [0, 1)");
   a_ = register_module("lora_A", std::make_shared<Weight>());
   b_ = register_module("lora_B", std::make_shared<Weight>());

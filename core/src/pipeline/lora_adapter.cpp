@@ -83,6 +83,29 @@ nn::LoraPair& pair_of(MoECausalLM& model, const LoraTarget& t) {
   return *pair;
 }
 
+// A target's weight as [out, in] (per expert for a bank).
+std::pair<int64_t, int64_t> target_dims(MoECausalLM& model, const LoraTarget& t) {
+  switch (t.kind) {
+    case LoraTarget::Kind::Linear: {
+      const auto& w = module_at<nn::Linear>(model, t.module).weight;
+      return {w.size(0), w.size(1)};
+    }
+    case LoraTarget::Kind::Router: {
+      const auto& w = module_at<nn::Router>(model, t.module).weight;
+      return {w.size(0), w.size(1)};
+    }
+    case LoraTarget::Kind::ExpertGateUp: {
+      const auto& spec = module_at<nn::ExpertBank>(model, t.module).spec();
+      return {spec.first_width(), spec.hidden};
+    }
+    case LoraTarget::Kind::ExpertDown: {
+      const auto& spec = module_at<nn::ExpertBank>(model, t.module).spec();
+      return {spec.hidden, spec.intermediate};
+    }
+  }
+  return {0, 0};
+}
+
 void freeze_everything(MoECausalLM& model) {
   for (auto& [name, bank] : modules_of<nn::ExpertBank>(model)) bank->set_trainable_experts({});
   for (auto& p : model.parameters()) p.requires_grad_(false);
@@ -147,6 +170,16 @@ std::vector<LoraTarget> attach_lora(MoECausalLM& model, const LoraConfig& config
                 "are named like " + known + "; routers `gate`, experts `experts`)");
   }
   for (const auto& t : targets) {
+    // The logits read the output embedding itself (tied or not), never through lm_head's forward: a pair there
+    // would never train.
+    if (t.kind == LoraTarget::Kind::Linear && last_component(t.module) == "lm_head") {
+      throw Error("LoRA on lm_head is not built (the logits are computed from its weight directly); leave it out of lora_targets");
+    }
+    const auto [out_features, in_features] = target_dims(model, t);
+    if (config.spec.rank > std::min(out_features, in_features)) {
+      throw Error("LoRA on " + t.module + ": rank " + std::to_string(config.spec.rank) + " exceeds the target's dimensions " +
+                  std::to_string(out_features) + " x " + std::to_string(in_features));
+    }
     try {
       switch (t.kind) {
         case LoraTarget::Kind::Linear: module_at<nn::Linear>(model, t.module).add_lora(config.spec); break;
@@ -246,7 +279,8 @@ PeftLoraAdapter PeftLoraAdapter::open(const fs::path& dir) {
     if (c.contains("target_modules") && c["target_modules"].is_array())
       for (const auto& t : c["target_modules"]) a.lora.targets.push_back(t.get<std::string>());
     if (c.contains("target_parameters") && c["target_parameters"].is_array())
-      for (const auto& t : c["target_parameters"]) a.lora.targets.push_back(t.get<std::string>());
+      for (const auto& t : c["target_parameters"]) a.target_parameters.push_back(t.get<std::string>());
+    a.lora.targets.insert(a.lora.targets.end(), a.target_parameters.begin(), a.target_parameters.end());
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": " + e.what());
   }
@@ -295,6 +329,7 @@ int64_t fold_peft_lora_adapter(MoECausalLM& model, const PeftLoraAdapter& adapte
   for (const auto& [module, ab] : pairs) {
     const auto& [A, B] = ab;
     if (auto it = linears.find(module); it != linears.end()) {
+      if (!A.defined() || !B.defined()) throw Error(adapter.dir.string() + ": " + module + " lacks lora_A or lora_B");
       copy_into(it->second->add_lora(spec), module, A, B);
       it->second->fold_lora();
     } else if (auto r = routers.find(module); r != routers.end()) {
@@ -309,7 +344,7 @@ int64_t fold_peft_lora_adapter(MoECausalLM& model, const PeftLoraAdapter& adapte
       if (b == banks.end()) throw Error(adapter.dir.string() + ": the model has no linear layer, router or expert bank " + module);
       std::vector<std::string> adapted;  // the bank's adapted tensors, in parameter order (innermost first)
       for (const char* param : {kGateUpParam, kDownParam}) {
-        for (const auto& t : adapter.lora.targets)
+        for (const auto& t : adapter.target_parameters)
           if (name_matches(t, bank_name + "." + param)) {
             adapted.emplace_back(param);
             break;
@@ -320,9 +355,15 @@ int64_t fold_peft_lora_adapter(MoECausalLM& model, const PeftLoraAdapter& adapte
       }
       const bool gate_up = adapted[adapted.size() - 1 - static_cast<size_t>(depth)] == kGateUpParam;
       auto& bank = *b->second;
+      const int64_t E = bank.spec().num_experts;
+      if (!A.defined() || !B.defined()) throw Error(adapter.dir.string() + ": " + module + " lacks lora_A or lora_B");
+      if (A.dim() != 2 || A.size(0) < E || A.size(0) % E != 0) {
+        throw Error(adapter.dir.string() + ": the pair on " + module + " has lora_A " + shape_text(A.sizes()) +
+                    ", not [rank x " + std::to_string(E) + " experts, in]");
+      }
       if (!bank.trainable_experts().empty()) bank.set_trainable_experts({});
       nn::LoraSpec bank_spec = spec;
-      bank_spec.rank = A.size(0) / bank.spec().num_experts;
+      bank_spec.rank = A.size(0) / E;
       bank.add_lora(gate_up, !gate_up, bank_spec);
       copy_into(gate_up ? *bank.gate_up_lora : *bank.down_lora, module, A, B);
       bank.fold_lora();

@@ -28,7 +28,8 @@ class LoraPair : public torch::nn::Module {
  public:
   // One pair for a weight [out, in] (experts = 1, 2-D delta) or one per expert of a bank of `experts` such weights
   // (3-D delta [experts, out, in]). A is drawn from the global generator (seed it for a reproducible start).
-  // Throws esft::Error for a rank < 1 or larger than min(in, out).
+  // Throws esft::Error for a rank < 1. (A rank above min(in, out) adds nothing; PEFT allows it, and so does this,
+  // for adapters made elsewhere; training refuses it, in attach_lora.)
   LoraPair(int64_t experts, int64_t out, int64_t in, const LoraSpec& spec, const at::TensorOptions& options);
 
   // scaling * B A: [out, in], or [experts, out, in] for a bank.

@@ -72,7 +72,8 @@ struct PeftLoraAdapter {
   std::filesystem::path dir;
   nlohmann::json config;
   nlohmann::json esft = nlohmann::json::object();  // esft_lora.json, when the adapter is esft's
-  LoraConfig lora;  // spec from the config; targets as written there
+  LoraConfig lora;  // spec from the config; targets: target_modules, then target_parameters
+  std::vector<std::string> target_parameters;  // as written: which expert tensors a bank's nested pairs adapt
   NamedTensors tensors;
   // Throws esft::Error for a folder that is not a PEFT LoRA adapter (peft_type), or that uses what esft does not
   // build (DoRA, rank_pattern / alpha_pattern, LoRA biases, fan_in_fan_out, modules_to_save).
