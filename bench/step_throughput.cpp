@@ -348,6 +348,10 @@ int main(int argc, char** argv) {
     bool failed = false;
     for (const auto& fc : cases) {
       for (const auto& mode : s.modes) {
+        if (mode == "lora-experts" && fc.plugin == "gpt_oss") {  // its interleaved experts take no LoRA yet
+          std::printf("| %-12s | %-17s | %s |\n", fc.plugin.c_str(), mode_label(mode), "not built: LoRA on gpt-oss' routed experts");
+          continue;
+        }
         const auto ours = measure_esft(fc, mode, s);
         HfRun hf;
         if (s.hf) hf = measure_hf(fc, mode, s);

@@ -57,7 +57,8 @@ DeepseekV2LM::DeepseekV2LM(esft::ModelConfig config, const DeepseekV2Spec& spec,
 
 esft::ForwardOutput DeepseekV2LM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                           const esft::ForwardOptions& options) {
-  esft::nn::BlockInputs in(input_ids, attention_mask, options.cache, model_->norm->weight.scalar_type(), options.hooks);
+  esft::nn::BlockInputs in(input_ids, attention_mask, options.cache, model_->norm->weight.scalar_type(), options.hooks,
+                           options.position_ids);
   // float32 tables: transformers keeps the rotation (freqs_cis) in float32 whatever the model's dtype.
   std::tie(in.cos, in.sin) = rotary_.cos_sin(in.positions(), at::kFloat);
   esft::ForwardOutput out;

@@ -97,7 +97,8 @@ esft::ForwardOutput TinyMoELM::forward(const at::Tensor& input_ids, const at::Te
   SwitchAuxCollector aux;
   std::vector<esft::RouterHook*> hooks = options.hooks;
   if (options.aux_loss) hooks.push_back(&aux);
-  const esft::nn::BlockInputs in(input_ids, attention_mask, options.cache, ln_f_->weight.scalar_type(), hooks);
+  const esft::nn::BlockInputs in(input_ids, attention_mask, options.cache, ln_f_->weight.scalar_type(), hooks,
+                                 options.position_ids);
 
   esft::ForwardOutput out;
   auto h = wte_->forward(input_ids) + wpe_->forward(in.positions());

@@ -8,9 +8,10 @@
 namespace esft::nn {
 
 BlockInputs::BlockInputs(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache_,
-                         at::ScalarType dtype, const std::vector<RouterHook*>& hooks)
+                         at::ScalarType dtype, const std::vector<RouterHook*>& hooks, const at::Tensor& position_ids)
     : cache(cache_),
       attention_mask_(attention_mask),
+      position_ids_(position_ids),
       batch_(input_ids.size(0)),
       length_(input_ids.size(1)),
       dtype_(dtype),
@@ -33,6 +34,7 @@ const at::Tensor& BlockInputs::attention_bias(int64_t sliding_window) const {
 }
 
 at::Tensor BlockInputs::positions() const {
+  if (position_ids_.defined()) return position_ids_;
   return at::arange(past, past + length_, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0);
 }
 

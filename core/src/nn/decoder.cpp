@@ -84,7 +84,7 @@ ForwardOutput DecoderLM::forward(const at::Tensor& input_ids, const at::Tensor& 
   const bool aux_loss = options.aux_loss && spec_.load_balancing_loss;
   if (aux_loss) hooks.push_back(&collector);
   const auto dtype = model_->norm->weight.scalar_type();
-  BlockInputs in(input_ids, attention_mask, options.cache, dtype, hooks);
+  BlockInputs in(input_ids, attention_mask, options.cache, dtype, hooks, options.position_ids);
   std::tie(in.cos, in.sin) = rotary_.cos_sin(in.positions(), dtype);
 
   ForwardOutput out;

@@ -24,6 +24,10 @@ struct ForwardOptions {
   bool final_hidden = false;   // the final-norm output alone (for losses computed from it, with LogitsMode::None)
   bool aux_loss = false;       // load-balancing loss over all MoE layers (padding excluded), coefficient not applied
   nn::KVCache* cache = nullptr;  // incremental decoding: positions start at cache->length()
+  // Positions of the input tokens [B, T], or undefined: past .. past + T - 1. Batched generation passes them for
+  // left-padded prompts (each row counting its real tokens only, as transformers' generate does), which matters
+  // for learned absolute positions (tinymoe); rotary positions only see differences.
+  at::Tensor position_ids;
   std::vector<RouterHook*> hooks;
   // The statistics pass: stop once the last MoE layer has routed. Hooks see every MoE layer's routing; that layer's
   // experts, later layers, the final norm and the logits are not computed (no logits, hidden states or aux loss).

@@ -20,15 +20,16 @@ namespace esft::nn {
 // What every block of one forward sees.
 class BlockInputs {
  public:
-  // input_ids [B, T]; attention_mask [B, past + T] or undefined; `hooks` hear every MoE layer's routing.
+  // input_ids [B, T]; attention_mask [B, past + T] or undefined; `hooks` hear every MoE layer's routing;
+  // position_ids [B, T] (ForwardOptions::position_ids) or undefined.
   BlockInputs(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache, at::ScalarType dtype,
-              const std::vector<RouterHook*>& hooks);
+              const std::vector<RouterHook*>& hooks, const at::Tensor& position_ids = {});
   BlockInputs(const BlockInputs&) = delete;
   BlockInputs& operator=(const BlockInputs&) = delete;
 
   // The additive causal mask [B, 1, T, past + T] for a sliding window (0 = full attention), built once per window.
   const at::Tensor& attention_bias(int64_t sliding_window = 0) const;
-  // Positions [1, T] of the new tokens: past .. past + T - 1.
+  // Positions of the new tokens: the given position_ids [B, T], else [1, T]: past .. past + T - 1.
   at::Tensor positions() const;
 
   int64_t past = 0;            // tokens already in the cache
@@ -37,7 +38,7 @@ class BlockInputs {
   RoutingContext routing;
 
  private:
-  at::Tensor attention_mask_;
+  at::Tensor attention_mask_, position_ids_;
   int64_t batch_, length_;
   at::ScalarType dtype_;
   at::Device device_;
