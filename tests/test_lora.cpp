@@ -228,11 +228,8 @@ TEST_CASE("lora: targets that match nothing, ranks beyond a target, dropout on e
 TEST_CASE("full: with every expert trainable the gradients equal those of the freshly loaded (unsplit) model") {
   auto plain = load_tiny("qwen2_moe", "qwen2_moe");
   auto full = load_tiny("qwen2_moe", "qwen2_moe");
-  esft::pipeline::ExpertConfig all;
-  for (const auto& [layer, experts] : esft::pipeline::moe_layer_sizes(*full.model))
-    for (int64_t e = experts - 1; e >= 0; --e) all.experts[layer].push_back(e);  // any order
-  all.shared_experts = all.non_expert_modules = true;
-  esft::pipeline::apply_expert_config(*full.model, full.family->naming(), all);
+  // What train --method full applies.
+  esft::pipeline::apply_expert_config(*full.model, full.family->naming(), esft::pipeline::everything_config(*full.model));
   at::manual_seed(9);
   const auto ids = at::randint(0, plain.config.vocab_size, {2, 12}, at::kLong);
   loss_of(*plain.model, ids).backward();

@@ -34,11 +34,7 @@ std::shared_ptr<esft::MoECausalLM> tiny_tinymoe() {
     at::NoGradGuard no_grad;
     for (auto& p : model->parameters()) p.normal_(0, 0.2);
   }
-  esft::pipeline::ExpertConfig all;
-  for (const auto& [layer, experts] : esft::pipeline::moe_layer_sizes(*model))
-    for (int64_t e = 0; e < experts; ++e) all.experts[layer].push_back(e);
-  all.shared_experts = all.non_expert_modules = true;
-  esft::pipeline::apply_expert_config(*model, family->naming(), all);
+  esft::pipeline::apply_expert_config(*model, family->naming(), esft::pipeline::everything_config(*model));
   return model;
 }
 

@@ -11,6 +11,7 @@
 
 #include "esft/io/atomic_file.h"
 #include "plot/plot.h"
+#include "run/text_table.h"
 
 namespace esft::host::run {
 
@@ -45,55 +46,31 @@ std::vector<std::string> cells(const ComparisonRow& r, const ComparisonNames& n)
   return c;
 }
 
+TextTable comparison_table(const std::vector<ComparisonRow>& rows, const ComparisonNames& names) {
+  TextTable table = {header(names)};
+  for (const auto& r : rows) table.push_back(cells(r, names));
+  return table;
+}
+
 }  // namespace
 
 void print_comparison(const std::vector<ComparisonRow>& rows, const ComparisonNames& names) {
-  std::vector<std::vector<std::string>> table = {header(names)};
-  for (const auto& r : rows) table.push_back(cells(r, names));
-  std::vector<size_t> width(table.front().size(), 0);
-  for (const auto& row : table)
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
   std::cout << "\ncomparison (the ESFT paper's table: task metric, general ability, cost)\n";
-  for (size_t k = 0; k < table.size(); ++k) {
-    std::cout << "|";
-    for (size_t i = 0; i < table[k].size(); ++i)
-      std::cout << " " << std::left << std::setw(static_cast<int>(width[i])) << table[k][i] << " |";
-    std::cout << "\n";
-    if (k == 0) {
-      std::cout << "|";
-      for (size_t w : width) std::cout << std::string(w + 2, '-') << "|";
-      std::cout << "\n";
-    }
-  }
-}
-
-// A CSV field, quoted when it holds a comma, a quote or a line break (sweep run names hold commas).
-static std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
+  print_text_table(std::cout, comparison_table(rows, names));
 }
 
 void write_comparison(const fs::path& dir, const std::vector<ComparisonRow>& rows, const ComparisonNames& names) {
-  std::ostringstream csv;
-  const auto h = header(names);
-  for (size_t i = 0; i < h.size(); ++i) csv << (i ? "," : "") << csv_field(h[i]);
-  csv << "\n";
   json j = json::array();
   auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(); };
   auto known = [](auto v) { return v >= 0 ? json(v) : json(); };
   for (const auto& r : rows) {
-    const auto c = cells(r, names);
-    for (size_t i = 0; i < c.size(); ++i) csv << (i ? "," : "") << csv_field(c[i]);
-    csv << "\n";
     j.push_back({{"task", r.task}, {"method", r.method}, {"task_metric", r.metric},
                  {"task_value", opt(r.task_metric)}, {"general_metric", names.general_metric},
                  {"general_value", opt(r.general_metric)}, {"trainable_parameters", known(r.trainable)},
                  {"parameters", known(r.parameters)}, {"train_seconds", known(r.train_seconds)},
                  {"output_bytes", known(r.output_bytes)}});
   }
-  write_text_atomically(dir / "compare.csv", csv.str());
+  write_text_atomically(dir / "compare.csv", csv_text(comparison_table(rows, names)));
   write_text_atomically(dir / "compare.json", j.dump(2) + "\n");
 
   // One picture per task: each measure as a group, each method a bar, scaled to the measure's largest value so

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "run/comparison.h"
+#include "run/text_table.h"
 #include "esft/compat.h"
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
@@ -451,7 +452,7 @@ class Runner {
     return out.str();
   }
 
-  std::vector<std::vector<std::string>> table() const {
+  TextTable table() const {
     std::vector<std::vector<std::string>> rows = {{"task", "run", "status", "experts", "trainable", "train loss",
                                                    "metric", "before", "after", "output MiB", "seconds"}};
     if (general()) rows[0].insert(rows[0].begin() + 9, {"general before", "general after"});
@@ -475,37 +476,13 @@ class Runner {
   }
 
   void print_summary() const {
-    const auto rows = table();
-    std::vector<size_t> width(rows.front().size(), 0);
-    for (const auto& row : rows)
-      for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
     std::cout << "\nsummary" << (options_.dry_run ? " (dry run: nothing was run)" : "") << "\n";
-    for (size_t k = 0; k < rows.size(); ++k) {
-      std::cout << "|";
-      for (size_t i = 0; i < rows[k].size(); ++i) std::cout << " " << std::left << std::setw(static_cast<int>(width[i])) << rows[k][i] << " |";
-      std::cout << "\n";
-      if (k == 0) {
-        std::cout << "|";
-        for (size_t w : width) std::cout << std::string(w + 2, '-') << "|";
-        std::cout << "\n";
-      }
-    }
+    print_text_table(std::cout, table());
   }
 
   void write_summary() const {
     const auto rows = table();
-    std::ostringstream csv;
-    auto quoted = [](const std::string& s) {
-      if (s.find_first_of(",\"\n") == std::string::npos) return s;
-      std::string q = "\"";
-      for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-      return q + "\"";
-    };
-    for (const auto& row : rows) {
-      for (size_t i = 0; i < row.size(); ++i) csv << (i ? "," : "") << quoted(row[i]);
-      csv << "\n";
-    }
-    write_text_atomically(options_.output_dir / "summary.csv", csv.str());
+    write_text_atomically(options_.output_dir / "summary.csv", csv_text(rows));
     json j = json::array();
     for (const auto& r : results_) {
       j.push_back({{"task", r.task}, {"run", r.run}, {"failed", r.failed}, {"steps", r.steps},

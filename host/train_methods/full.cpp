@@ -22,11 +22,7 @@ class FullMethod final : public TrainingMethod {
   train::TrainOptions defaults() const override { return {}; }
 
   void make_trainable(LoadedModel& m, const train::TrainOptions&, nlohmann::json& fingerprint) override {
-    pipeline::ExpertConfig all;
-    for (const auto& [layer, experts] : pipeline::moe_layer_sizes(*m.model))
-      for (int64_t e = 0; e < experts; ++e) all.experts[layer].push_back(e);
-    all.shared_experts = all.non_expert_modules = true;
-    pipeline::apply_expert_config(*m.model, m.family->naming(), all);
+    pipeline::apply_expert_config(*m.model, m.family->naming(), pipeline::everything_config(*m.model));
     fingerprint["method"] = "full";
   }
 

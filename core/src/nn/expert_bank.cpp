@@ -185,25 +185,14 @@ void ExpertBank::add_lora(bool gate_up, bool down, const LoraSpec& spec) {
   if (spec.dropout > 0) throw Error("LoRA on routed experts takes no dropout (set lora dropout to 0)");
   const auto options = gate_up_.frozen.options();
   const int64_t E = spec_.num_experts;
-  if (gate_up) {
-    gate_up_lora = register_module("gate_up_lora",
-                                   std::make_shared<LoraPair>(E, spec_.first_width(), spec_.hidden, spec, options));
-  }
-  if (down) down_lora = register_module("down_lora", std::make_shared<LoraPair>(E, spec_.hidden, spec_.intermediate, spec, options));
+  if (gate_up) attach_lora_pair(*this, "gate_up_lora", gate_up_lora, E, spec_.first_width(), spec_.hidden, spec, options);
+  if (down) attach_lora_pair(*this, "down_lora", down_lora, E, spec_.hidden, spec_.intermediate, spec, options);
 }
 
 void ExpertBank::fold_lora() {
-  if (!gate_up_lora && !down_lora) return;
-  {
-    at::NoGradGuard no_grad;
-    // Every expert is frozen: the frozen halves hold the bank in expert order.
-    if (gate_up_lora) gate_up_.frozen.add_(gate_up_lora->delta().to(gate_up_.frozen.scalar_type()));
-    if (down_lora) down_.frozen.add_(down_lora->delta().to(down_.frozen.scalar_type()));
-  }
-  if (gate_up_lora) unregister_module("gate_up_lora");
-  if (down_lora) unregister_module("down_lora");
-  gate_up_lora.reset();
-  down_lora.reset();
+  // Every expert is frozen: the frozen halves hold the bank in expert order.
+  fold_lora_pair(*this, "gate_up_lora", gate_up_lora, gate_up_.frozen);
+  fold_lora_pair(*this, "down_lora", down_lora, down_.frozen);
 }
 
 void ExpertBank::set_trainable_experts(const std::vector<int64_t>& experts) {

@@ -17,20 +17,10 @@ at::Tensor Linear::forward(const at::Tensor& x) const {
 }
 
 LoraPair& Linear::add_lora(const LoraSpec& spec) {
-  if (lora) throw Error("a LoRA pair is attached already");
-  lora = register_module("lora", std::make_shared<LoraPair>(1, weight.size(0), weight.size(1), spec, weight.options()));
-  return *lora;
+  return attach_lora_pair(*this, "lora", lora, 1, weight.size(0), weight.size(1), spec, weight.options());
 }
 
-void Linear::fold_lora() {
-  if (!lora) return;
-  {
-    at::NoGradGuard no_grad;
-    weight.add_(lora->delta().to(weight.scalar_type()));
-  }
-  unregister_module("lora");
-  lora.reset();
-}
+void Linear::fold_lora() { fold_lora_pair(*this, "lora", lora, weight); }
 
 Embedding::Embedding(int64_t num_embeddings, int64_t dim, const at::TensorOptions& options) {
   weight = register_parameter("weight", at::empty({num_embeddings, dim}, options));

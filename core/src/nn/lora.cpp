@@ -44,4 +44,23 @@ at::Tensor LoraPair::forward(const at::Tensor& x) const {
   return at::linear(at::linear(h, a_->weight), b_->weight) * spec_.scaling();
 }
 
+LoraPair& attach_lora_pair(torch::nn::Module& owner, const std::string& name, std::shared_ptr<LoraPair>& slot,
+                           int64_t experts, int64_t out, int64_t in, const LoraSpec& spec,
+                           const at::TensorOptions& options) {
+  if (slot) throw Error("a LoRA pair is attached already");
+  slot = owner.register_module(name, std::make_shared<LoraPair>(experts, out, in, spec, options));
+  return *slot;
+}
+
+void fold_lora_pair(torch::nn::Module& owner, const std::string& name, std::shared_ptr<LoraPair>& slot,
+                    const at::Tensor& weight) {
+  if (!slot) return;
+  {
+    at::NoGradGuard no_grad;
+    weight.add_(slot->delta().to(weight.scalar_type()));
+  }
+  owner.unregister_module(name);
+  slot.reset();
+}
+
 }  // namespace esft::nn

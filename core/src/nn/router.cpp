@@ -50,21 +50,11 @@ at::Tensor largest(const at::Tensor& grouped) { return std::get<0>(grouped.max(-
 }  // namespace
 
 LoraPair& Router::add_lora(const LoraSpec& spec) {
-  if (lora) throw Error("a LoRA pair is attached already");
   if (spec.dropout > 0) throw Error("LoRA on a router's weight takes no dropout (set lora dropout to 0)");
-  lora = register_module("lora", std::make_shared<LoraPair>(1, weight.size(0), weight.size(1), spec, weight.options()));
-  return *lora;
+  return attach_lora_pair(*this, "lora", lora, 1, weight.size(0), weight.size(1), spec, weight.options());
 }
 
-void Router::fold_lora() {
-  if (!lora) return;
-  {
-    at::NoGradGuard no_grad;
-    weight.add_(lora->delta().to(weight.scalar_type()));
-  }
-  unregister_module("lora");
-  lora.reset();
-}
+void Router::fold_lora() { fold_lora_pair(*this, "lora", lora, weight); }
 
 Routing Router::forward(const at::Tensor& x) const {
   // With a LoRA pair the logits come from W + delta (PEFT adapts the router as a parameter, not as a linear layer).

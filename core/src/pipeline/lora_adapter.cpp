@@ -37,22 +37,30 @@ std::string last_component(const std::string& name) {
   return dot == std::string::npos ? name : name.substr(dot + 1);
 }
 
-template <typename T>
-std::map<std::string, T*> modules_of(MoECausalLM& model) {
-  std::map<std::string, T*> out;
-  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-    if (auto* m = dynamic_cast<T*>(item.value().get())) out[item.key()] = m;
-  }
-  return out;
-}
+// The modules LoRA can adapt, by full name, found in one walk of the module tree.
+struct AdaptableModules {
+  std::map<std::string, nn::Linear*> linears;
+  std::map<std::string, nn::Router*> routers;
+  std::map<std::string, nn::ExpertBank*> banks;
 
-template <typename T>
-T& module_at(MoECausalLM& model, const std::string& name) {
-  const auto modules = modules_of<T>(model);
-  const auto it = modules.find(name);
-  if (it == modules.end()) throw Error("the model has no module " + name);
-  return *it->second;
-}
+  explicit AdaptableModules(MoECausalLM& model) {
+    for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+      auto* m = item.value().get();
+      if (auto* l = dynamic_cast<nn::Linear*>(m)) linears[item.key()] = l;
+      else if (auto* r = dynamic_cast<nn::Router*>(m)) routers[item.key()] = r;
+      else if (auto* b = dynamic_cast<nn::ExpertBank*>(m)) banks[item.key()] = b;
+    }
+  }
+  template <typename T>
+  static T& at(const std::map<std::string, T*>& modules, const std::string& name) {
+    const auto it = modules.find(name);
+    if (it == modules.end()) throw Error("the model has no module " + name);
+    return *it->second;
+  }
+  nn::Linear& linear(const std::string& name) const { return at(linears, name); }
+  nn::Router& router(const std::string& name) const { return at(routers, name); }
+  nn::ExpertBank& bank(const std::string& name) const { return at(banks, name); }
+};
 
 // The PEFT key prefix of a target's pair: an expert bank with both tensors adapted nests gate_up_proj's wrapper
 // inside down_proj's, one `base_layer` down.
@@ -71,43 +79,43 @@ std::set<std::string> banks_with_both(const std::vector<LoraTarget>& targets) {
   return out;
 }
 
-nn::LoraPair& pair_of(MoECausalLM& model, const LoraTarget& t) {
+nn::LoraPair& pair_of(const AdaptableModules& modules, const LoraTarget& t) {
   std::shared_ptr<nn::LoraPair> pair;
   switch (t.kind) {
-    case LoraTarget::Kind::Linear: pair = module_at<nn::Linear>(model, t.module).lora; break;
-    case LoraTarget::Kind::Router: pair = module_at<nn::Router>(model, t.module).lora; break;
-    case LoraTarget::Kind::ExpertGateUp: pair = module_at<nn::ExpertBank>(model, t.module).gate_up_lora; break;
-    case LoraTarget::Kind::ExpertDown: pair = module_at<nn::ExpertBank>(model, t.module).down_lora; break;
+    case LoraTarget::Kind::Linear: pair = modules.linear(t.module).lora; break;
+    case LoraTarget::Kind::Router: pair = modules.router(t.module).lora; break;
+    case LoraTarget::Kind::ExpertGateUp: pair = modules.bank(t.module).gate_up_lora; break;
+    case LoraTarget::Kind::ExpertDown: pair = modules.bank(t.module).down_lora; break;
   }
   if (!pair) throw Error("no LoRA pair is attached to " + t.module);
   return *pair;
 }
 
 // A target's weight as [out, in] (per expert for a bank).
-std::pair<int64_t, int64_t> target_dims(MoECausalLM& model, const LoraTarget& t) {
+std::pair<int64_t, int64_t> target_dims(const AdaptableModules& modules, const LoraTarget& t) {
   switch (t.kind) {
     case LoraTarget::Kind::Linear: {
-      const auto& w = module_at<nn::Linear>(model, t.module).weight;
+      const auto& w = modules.linear(t.module).weight;
       return {w.size(0), w.size(1)};
     }
     case LoraTarget::Kind::Router: {
-      const auto& w = module_at<nn::Router>(model, t.module).weight;
+      const auto& w = modules.router(t.module).weight;
       return {w.size(0), w.size(1)};
     }
     case LoraTarget::Kind::ExpertGateUp: {
-      const auto& spec = module_at<nn::ExpertBank>(model, t.module).spec();
+      const auto& spec = modules.bank(t.module).spec();
       return {spec.first_width(), spec.hidden};
     }
     case LoraTarget::Kind::ExpertDown: {
-      const auto& spec = module_at<nn::ExpertBank>(model, t.module).spec();
+      const auto& spec = modules.bank(t.module).spec();
       return {spec.hidden, spec.intermediate};
     }
   }
   return {0, 0};
 }
 
-void freeze_everything(MoECausalLM& model) {
-  for (auto& [name, bank] : modules_of<nn::ExpertBank>(model)) bank->set_trainable_experts({});
+void freeze_everything(MoECausalLM& model, const AdaptableModules& modules) {
+  for (auto& [name, bank] : modules.banks) bank->set_trainable_experts({});
   for (auto& p : model.parameters()) p.requires_grad_(false);
 }
 
@@ -120,12 +128,13 @@ nlohmann::json LoraConfig::to_json() const {
 
 std::vector<LoraTarget> attach_lora(MoECausalLM& model, const LoraConfig& config, std::vector<std::string>* skipped) {
   if (config.targets.empty()) throw Error("LoRA needs at least one target");
-  freeze_everything(model);
+  const AdaptableModules modules(model);
+  freeze_everything(model, modules);
   std::map<std::string, int> hits;
   for (const auto& t : config.targets) hits[t] = 0;
   std::vector<LoraTarget> targets;
   std::vector<std::string> examples;  // names a user could have meant, for the error below
-  for (const auto& [name, linear] : modules_of<nn::Linear>(model)) {
+  for (const auto& [name, linear] : modules.linears) {
     if (examples.size() < 6 && name.find(".1.") == std::string::npos) examples.push_back(last_component(name));
     bool picked = false;
     for (const auto& t : config.targets) {
@@ -140,13 +149,13 @@ std::vector<LoraTarget> attach_lora(MoECausalLM& model, const LoraConfig& config
     }
     if (picked) targets.push_back({LoraTarget::Kind::Linear, name});
   }
-  for (const auto& [name, router] : modules_of<nn::Router>(model)) {
+  for (const auto& [name, router] : modules.routers) {
     bool picked = false;
     for (const auto& t : config.targets)
       if (t != "all-linear" && name_matches(t, name)) ++hits[t], picked = true;
     if (picked) targets.push_back({LoraTarget::Kind::Router, name});
   }
-  for (const auto& [name, bank] : modules_of<nn::ExpertBank>(model)) {
+  for (const auto& [name, bank] : modules.banks) {
     bool gate_up = false, down = false;
     for (const auto& t : config.targets) {
       if (t == "all-linear") continue;
@@ -175,21 +184,17 @@ std::vector<LoraTarget> attach_lora(MoECausalLM& model, const LoraConfig& config
     if (t.kind == LoraTarget::Kind::Linear && last_component(t.module) == "lm_head") {
       throw Error("LoRA on lm_head is not built (the logits are computed from its weight directly); leave it out of lora_targets");
     }
-    const auto [out_features, in_features] = target_dims(model, t);
+    const auto [out_features, in_features] = target_dims(modules, t);
     if (config.spec.rank > std::min(out_features, in_features)) {
       throw Error("LoRA on " + t.module + ": rank " + std::to_string(config.spec.rank) + " exceeds the target's dimensions " +
                   std::to_string(out_features) + " x " + std::to_string(in_features));
     }
     try {
       switch (t.kind) {
-        case LoraTarget::Kind::Linear: module_at<nn::Linear>(model, t.module).add_lora(config.spec); break;
-        case LoraTarget::Kind::Router: module_at<nn::Router>(model, t.module).add_lora(config.spec); break;
-        case LoraTarget::Kind::ExpertGateUp:
-          module_at<nn::ExpertBank>(model, t.module).add_lora(true, false, config.spec);
-          break;
-        case LoraTarget::Kind::ExpertDown:
-          module_at<nn::ExpertBank>(model, t.module).add_lora(false, true, config.spec);
-          break;
+        case LoraTarget::Kind::Linear: modules.linear(t.module).add_lora(config.spec); break;
+        case LoraTarget::Kind::Router: modules.router(t.module).add_lora(config.spec); break;
+        case LoraTarget::Kind::ExpertGateUp: modules.bank(t.module).add_lora(true, false, config.spec); break;
+        case LoraTarget::Kind::ExpertDown: modules.bank(t.module).add_lora(false, true, config.spec); break;
       }
     } catch (const Error& e) {
       throw Error("LoRA on " + t.module + ": " + e.what());
@@ -200,9 +205,10 @@ std::vector<LoraTarget> attach_lora(MoECausalLM& model, const LoraConfig& config
 
 NamedTensors peft_lora_tensors(MoECausalLM& model, const std::vector<LoraTarget>& targets) {
   const auto both = banks_with_both(targets);
+  const AdaptableModules modules(model);
   NamedTensors out;
   for (const auto& t : targets) {
-    const auto& pair = pair_of(model, t);
+    const auto& pair = pair_of(modules, t);
     const auto prefix = kPeftPrefix + peft_module(t, both.count(t.module) != 0);
     out.emplace_back(prefix + ".lora_A.weight", cpu_copy(pair.A()));
     out.emplace_back(prefix + ".lora_B.weight", cpu_copy(pair.B()));
@@ -310,9 +316,10 @@ int64_t fold_peft_lora_adapter(MoECausalLM& model, const PeftLoraAdapter& adapte
     }
     (is_a ? pairs[module].first : pairs[module].second) = t;
   }
-  const auto linears = modules_of<nn::Linear>(model);
-  const auto routers = modules_of<nn::Router>(model);
-  const auto banks = modules_of<nn::ExpertBank>(model);
+  const AdaptableModules modules(model);
+  const auto& linears = modules.linears;
+  const auto& routers = modules.routers;
+  const auto& banks = modules.banks;
   nn::LoraSpec spec = adapter.lora.spec;
   spec.dropout = 0;  // folding
   int64_t folded = 0;
@@ -374,9 +381,10 @@ int64_t fold_peft_lora_adapter(MoECausalLM& model, const PeftLoraAdapter& adapte
 }
 
 void fold_attached_lora(MoECausalLM& model) {
-  for (auto& [name, m] : modules_of<nn::Linear>(model)) m->fold_lora();
-  for (auto& [name, m] : modules_of<nn::Router>(model)) m->fold_lora();
-  for (auto& [name, m] : modules_of<nn::ExpertBank>(model)) m->fold_lora();
+  const AdaptableModules modules(model);
+  for (auto& [name, m] : modules.linears) m->fold_lora();
+  for (auto& [name, m] : modules.routers) m->fold_lora();
+  for (auto& [name, m] : modules.banks) m->fold_lora();
 }
 
 }  // namespace esft::pipeline

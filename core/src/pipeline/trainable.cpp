@@ -127,6 +127,14 @@ void apply_expert_config(MoECausalLM& model, const ParamNaming& naming, const Ex
   });
 }
 
+ExpertConfig everything_config(MoECausalLM& model) {
+  ExpertConfig all;
+  for (const auto& [layer, experts] : moe_layer_sizes(model))
+    for (int64_t e = 0; e < experts; ++e) all.experts[layer].push_back(e);
+  all.shared_experts = all.non_expert_modules = true;
+  return all;
+}
+
 void train_only_roles(MoECausalLM& model, const ParamNaming& naming, const std::vector<Role>& roles) {
   for (auto* layer : model.moe_layers()) layer->set_trainable_experts({});  // every expert to buffers
   set_trainable_by_role(model, naming, [&](const NameMatch& m) {

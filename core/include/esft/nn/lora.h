@@ -14,6 +14,9 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include <memory>
+#include <string>
+
 namespace esft::nn {
 
 struct LoraSpec {
@@ -50,5 +53,15 @@ class LoraPair : public torch::nn::Module {
   LoraSpec spec_;
   std::shared_ptr<Weight> a_, b_;
 };
+
+// The one way a module takes and gives up a pair (linear layers, routers, expert banks): `attach_lora_pair`
+// registers a new pair as `owner`'s module `name` in `slot` (throws esft::Error when the slot holds one);
+// `fold_lora_pair` adds the slot's delta into `weight` (in place, outside autograd), removes the module and empties
+// the slot (nothing happens for an empty slot).
+LoraPair& attach_lora_pair(torch::nn::Module& owner, const std::string& name, std::shared_ptr<LoraPair>& slot,
+                           int64_t experts, int64_t out, int64_t in, const LoraSpec& spec,
+                           const at::TensorOptions& options);
+void fold_lora_pair(torch::nn::Module& owner, const std::string& name, std::shared_ptr<LoraPair>& slot,
+                    const at::Tensor& weight);
 
 }  // namespace esft::nn

@@ -46,6 +46,10 @@ TensorTraining tensor_training(const NameMatch& match, const ExpertConfig& confi
 // bindings and optimizer state taken before are invalid afterwards.
 void apply_expert_config(MoECausalLM& model, const ParamNaming& naming, const ExpertConfig& config);
 
+// The expert config that trains everything: every expert of every MoE layer, the shared experts and every other
+// module (full fine-tuning, training from scratch).
+ExpertConfig everything_config(MoECausalLM& model);
+
 // Freezes everything but the tensors of `roles` (routed expert roles excepted: every expert moves to buffers), e.g.
 // {Role::ROUTER} for Select-MoE's router pre-training.
 void train_only_roles(MoECausalLM& model, const ParamNaming& naming, const std::vector<Role>& roles);
