@@ -21,8 +21,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -157,9 +160,10 @@ Figures esft_once(const FamilyCase& fc, const std::string& mode, const Settings&
   return f;
 }
 
-// esft_once in a child process, so that its peak memory is its own. The parent never touches the GPU, so the child
-// may.
-Figures measure_esft(const FamilyCase& fc, const std::string& mode, const Settings& s) {
+// Runs `work` in a forked child and returns the bytes it returns, or nullopt when it failed. A process of its own
+// gives each measurement its own peak memory, and keeps CUDA out of the parent: a parent that initialised CUDA could
+// not fork children that use it ("CUDA error: initialization error").
+std::optional<std::string> in_child(const std::function<std::string()>& work) {
   int fds[2];
   if (pipe(fds) != 0) throw esft::Error("pipe failed");
   std::fflush(stdout);
@@ -167,25 +171,48 @@ Figures measure_esft(const FamilyCase& fc, const std::string& mode, const Settin
   if (pid == 0) {
     close(fds[0]);
     int code = 0;
-    Figures f;
     try {
-      f = esft_once(fc, mode, s);
-      f.measured = true;
+      const std::string bytes = work();
+      if (write(fds[1], bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) code = 1;
     } catch (const std::exception& e) {
-      std::cerr << "esft-bench-steps: error: " << fc.plugin << " " << mode << ": " << e.what() << "\n";
+      std::cerr << "esft-bench-steps: error: " << e.what() << "\n";
       code = 1;
     }
-    if (write(fds[1], &f, sizeof f) != static_cast<ssize_t>(sizeof f)) code = 1;
     _exit(code);
   }
   close(fds[1]);
-  Figures f;
-  const auto got = read(fds[0], &f, sizeof f);
+  std::string bytes;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fds[0], buffer, sizeof buffer)) > 0;) bytes.append(buffer, static_cast<size_t>(n));
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
-  if (got != static_cast<ssize_t>(sizeof f) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return Figures{};
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return bytes;
+}
+
+// esft_once in a child process (in_child).
+Figures measure_esft(const FamilyCase& fc, const std::string& mode, const Settings& s) {
+  const auto bytes = in_child([&] {
+    Figures f;
+    try {
+      f = esft_once(fc, mode, s);
+    } catch (const std::exception& e) {
+      throw esft::Error(fc.plugin + " " + mode + ": " + e.what());
+    }
+    f.measured = true;
+    return std::string(reinterpret_cast<const char*>(&f), sizeof f);
+  });
+  Figures f;
+  if (!bytes || bytes->size() != sizeof f) return Figures{};
+  std::memcpy(&f, bytes->data(), sizeof f);
   return f;
+}
+
+// The accelerators line of the header, asked in a child process (in_child).
+std::string accelerators_line() {
+  const auto line = in_child([] { return esft::describe_accelerators(esft::accelerators()); });
+  return line && !line->empty() ? *line : "accelerators: unknown (the query failed)";
 }
 
 struct HfRun {
@@ -320,7 +347,7 @@ int main(int argc, char** argv) {
     const bool cuda = s.device != "cpu";
 
     const std::string machine = cpu_model() + ", " + std::to_string(at::get_num_threads()) + " threads";
-    const auto accelerators = esft::describe_accelerators(esft::accelerators());
+    const auto accelerators = accelerators_line();
     std::printf("esft-bench-steps: %s; libtorch %s; %s on %s\n%s\n", machine.c_str(), ESFT_TORCH_VERSION_STRING,
                 s.dtype.c_str(), s.device.c_str(), accelerators.c_str());
     if (s.hf && std::system(("'" + s.python + "' -c 'import transformers' >/dev/null 2>&1").c_str()) != 0) {

@@ -54,6 +54,7 @@ Command behaviour_command(); // commands/behaviour.cpp
 Command convert_command();   // commands/convert.cpp
 Command select_data_command(); // commands/select_data.cpp
 Command run_command();       // commands/run.cpp
+Command serve_command();     // commands/serve.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);

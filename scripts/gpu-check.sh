@@ -1,42 +1,65 @@
 #!/usr/bin/env bash
 # The GPU check, for a lent CUDA machine (PyTorch with CUDA and transformers installed, no apt, no network), in one
-# call of under 10 minutes: build esft against the machine's own PyTorch, run the parity suite on the GPU (float32 with
-# the fixtures' tolerances and each attention and expert kernel; bfloat16 with the tolerances stated in
-# tests/family_parity.h), the benchmarks next to Hugging Face transformers (Qwen3-30B-A3B's sizes at 4 layers, then
-# the small configurations of every mode), then every test on the CPU. Everything it prints is also saved under $OUT
-# (default: build-gpu/gpu-check).
+# call of under 10 minutes (the device tool's limit): build what the check runs against the machine's own PyTorch,
+# run the parity suite on the GPU family by family (float32 with the fixtures' tolerances and each attention and
+# expert kernel; bfloat16 with the tolerances stated in tests/family_parity.h), the bundled demo end to end on the
+# GPU, and the benchmarks next to Hugging Face transformers (Qwen3-30B-A3B's sizes at 4 layers, then the small
+# configuration). Every step runs under what is left of the deadline, so that a slow step costs the later ones their
+# time, never the whole call its output. Everything it prints is also saved in $OUT/gpu-check.log, next to the
+# parity list and the benchmarks' JSON (five files: the device tool returns at most eight).
+# The CPU tests are CI's work; --cpu-tests adds them here too, in whatever time is left.
 #
 # Before: scripts/fetch-gpu-debs.sh (on a Debian machine) fills .gpu-debs/, which travels with the working tree.
-# Without a GPU (a dry run on a development machine) the same steps run, the CUDA parity test reports "not run" and
-# the benchmarks measure the CPU.
-#   usage: scripts/gpu-check.sh [--dry-run]
+# Without a GPU (a dry run on a development machine) the same steps run, the CUDA parity reports "not run" and the
+# benchmarks measure the CPU.
+#   usage: scripts/gpu-check.sh [--dry-run] [--cpu-tests] [--only STEP[,STEP...]]
 #   --dry-run: the CPU only, with small benchmarks (what to run here before spending device time)
-#   environment: GPU_CHECK_PYTHON (python3), DEBS_DIR (.gpu-debs), OUT, BENCH_STEPS (esft-bench-steps' arguments,
-#                "--families qwen3_moe,gpt_oss --batch 8 --seq 1024 --repeat 5")
+#   --cpu-tests: build everything and run ctest on the CPU at the end
+#   --only: after the build, only these of parity, demo, bench-30b, bench (a second call on a warm machine)
+#   environment: GPU_CHECK_PYTHON (python3), DEBS_DIR (.gpu-debs), OUT, BUILD_DIR (build-gpu),
+#                GPU_CHECK_SECONDS (the deadline, 560), BENCH_30B_ARGS (added to the Qwen3-30B-A3B runs, e.g.
+#                --no-hf), BENCH_STEPS (esft-bench-steps' arguments,
+#                "--families qwen3_moe,gpt_oss --modes stats,esft,full,lora --batch 8 --seq 1024 --repeat 5")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dry_run=false
-case "${1:-}" in
-  --dry-run) dry_run=true ;;
-  "") ;;
-  *) echo "gpu-check: error: unknown argument '$1' (usage: scripts/gpu-check.sh [--dry-run])" >&2; exit 2 ;;
-esac
+dry_run=false cpu_tests=false only=parity,demo,bench-30b,bench
+while [ $# -gt 0 ]; do
+  case $1 in
+    --dry-run) dry_run=true ;;
+    --cpu-tests) cpu_tests=true ;;
+    --only) only=${2:?--only needs a list of steps}; shift ;;
+    *) echo "gpu-check: error: unknown argument '$1' (usage: scripts/gpu-check.sh [--dry-run] [--cpu-tests] [--only STEPS])" >&2; exit 2 ;;
+  esac
+  shift
+done
+wanted() { [[ ",$only," == *",$1,"* ]]; }
+bench_steps=${BENCH_STEPS:---families qwen3_moe,gpt_oss --modes stats,esft,full,lora --batch 8 --seq 1024 --repeat 5}
 if $dry_run; then
   export CUDA_VISIBLE_DEVICES=""
-  BENCH_STEPS=${BENCH_STEPS:---families qwen3_moe --batch 1 --seq 64 --repeat 1}
+  bench_steps=${BENCH_STEPS:---families qwen3_moe --modes stats,esft --batch 1 --seq 64 --repeat 1}
 fi
 started=$(date +%s)
+deadline=$((started + ${GPU_CHECK_SECONDS:-560}))
 python=${GPU_CHECK_PYTHON:-$(command -v python3)}
 debs=${DEBS_DIR:-.gpu-debs}
 build=${BUILD_DIR:-build-gpu}
 out=${OUT:-$build/gpu-check}
-mkdir -p "$out"
+work=$build/gpu-check-work  # the logs that stay behind (the device tool returns few files)
+mkdir -p "$out" "$work"
 exec > >(tee "$out/gpu-check.log") 2>&1
 step() { printf '\n== [%4ds] %s\n' "$(($(date +%s) - started))" "$*"; }
+# within KEEP CMD...: runs CMD for the time left before the deadline less KEEP seconds, kept for the later steps
+within() {
+  local keep=$1 left
+  shift
+  left=$((deadline - $(date +%s) - keep))
+  if [ "$left" -lt 10 ]; then echo "skipped: the deadline is near"; return 124; fi
+  timeout -k 10 "$left" "$@"
+}
 
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi: no GPU"
-echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 2^20}' /proc/meminfo); $(uname -sr)"
+echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 2^20}' /proc/meminfo); $(uname -sr); $(c++ --version | head -n 1)"
 "$python" -c 'import torch, transformers; print("python", torch.__version__, "CUDA", torch.version.cuda, "GPU visible:", torch.cuda.is_available(), "transformers", transformers.__version__)'
 device=cpu dtype=float32
 if "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then device=cuda dtype=bfloat16; fi
@@ -57,50 +80,83 @@ export PATH=$PATH:$prefix/usr/bin                      # pkg-config and ninja, w
 export PKG_CONFIG_LIBDIR=$libdir/pkgconfig:$prefix/usr/share/pkgconfig
 export PKG_CONFIG_SYSROOT_DIR=$prefix                  # the .pc files say prefix=/usr
 
-step "configure and build ($build, PyTorch of $python)"
+step "configure and build esft-host, the plugins, parity_tests and esft-bench-steps ($build, PyTorch of $python)"
 generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
 rm -f "$build/CMakeCache.txt"  # configure afresh (what a previous call found may be gone); objects are reused
 failed() { grep -m 20 -E "error|Error|ERROR" "$1" || true; tail -n 30 "$1"; exit 1; }
 cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DESFT_PYTHON="$python" \
-  -DCMAKE_PREFIX_PATH="$prefix/usr" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" >"$out/configure.log" 2>&1 \
-  || failed "$out/configure.log"
-grep -E "esft:|CUDA detected|Found Torch" "$out/configure.log" || true
-cmake --build "$build" -j "$(nproc)" >"$out/build.log" 2>&1 || failed "$out/build.log"
-tail -n 1 "$out/build.log"
+  -DCMAKE_PREFIX_PATH="$prefix/usr" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" >"$work/configure.log" 2>&1 \
+  || failed "$work/configure.log"
+grep -E "esft:|CUDA detected|Found Torch" "$work/configure.log" || true
+targets=(esft-host parity_tests esft-bench-steps)
+if $cpu_tests; then targets=(all); fi
+within 240 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" >"$work/build.log" 2>&1 || failed "$work/build.log"
+tail -n 1 "$work/build.log"
 "$build/bin/esft-host" --version
+# LibTorch's wheel exports a copy of std::filesystem: libstdc++'s own references must bind to libstdc++ (on the lent
+# Ubuntu machine they bound to libtorch_cpu, and code that throws filesystem_error crashed).
+echo "esft-host's first libraries: $(readelf -d "$build/bin/esft-host" | awk '/NEEDED/ {printf "%s ", $NF}' | cut -c1-120)"
+rm -f "$work"/ld-bindings.*
+LD_DEBUG=bindings LD_DEBUG_OUTPUT=$work/ld-bindings "$build/bin/esft-host" --version >/dev/null 2>&1 || true
+cat "$work"/ld-bindings.* 2>/dev/null | grep "libstdc++.so.6 \[0\] to .*filesystem_errorE'" | sed -E 's/^ *[0-9]+: *//' | sort -u | head -n 4
 
-step "parity on the GPU (every family: logits, routing, losses, gradients, ESFT freezing, greedy generation)"
-# Case by case, so that one failure (or crash) does not hide the others' figures.
+if wanted parity; then
+step "parity on the GPU (every family: logits, routing, losses, gradients, ESFT freezing, greedy generation, bf16)"
+# A process per family (CUDA starts once per process); a family that fails is run again case by case, so that one
+# failure or crash does not hide the other cases' figures.
 parity=$build/tests/parity_tests
-"$parity" --list-test-cases --no-version | grep -v '^\[doctest\]' | grep -v '^=*$' | while IFS= read -r name; do
-  filter=${name//,/\\,}
-  status=0
-  ESFT_TEST_DEVICE=cuda "$parity" -tc="$filter" >"$out/case.log" 2>&1 || status=$?
-  case $status in 0) result=passed ;; 77) result="not run (no GPU)" ;; *) result="FAILED (exit $status)" ;; esac
-  { grep -E "^parity |ERROR|CRASHED|not run" "$out/case.log" || true; } | sed "s/^/  /" | head -n 20
-  echo "$result: $name"
+cases=$("$parity" --list-test-cases --no-version | grep -v '^\[doctest\]' | grep -v '^=*$')
+families=$(sed -E 's/^([a-z0-9_]+).*/\1/' <<<"$cases" | sort -u)
+run_cases() {  # run_cases FILTER LABEL: one parity_tests process on the GPU, its figures, one result line
+  local status=0 result
+  within 200 env ESFT_TEST_DEVICE=cuda "$parity" -tc="$1" >"$work/case.log" 2>&1 || status=$?
+  case $status in 0) result=passed ;; 77) result="not run (no GPU)" ;; 124) result="TIMED OUT" ;; *) result="FAILED (exit $status)" ;; esac
+  { grep -E "^parity |ERROR|CRASHED|not run|test cases" "$work/case.log" || true; } | sed "s/^/  /" | head -n 60
+  echo "$result: $2"
+  [ "$status" = 0 ] || [ "$status" = 77 ]
+}
+for family in $families; do
+  if ! run_cases "$family*" "$family (every case)"; then
+    grep "^$family" <<<"$cases" | while IFS= read -r name; do run_cases "${name//,/\\,}" "$name" || true; done
+  fi
 done | tee "$out/parity-cuda.txt"
-echo "cases passed on the GPU: $(grep -c '^passed: ' "$out/parity-cuda.txt") of $(grep -cE '^(passed|FAILED)' "$out/parity-cuda.txt")"
+echo "families passed on the GPU: $(grep -c '^passed: .*(every case)' "$out/parity-cuda.txt") of $(wc -w <<<"$families")"
+fi
 
+if wanted demo; then
+step "the bundled demo end to end on the $device (--device auto: scores, select, eval, train, merge)"
+rm -rf "$work/demo"
+# (awk, not head: an early exit would kill the demo with SIGPIPE, which pipefail reports as its failure)
+BUILD_DIR=$build DEMO_OUT=$work/demo within 170 bash scripts/demo.sh 2>&1 | awk '/^==|^exact|^cost|^eval at|error/ && n++ < 40' \
+  || echo "the demo FAILED"
+fi
+
+if wanted bench-30b; then
 step "Qwen3-30B-A3B sizes, 4 layers: statistics pass (8 x 2048) and ESFT step (4 x 2048) next to transformers"
 if $dry_run || [ "$device" = cpu ]; then
   echo "skipped without a GPU (3 billion parameters)"
 else
-  for run in "stats 8" "esft 4"; do
+  later=0; if wanted bench; then later=45; fi  # seconds kept for the small configuration after these
+  for run in "stats 8 $((later + 50))" "esft 4 $((later + 5))"; do  # mode, batch, seconds kept for what follows
     set -- $run
-    "$build/bin/esft-bench-steps" --geometry qwen3-30b-a3b --device cuda --dtype bfloat16 --modes "$1" --batch "$2" \
-      --seq 2048 --repeat 3 --python "$python" --json "$out/bench-30b-$1.json" | tee "$out/bench-30b-$1.txt" \
-      || echo "esft-bench-steps (qwen3-30b-a3b, $1) FAILED"
+    within "$3" "$build/bin/esft-bench-steps" --geometry qwen3-30b-a3b --device cuda --dtype bfloat16 --modes "$1" \
+      --batch "$2" --seq 2048 --repeat 3 --python "$python" ${BENCH_30B_ARGS:-} --json "$out/bench-30b-$1.json" \
+      || echo "esft-bench-steps (qwen3-30b-a3b, $1) FAILED or was cut off"
   done
 fi
+fi
 
-step "statistics pass, ESFT, every-expert and full fine-tuning steps next to transformers ($device, $dtype)"
-# Each measurement is a process of its own (CUDA start-up included), so two families keep this within minutes.
-"$build/bin/esft-bench-steps" --device "$device" --dtype "$dtype" \
-  ${BENCH_STEPS:---families qwen3_moe,gpt_oss --batch 8 --seq 1024 --repeat 5} --python "$python" \
-  --json "$out/bench-steps.json" | tee "$out/bench-steps.txt" || echo "esft-bench-steps FAILED"
+if wanted bench; then
+step "statistics pass, ESFT, full fine-tuning and LoRA steps next to transformers ($device, $dtype)"
+# Each measurement is a process of its own (CUDA start-up included); rows print as they are measured.
+# shellcheck disable=SC2086  # the arguments are meant to split
+within 5 "$build/bin/esft-bench-steps" --device "$device" --dtype "$dtype" $bench_steps --python "$python" \
+  --json "$out/bench-steps.json" || echo "esft-bench-steps FAILED or was cut off"
+fi
 
-step "every test on the CPU"
-ctest --test-dir "$build" -j "$(nproc)" -E 'parity_tests \(cuda\)' 2>&1 | tail -n 4
+if $cpu_tests; then
+  step "every test on the CPU"
+  within 0 ctest --test-dir "$build" -j "$(nproc)" -E 'parity_tests \(cuda\)' 2>&1 | tail -n 8
+fi
 
 step "done"

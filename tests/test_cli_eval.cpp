@@ -2,6 +2,7 @@
 // the reference's evaluation files read as they are.
 #include "cli_support.h"
 #include "fake_judge.h"
+#include "serve_process.h"
 
 #include <fstream>
 
@@ -120,6 +121,36 @@ TEST_CASE("cli eval judge: the reference's prompts go to the endpoint, in parall
   std::string line;
   REQUIRE(std::getline(scores, line));
   CHECK(contains(nlohmann::json::parse(line).at("judge_reply").get<std::string>(), "总分是：8分"));
+}
+
+TEST_CASE("cli eval judge: end to end, with esft-host serve on the tiny model as the judge") {
+  // The protocol against the real server (FakeJudge above stands in where failures must be made on purpose).
+  const auto model = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path() / "examples" / "tiny-model";
+  ServeProcess judge(kHost, {"--model", model.string(), "--api-key-env", "ESFT_TEST_JUDGE_KEY"},
+                     {{"ESFT_TEST_JUDGE_KEY", "sekrit"}});
+  TempDir tmp;
+  write_lines(tmp / "summary.jsonl", kSummaryLines);
+  const Run r = run_host({"eval", "--rescore", (tmp / "summary.jsonl").string(), "--metric", "judge-summary",
+                          "--judge-url", judge.url() + "/v1", "--judge-model", "tiny-model", "--judge-key-env",
+                          "ESFT_TEST_JUDGE_KEY", "--judge-backoff", "0", "--out", (tmp / "scores.jsonl").string()},
+                         {{"ESFT_TEST_JUDGE_KEY", "sekrit"}});
+  expect_success(r);
+  INFO("stdout: ", r.out, "\nstderr: ", r.err);
+  CHECK(contains(r.out, "judge-summary"));
+  CHECK_FALSE(contains(r.err, "failed"));
+  std::ifstream scores(tmp / "scores.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(scores, line); ++lines) {
+    const auto j = nlohmann::json::parse(line);
+    CHECK(j.at("judge_reply").is_string());  // the random tiny model's words: no score in them, so 0
+    CHECK_FALSE(j.contains("judge_error"));
+  }
+  CHECK(lines == 2);
+  CHECK(judge.stop() == 0);
+  const std::string log = judge.log();
+  size_t answered = 0;
+  for (size_t at = 0; (at = log.find("\"POST /v1/chat/completions\" 200", at)) != std::string::npos; ++at) ++answered;
+  CHECK(answered == 2);
 }
 
 TEST_CASE("cli eval judge: requests that keep failing score 0 and say so, and missing options and keys are refused") {
