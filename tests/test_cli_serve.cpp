@@ -241,6 +241,28 @@ TEST_CASE("cli serve: a full queue answers 503, and a client that leaves mid-str
   CHECK(contains(server.log(), "client gone mid-stream"));
 }
 
+TEST_CASE("cli serve: at the connection limit an idle kept-alive connection makes room, busy ones do not") {
+  ServeProcess server(kHost, {"--model", kModel.string(), "--max-connections", "2", "--request-timeout", "3"});
+  const uint16_t port = server.port();
+  {
+    http_client::Connection idle1(port), idle2(port);  // connected, silent: waiting between requests
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto served = http_client::request(port, "GET", "/health");
+    CHECK(served.status == 200);
+    CHECK(idle1.closed_by_server(2000));  // the longest idle gave its place up
+  }
+  {
+    http_client::Connection busy1(port), busy2(port);  // each in the middle of a request
+    busy1.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{");
+    busy2.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto refused = http_client::request(port, "GET", "/health");
+    CHECK(refused.status == 503);
+    CHECK(contains(refused.body, "too many connections"));
+  }
+  CHECK(server.stop() == 0);
+}
+
 TEST_CASE("cli serve: 32 clients with 4 requests each get the answers each prompt gets alone") {
   ServeProcess server(kHost, {"--model", kModel.string(), "--max-batch", "8"});
   const uint16_t port = server.port();

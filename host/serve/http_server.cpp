@@ -74,6 +74,14 @@ void lingering_close(int fd) {
   }
 }
 
+// What the accept loop and a connection's thread share: whether the connection waits between requests, and whether it
+// should give its place up (at the connection limit, an idle kept-alive connection makes room for a new client).
+struct ConnectionFlags {
+  std::atomic<bool> idle{false};
+  std::atomic<bool> evict{false};
+  std::atomic<bool> done{false};
+};
+
 int milliseconds_left(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::max<long long>(0, left));
@@ -83,8 +91,10 @@ int milliseconds_left(Clock::time_point deadline) {
 class Connection final : public HttpExchange {
  public:
   Connection(int fd, std::string peer, const HttpLimits& limits, const HttpHandler& handler,
-             const std::function<void(const std::string&)>& log, const std::atomic<bool>& stopping)
-      : fd_(fd), peer_(std::move(peer)), limits_(limits), handler_(handler), log_(log), stopping_(stopping) {}
+             const std::function<void(const std::string&)>& log, const std::atomic<bool>& stopping,
+             ConnectionFlags& flags)
+      : fd_(fd), peer_(std::move(peer)), limits_(limits), handler_(handler), log_(log), stopping_(stopping),
+        flags_(flags) {}
   ~Connection() override { ::close(fd_); }
 
   void serve() {
@@ -179,6 +189,7 @@ class Connection final : public HttpExchange {
     parser.eager(true);
     bool started = !pending_.empty();
     auto deadline = Clock::now() + (started ? limits_.request_time : limits_.idle_time);
+    flags_.idle = !started;
     bool sent_continue = false;
     while (true) {
       if (!pending_.empty()) {
@@ -202,7 +213,7 @@ class Connection final : public HttpExchange {
       }
       // More bytes are needed: wait for them in short slices, to see a shutdown while idle.
       while (true) {
-        if (!started && stopping_) return -1;
+        if (!started && (stopping_ || flags_.evict)) return -1;
         const int left = milliseconds_left(deadline);
         if (left == 0) return started ? 408 : -1;
         pollfd p{fd_, POLLIN, 0};
@@ -215,6 +226,7 @@ class Connection final : public HttpExchange {
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (n <= 0) return started ? 400 : -1;
       if (!started) {
+        flags_.idle = false;
         started = true;
         deadline = Clock::now() + limits_.request_time;
       }
@@ -276,6 +288,7 @@ class Connection final : public HttpExchange {
   const HttpHandler& handler_;
   const std::function<void(const std::string&)>& log_;
   const std::atomic<bool>& stopping_;
+  ConnectionFlags& flags_;
   std::string pending_;  // bytes read past the current request (pipelining)
   bool keep_alive_ = true, responded_ = false, streaming_ = false, broken_ = false;
   int status_ = 0;
@@ -303,14 +316,29 @@ struct HttpServer::State {
   std::atomic<int> active{0};
   struct Worker {
     std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
+    std::shared_ptr<ConnectionFlags> flags;
   };
   std::list<Worker> workers;
   std::mutex log_mutex;
 
+  // At the connection limit: asks the connection idle the longest (the oldest in the list that waits between requests)
+  // to close, and waits briefly for its place. False when every connection is busy with a request.
+  bool make_room() {
+    for (auto& w : workers) {
+      if (w.flags->idle && !w.flags->done && !w.flags->evict) {
+        w.flags->evict = true;
+        for (int i = 0; i < 100 && active >= limits.max_connections; ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        reap(false);
+        return active < limits.max_connections;
+      }
+    }
+    return false;
+  }
+
   void reap(bool all) {
     for (auto it = workers.begin(); it != workers.end();) {
-      if (all || *it->done) {
+      if (all || it->flags->done) {
         it->thread.join();
         it = workers.erase(it);
       } else {
@@ -405,22 +433,22 @@ std::string HttpServer::run(bool watch_signals) {
       ::close(fd);
       s.log(peer + " \"-\" 503 (" + why + ")");
     };
-    if (s.active >= s.limits.max_connections) {
+    if (s.active >= s.limits.max_connections && !s.make_room()) {
       refuse("too many connections");
       continue;
     }
-    auto done = std::make_shared<std::atomic<bool>>(false);
+    auto flags = std::make_shared<ConnectionFlags>();
     ++s.active;
     try {
-      s.workers.push_back({std::thread([&s, fd, peer, done] {
+      s.workers.push_back({std::thread([&s, fd, peer, flags] {
                              {
-                               Connection connection(fd, peer, s.limits, s.handler, s.log, s.stopping);
+                               Connection connection(fd, peer, s.limits, s.handler, s.log, s.stopping, *flags);
                                connection.serve();
                              }
                              --s.active;
-                             *done = true;
+                             flags->done = true;
                            }),
-                           done});
+                           flags});
     } catch (const std::system_error&) {  // no thread to be had: refuse this one, keep serving
       --s.active;
       refuse("no thread for another connection");
