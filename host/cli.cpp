@@ -19,7 +19,7 @@ std::vector<Command> all_commands() {
           select_command(),   params_command(),    train_command(), merge_command(),   convert_adapter_command(),
           eval_command(),
           behaviour_command(), convert_command(), select_data_command(),
-          run_command(), serve_command()};
+          run_command(), serve_command(), launch_command()};
 }
 
 po::options_description global_options(GlobalOptions& g) {
@@ -67,6 +67,13 @@ int run_cli_echoed(std::vector<std::string> argv) {
 
 int run_cli(int argc, char** argv) {
   GlobalOptions global;
+  // Everything after a standalone `--` is a command line of its own (`launch --nproc 2 -- esft-host scores ...`).
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) != "--") continue;
+    global.trailing_command.assign(argv + i + 1, argv + argc);
+    argc = i;
+    break;
+  }
   auto global_desc = global_options(global);
   po::options_description positional_desc;
   positional_desc.add_options()("command", po::value<std::string>())("args", po::value<std::vector<std::string>>());
@@ -131,6 +138,9 @@ int run_cli(int argc, char** argv) {
     po::notify(command_vm);
   } catch (const po::error& e) {
     rethrow_as_usage(e, command.name);
+  }
+  if (!global.trailing_command.empty() && command.name != "launch") {
+    throw UsageError("a command after `--` belongs to `launch` only");
   }
   return command.run(global, command_vm);
 }

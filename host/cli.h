@@ -23,6 +23,7 @@ struct GlobalOptions {
   std::optional<std::filesystem::path> plugin_dir;
   std::string device = "auto";
   std::string dtype = "auto";
+  std::vector<std::string> trailing_command;  // the words after a standalone `--` (launch's command)
 };
 
 struct Command {
@@ -55,6 +56,7 @@ Command convert_command();   // commands/convert.cpp
 Command select_data_command(); // commands/select_data.cpp
 Command run_command();       // commands/run.cpp
 Command serve_command();     // commands/serve.cpp
+Command launch_command();    // commands/launch.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);
