@@ -26,8 +26,8 @@ class ServeProcess {
  public:
   ServeProcess(const std::filesystem::path& host, std::vector<std::string> args,
                const std::vector<std::pair<std::string, std::string>>& env = {}) {
-    char folder[] = "/tmp/esft-serve-XXXXXX";
-    if (!::mkdtemp(folder)) throw std::runtime_error("mkdtemp failed");
+    std::string folder = (std::filesystem::temp_directory_path() / "esft-serve-XXXXXX").string();  // mkdtemp's pattern
+    if (!::mkdtemp(folder.data())) throw std::runtime_error("cannot make a folder like " + folder);
     dir_ = folder;
     std::vector<std::string> argv_strings = {host.string(), "serve", "--port", "0"};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());

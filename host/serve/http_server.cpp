@@ -313,7 +313,6 @@ struct HttpServer::State {
   int listener = -1;
   uint16_t port = 0;
   std::atomic<bool> stopping{false};
-  std::atomic<int> active{0};
   struct Worker {
     std::thread thread;
     std::shared_ptr<ConnectionFlags> flags;
@@ -327,13 +326,16 @@ struct HttpServer::State {
     for (auto& w : workers) {
       if (w.flags->idle && !w.flags->done && !w.flags->evict) {
         w.flags->evict = true;
-        for (int i = 0; i < 100 && active >= limits.max_connections; ++i)
-          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        for (int i = 0; i < 100 && !w.flags->done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
         reap(false);
-        return active < limits.max_connections;
+        return open_connections() < limits.max_connections;
       }
     }
     return false;
+  }
+
+  int open_connections() const {
+    return static_cast<int>(std::count_if(workers.begin(), workers.end(), [](const Worker& w) { return !w.flags->done; }));
   }
 
   void reap(bool all) {
@@ -433,24 +435,21 @@ std::string HttpServer::run(bool watch_signals) {
       ::close(fd);
       s.log(peer + " \"-\" 503 (" + why + ")");
     };
-    if (s.active >= s.limits.max_connections && !s.make_room()) {
+    if (s.open_connections() >= s.limits.max_connections && !s.make_room()) {
       refuse("too many connections");
       continue;
     }
     auto flags = std::make_shared<ConnectionFlags>();
-    ++s.active;
     try {
       s.workers.push_back({std::thread([&s, fd, peer, flags] {
                              {
                                Connection connection(fd, peer, s.limits, s.handler, s.log, s.stopping, *flags);
                                connection.serve();
                              }
-                             --s.active;
                              flags->done = true;
                            }),
                            flags});
     } catch (const std::system_error&) {  // no thread to be had: refuse this one, keep serving
-      --s.active;
       refuse("no thread for another connection");
     }
   }
@@ -458,7 +457,7 @@ std::string HttpServer::run(bool watch_signals) {
   ::close(s.listener);
   s.listener = -1;
   if (!received.empty()) {
-    s.log(received + ": stopped accepting; finishing the requests of " + std::to_string(s.active.load()) +
+    s.log(received + ": stopped accepting; finishing the requests of " + std::to_string(s.open_connections()) +
           " open connections (a second SIGINT or SIGTERM exits at once)");
   }
   // Each connection finishes the request it is serving, then closes; a second signal does not wait for them.

@@ -28,7 +28,8 @@ class StreamingText {
 
   const tok::Tokenizer& tokenizer_;
   std::vector<std::string> stops_;
-  std::vector<int32_t> tokens_;
+  std::string committed_;      // the text of the tokens before tail_, final
+  std::vector<int32_t> tail_;  // tokens whose text may still change (a character split across tokens)
   std::string text_;
   size_t sent_ = 0;  // bytes of text_ already given out
   bool stopped_ = false;
