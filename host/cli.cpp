@@ -7,6 +7,7 @@
 #include "esft/plugin_abi.h"
 #include "esft/runtime.h"
 #include "esft/version.h"
+#include "distributed/environment.h"
 
 namespace esft::host {
 
@@ -30,6 +31,8 @@ po::options_description global_options(GlobalOptions& g) {
       ("device", po::value<std::string>(&g.device)->default_value("auto"), "auto | cpu | cuda | cuda:N")
       ("dtype", po::value<std::string>(&g.dtype)->default_value("auto"),
        "auto | float32 | bfloat16 (auto: bfloat16 on CUDA, float32 on CPU)")
+      ("dist-timeout", po::value<int>(&g.dist_timeout_s)->default_value(600),
+       "multi-process runs: seconds to wait for the other ranks (rendezvous and each collective) before failing")
       ("help,h", "show help (also after a command)")
       ("version", "print the version");
   return d;
@@ -141,6 +144,14 @@ int run_cli(int argc, char** argv) {
   }
   if (!global.trailing_command.empty() && command.name != "launch") {
     throw UsageError("a command after `--` belongs to `launch` only");
+  }
+  if (global.dist_timeout_s <= 0) throw UsageError("--dist-timeout must be positive");
+  if (!command.multi_process) {
+    if (const auto env = read_distributed_env(); env && env->world_size > 1) {
+      throw UsageError(command.name + " runs as one process, but this is rank " + std::to_string(env->rank) + " of " +
+                       std::to_string(env->world_size) + " (" + env->source + "); only scores and train run over "
+                       "several processes");
+    }
   }
   return command.run(global, command_vm);
 }

@@ -24,6 +24,7 @@ struct GlobalOptions {
   std::string device = "auto";
   std::string dtype = "auto";
   std::vector<std::string> trailing_command;  // the words after a standalone `--` (launch's command)
+  int dist_timeout_s = 600;  // how long a multi-process run waits for its other ranks (rendezvous, collectives)
 };
 
 struct Command {
@@ -32,6 +33,9 @@ struct Command {
   std::string usage;                                   // "forward --model DIR --inputs IN --out OUT"
   std::function<void(po::options_description&)> add_options;
   std::string positional;                              // the option a bare word fills (`run FILE`); "" = none
+  // Runs as several processes (torchrun, srun, `esft-host launch`; host/distributed/). The other commands refuse a
+  // WORLD_SIZE above 1: every rank would do the whole work and write the same files.
+  bool multi_process = false;
   std::function<int(const GlobalOptions&, const po::variables_map&)> run;
 };
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Downloads (does not install) the Debian packages that scripts/gpu-check.sh unpacks on a lent GPU machine, which
 # has PyTorch with CUDA but neither apt nor a network: Boost.Program_options and .Filesystem, toml++, nlohmann/json,
-# doctest, PCRE2, utf8proc, zlib's headers, pkg-config, ninja, and cairo for the pictures (with what cairo.pc requires
-# and what libcairo.so.2 loads; the machine may have no X11 or fontconfig). LibTorch is not among them: there the build
+# doctest, PCRE2, utf8proc, zlib's headers, Gloo's headers (c10d's Gloo header includes them), pkg-config, ninja,
+# and cairo for the pictures (with what cairo.pc requires and what libcairo.so.2 loads; the machine may have no X11
+# or fontconfig). LibTorch is not among them: there the build
 # uses the machine's own PyTorch wheel. About 24 MB, into .gpu-debs/ (ignored by git; carried to the machine with it,
 # where the working tree and it must stay under 64 MiB together).
 #   usage: scripts/fetch-gpu-debs.sh [DEST_DIR]
@@ -14,7 +15,7 @@ packages=(
   libboost1.74-dev libboost-program-options1.74-dev libboost-program-options1.74.0
   libboost-filesystem1.74-dev libboost-filesystem1.74.0 libboost-system1.74-dev libboost-system1.74.0
   libboost-atomic1.74-dev libboost-atomic1.74.0
-  libtomlplusplus-dev libtomlplusplus3 nlohmann-json3-dev doctest-dev
+  libtomlplusplus-dev libtomlplusplus3 nlohmann-json3-dev doctest-dev libgloo-dev
   libpcre2-dev libpcre2-8-0 libutf8proc-dev libutf8proc2 zlib1g-dev
   pkgconf pkgconf-bin libpkgconf3 ninja-build
   # cairo: the -dev packages give the .pc files that `pkg-config --cflags cairo` walks (Requires.private included)

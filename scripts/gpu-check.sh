@@ -4,7 +4,8 @@
 # run the parity suite on the GPU family by family (float32 with the fixtures' tolerances and each attention and
 # expert kernel; bfloat16 with the tolerances stated in tests/family_parity.h), the bundled demo end to end on the
 # GPU, and the benchmarks next to Hugging Face transformers (Qwen3-30B-A3B's sizes at 4 layers, then the small
-# configuration). Every step runs under what is left of the deadline, so that a slow step costs the later ones their
+# configuration), and the multi-process path (c10d with NCCL, one process per GPU, through `esft-host launch`)
+# against one process. Every step runs under what is left of the deadline, so that a slow step costs the later ones their
 # time, never the whole call its output. Everything it prints is also saved in $OUT/gpu-check.log, next to the
 # parity list and the benchmarks' JSON (five files: the device tool returns at most eight).
 # The CPU tests are CI's work; --cpu-tests adds them here too, in whatever time is left.
@@ -15,14 +16,15 @@
 #   usage: scripts/gpu-check.sh [--dry-run] [--cpu-tests] [--only STEP[,STEP...]]
 #   --dry-run: the CPU only, with small benchmarks (what to run here before spending device time)
 #   --cpu-tests: build everything and run ctest on the CPU at the end
-#   --only: after the build, only these of parity, demo, bench-30b, bench (a second call on a warm machine)
+#   --only: after the build, only these of parity, demo, distributed, bench-30b, bench (a second call on a warm
+#           machine)
 #   environment: GPU_CHECK_PYTHON (python3), DEBS_DIR (.gpu-debs), OUT, BUILD_DIR (build-gpu),
 #                GPU_CHECK_SECONDS (the deadline, 560), BENCH_30B_ARGS (added to the Qwen3-30B-A3B runs, e.g.
 #                --no-hf), BENCH_STEPS (esft-bench-steps' arguments,
 #                "--families qwen3_moe,gpt_oss --modes stats,esft,full,lora --batch 8 --seq 1024 --repeat 5")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dry_run=false cpu_tests=false only=parity,demo,bench-30b,bench
+dry_run=false cpu_tests=false only=parity,demo,distributed,bench-30b,bench
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) dry_run=true ;;
@@ -129,6 +131,47 @@ rm -rf "$work/demo"
 # (awk, not head: an early exit would kill the demo with SIGPIPE, which pipefail reports as its failure)
 BUILD_DIR=$build DEMO_OUT=$work/demo within 170 bash scripts/demo.sh 2>&1 | awk '/^==|^exact|^cost|^eval at|error/ && n++ < 40' \
   || echo "the demo FAILED"
+fi
+
+if wanted distributed; then
+gpus=1
+if [ "$device" = cuda ]; then gpus=$("$python" -c 'import torch; print(torch.cuda.device_count())'); fi
+step "multi-process path: $gpus process(es) through esft-host launch ($([ "$device" = cuda ] && echo NCCL || echo Gloo)) against one process"
+dist=$work/distributed
+rm -rf "$dist"; mkdir -p "$dist/model"
+cp tests/data/hf/qwen3_moe/model/* examples/tiny-tokenizer/tokenizer.json examples/tiny-tokenizer/tokenizer_config.json "$dist/model/"
+printf '{"experts": {"0": [0, 3], "1": [1, 2, 5], "2": [4]}, "shared_experts": false, "non_expert_modules": false}\n' >"$dist/experts.json"
+printf 'learning_rate = 1e-4\nsteps = 4\nbatch_size = %d\ngradient_accumulation_steps = 2\nseq_length = 128\neval_steps = 0\nsave_steps = 2\n' \
+  "$((2 * gpus))" >"$dist/train.toml"
+host=$build/bin/esft-host
+data=examples/tiny-task/train.jsonl
+dist_run() {  # dist_run NAME NPROC ARGS...: one process (NPROC 0) or NPROC through launch, in float32
+  local name=$1 nproc=$2; shift 2
+  local cmd=("$host" --device "$device" --dtype float32 "$@")
+  if [ "$nproc" -gt 0 ]; then cmd=("$host" launch --nproc "$nproc" -- "${cmd[@]}"); fi
+  within 60 "${cmd[@]}" >"$dist/$name.log" 2>&1 || { echo "$name FAILED:"; tail -n 5 "$dist/$name.log"; }
+}
+for n in 0 "$gpus"; do
+  dist_run "scores-$n" "$n" scores --model "$dist/model" --data "$data" --out "$dist/scores-$n" --batch-size 3 --n-sample-tokens 1500
+  dist_run "train-$n" "$n" train --model "$dist/model" --expert-config "$dist/experts.json" --data "$data" \
+    --config "$dist/train.toml" --out "$dist/train-$n"
+done
+grep -h "processes (" "$dist"/*.log | sort -u | head -n 2
+"$python" - "$dist" "$gpus" <<'PY' || echo "the comparison FAILED"
+import json, sys, torch
+from safetensors.torch import load_file
+d, n = sys.argv[1], sys.argv[2]
+a, b = json.load(open(f"{d}/scores-0/scores.json")), json.load(open(f"{d}/scores-{n}/scores.json"))
+counts = all(a["layers"][l]["token_count"] == b["layers"][l]["token_count"] for l in a["layers"])
+gates = max(abs(x - y) for l in a["layers"] for x, y in zip(a["layers"][l]["gate_sum"], b["layers"][l]["gate_sum"]))
+print(f"scores.json, 1 process vs {n} through c10d: counts {'identical' if counts else 'DIFFER'}, gate sums max diff {gates:.3g}")
+x, y = load_file(f"{d}/train-0/adapter/model.safetensors"), load_file(f"{d}/train-{n}/adapter/model.safetensors")
+diff = max((x[k].double() - y[k].double()).abs().max().item() for k in x)
+m0 = [json.loads(l) for l in open(f"{d}/train-0/metrics.jsonl") if '"loss"' in l]
+m1 = [json.loads(l) for l in open(f"{d}/train-{n}/metrics.jsonl") if '"loss"' in l]
+print(f"ESFT adapter after 4 steps, 1 process vs {n}: max diff {diff:.3g}; losses {[round(m['loss'], 6) for m in m0]} vs "
+      f"{[round(m['loss'], 6) for m in m1]}; comm bytes per step {m1[-1].get('comm_bytes', 0)}")
+PY
 fi
 
 if wanted bench-30b; then

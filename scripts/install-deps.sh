@@ -2,7 +2,8 @@
 # Installs what esft needs to build and test on Debian 12:
 #  - Debian packages: compilers (clang 14, whose libFuzzer runtime the fuzz targets use, and g++), CMake, Ninja,
 #    Boost.Program_options and .Filesystem, toml++, nlohmann/json, doctest, PCRE2, utf8proc, zlib, cairo (pictures),
-#    libcurl (the judge metrics' requests), Chromium and its WebDriver (the browser test of `serve`'s chat page), curl;
+#    libcurl (the judge metrics' requests), Gloo's headers (the PyTorch wheel links Gloo, for multi-process runs,
+#    but leaves its headers out), Chromium and its WebDriver (the browser test of `serve`'s chat page), curl;
 #  - .venv, a project-local Python environment with PyTorch 2.11.0 from PyPI (the wheel whose LibTorch every build
 #    links; CUDA 13.0) and the Hugging Face stack benchmarks and fixture generation compare against, every package
 #    pinned (scripts/python/requirements.txt, constraints.txt). About 3.3 GB to download, 5.5 GB installed.
@@ -14,7 +15,7 @@ packages=(
   build-essential cmake ninja-build ccache clang-14 libclang-rt-14-dev
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
   libtomlplusplus-dev nlohmann-json3-dev doctest-dev
-  pkg-config libpcre2-dev libutf8proc-dev zlib1g-dev libcairo2-dev libcurl4-openssl-dev
+  pkg-config libpcre2-dev libutf8proc-dev zlib1g-dev libcairo2-dev libcurl4-openssl-dev libgloo-dev
   chromium chromium-driver fonts-liberation curl
 )
 command -v python3 >/dev/null || packages+=(python3 python3-venv)

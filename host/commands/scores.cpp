@@ -1,12 +1,15 @@
 // `esft-host scores`: routing statistics of a task (shared/spec/ESFT.md §1). Training samples, rendered and
 // tokenized exactly as for training, are shuffled by seed and run through the model without gradients or logits
 // until the token budget is reached; a RouterHook counts each expert's tokens and weights per MoE layer.
+// Under torchrun, srun or `esft-host launch` the ranks share the batches and rank 0 writes the scores.json one
+// process would have written.
 #include <ATen/ATen.h>
 
 #include <chrono>
 #include <iostream>
 
 #include "../cli.h"
+#include "distributed/process_group.h"
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
@@ -32,7 +35,10 @@ Command scores_command() {
         ("seq-length", po::value<int64_t>()->default_value(4096), "longer samples keep their last seq-length tokens")
         ("legacy-logs", po::bool_switch(), "also write the reference's expert_weights_{layer}.txt logs");
   };
-  c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
+  c.multi_process = true;
+  c.run = [](const GlobalOptions& options_in, const po::variables_map& vm) {
+    GlobalOptions global = options_in;
+    dist::Communicator& comm = join_process_group(global);
     const int64_t budget = vm["n-sample-tokens"].as<int64_t>(), batch_size = vm["batch-size"].as<int64_t>();
     const int64_t seq_length = vm["seq-length"].as<int64_t>();
     if (budget <= 0 || batch_size <= 0 || seq_length <= 0) {
@@ -42,7 +48,7 @@ Command scores_command() {
     if (!std::filesystem::is_directory(out_dir)) {
       const auto parent = std::filesystem::absolute(out_dir).parent_path();
       if (!std::filesystem::is_directory(parent)) throw Error("--out: " + parent.string() + " does not exist");
-      std::filesystem::create_directory(out_dir);
+      std::filesystem::create_directories(out_dir);  // every rank may, at once
     }
     const std::filesystem::path model_dir = vm["model"].as<std::string>();
     const auto tokenizer = tok::Tokenizer::load(model_dir);
@@ -56,48 +62,110 @@ Command scores_command() {
 
     const auto moe = m.model->moe_layers();
     if (moe.empty()) throw Error("the model has no MoE layers");
-    pipeline::RoutingCollector collector(m.config.model_type, moe.front()->num_experts(), moe.front()->top_k(),
-                                         vm["legacy-logs"].as<bool>());
+    const int64_t E = moe.front()->num_experts();
+    pipeline::RoutingCollector collector(m.config.model_type, E, moe.front()->top_k(), vm["legacy-logs"].as<bool>());
     ForwardOptions options;
     options.logits = LogitsMode::None;
     options.routing_only = true;
     options.hooks.push_back(&collector);
     at::NoGradGuard no_grad;
+
+    // The batches one process runs: whole batches in sample order until the budget of real tokens is reached.
+    std::vector<std::pair<size_t, size_t>> plan;  // [begin, end) of samples
+    int64_t planned_tokens = 0;
+    for (size_t begin = 0; begin < samples.size() && planned_tokens < budget;) {
+      const size_t end = std::min(samples.size(), begin + static_cast<size_t>(batch_size));
+      for (size_t i = begin; i < end; ++i) planned_tokens += static_cast<int64_t>(samples[i].ids.size());
+      plan.emplace_back(begin, end);
+      begin = end;
+    }
+    // Several processes take the batches in turns (a round is one batch per rank). Each round's parts are summed
+    // over the ranks in slots, one per batch, and added in batch order: the totals of one process, bit for bit.
+    const int world = comm.world_size();
+    std::vector<int> layers;
+    for (const auto* layer : moe) layers.push_back(layer->layer_index());
+    const auto L = static_cast<int64_t>(layers.size());
     const auto start = std::chrono::steady_clock::now();
-    size_t next = 0, used = 0;
-    while (next < samples.size() && collector.tokens() < budget) {
-      std::vector<const data::Sample*> batch;
-      for (; next < samples.size() && static_cast<int64_t>(batch.size()) < batch_size; ++next) batch.push_back(&samples[next]);
-      const auto rows = data::pad_batch(batch, encoder.pad_id());
-      const int64_t B = static_cast<int64_t>(rows.size()), T = static_cast<int64_t>(rows.front().ids.size());
-      std::vector<int64_t> flat_ids, flat_mask;
-      for (const auto& r : rows) {
-        flat_ids.insert(flat_ids.end(), r.ids.begin(), r.ids.end());
-        flat_mask.insert(flat_mask.end(), r.attention_mask.begin(), r.attention_mask.end());
+    size_t used = 0;
+    for (size_t round = 0; round < plan.size(); round += static_cast<size_t>(world)) {
+      auto counts = at::zeros({world, L, E + 1}, at::kLong);  // per slot and layer: expert counts, then tokens
+      auto gates = at::zeros({world, L, E}, at::kDouble);
+      if (const size_t mine = round + static_cast<size_t>(comm.rank()); mine < plan.size()) {
+        std::vector<const data::Sample*> batch;
+        for (size_t i = plan[mine].first; i < plan[mine].second; ++i) batch.push_back(&samples[i]);
+        const auto rows = data::pad_batch(batch, encoder.pad_id());
+        const int64_t B = static_cast<int64_t>(rows.size()), T = static_cast<int64_t>(rows.front().ids.size());
+        std::vector<int64_t> flat_ids, flat_mask;
+        for (const auto& r : rows) {
+          flat_ids.insert(flat_ids.end(), r.ids.begin(), r.ids.end());
+          flat_mask.insert(flat_mask.end(), r.attention_mask.begin(), r.attention_mask.end());
+        }
+        auto ids = at::tensor(flat_ids, at::kLong).view({B, T}), mask = at::tensor(flat_mask, at::kLong).view({B, T});
+        collector.set_batch_shape(B, T);
+        m.model->forward(ids.to(m.device), mask.to(m.device), options);
+        const auto part = collector.take_part();
+        for (int64_t l = 0; l < L; ++l) {
+          const auto it = part.layers.find(layers[static_cast<size_t>(l)]);
+          if (it == part.layers.end()) continue;
+          const auto& r = it->second;
+          auto* c = counts[comm.rank()][l].data_ptr<int64_t>();
+          std::copy(r.token_count.begin(), r.token_count.end(), c);
+          c[E] = r.tokens;
+          std::copy(r.gate_sum.begin(), r.gate_sum.end(), gates[comm.rank()][l].data_ptr<double>());
+        }
       }
-      auto ids = at::tensor(flat_ids, at::kLong).view({B, T}), mask = at::tensor(flat_mask, at::kLong).view({B, T});
-      collector.set_batch_shape(B, T);
-      m.model->forward(ids.to(m.device), mask.to(m.device), options);
-      used += batch.size();
-      std::cerr << "\rscores: " << used << " samples, " << collector.tokens() << " tokens" << std::flush;
+      if (!comm.is_solo()) {
+        auto c = counts.to(m.device), g = gates.to(m.device);
+        comm.all_reduce_sum(c);
+        comm.all_reduce_sum(g);
+        counts = c.cpu(), gates = g.cpu();
+      }
+      for (int slot = 0; slot < world && round + static_cast<size_t>(slot) < plan.size(); ++slot) {
+        pipeline::RoutingStats part;
+        for (int64_t l = 0; l < L; ++l) {
+          auto& r = part.layers[layers[static_cast<size_t>(l)]];
+          const auto* c = counts[slot][l].data_ptr<int64_t>();
+          const auto* g = gates[slot][l].data_ptr<double>();
+          r.token_count.assign(c, c + E);
+          r.tokens = c[E];
+          r.gate_sum.assign(g, g + E);
+        }
+        collector.add_part(part);
+        used = plan[round + static_cast<size_t>(slot)].second;
+      }
+      if (comm.is_root()) {
+        std::cerr << "\rscores: " << used << " samples, " << collector.tokens() << " tokens" << std::flush;
+      }
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cerr << " (" << (seconds > 0 ? static_cast<double>(collector.tokens()) / seconds : 0.0) << " tokens/s)\n";
-    if (collector.tokens() < budget) {
+    if (comm.is_root()) {
+      std::cerr << " (" << (seconds > 0 ? static_cast<double>(collector.tokens()) / seconds : 0.0) << " tokens/s"
+                << (world > 1 ? " over " + std::to_string(world) + " processes" : "") << ")\n";
+    }
+    if (collector.tokens() != planned_tokens) {
+      throw Error("scores: the routers saw " + std::to_string(collector.tokens()) + " real tokens where the batches "
+                  "hold " + std::to_string(planned_tokens) + " (a family that routes padding?)");
+    }
+    if (collector.tokens() < budget && comm.is_root()) {
       std::cerr << "scores: the data holds only " << collector.tokens() << " tokens, fewer than --n-sample-tokens "
                 << budget << "\n";
     }
-
-    write_text_atomically(out_dir / "scores.json", collector.stats().to_json().dump() + "\n");
+    // Legacy logs hold each rank's own sequences, under rank_R/ as the reference writes them; scores.json is rank
+    // 0's alone.
     if (vm["legacy-logs"].as<bool>()) {
+      const auto dir = world > 1 ? out_dir / ("rank_" + std::to_string(comm.rank())) : out_dir;
+      std::filesystem::create_directories(dir);
       for (const auto& [layer, lines] : collector.legacy_lines()) {
         std::string text;
         for (const auto& l : lines) text += l + "\n";
-        write_text_atomically(out_dir / ("expert_weights_" + std::to_string(layer) + ".txt"), text);
+        write_text_atomically(dir / ("expert_weights_" + std::to_string(layer) + ".txt"), text);
       }
     }
+    if (!comm.is_root()) return 0;
+    write_text_atomically(out_dir / "scores.json", collector.stats().to_json().dump() + "\n");
     std::cout << "wrote " << (out_dir / "scores.json").string() << ": " << moe.size() << " MoE layers, "
-              << collector.tokens() << " tokens from " << used << " samples\n";
+              << collector.tokens() << " tokens from " << used << " samples"
+              << (world > 1 ? " (" + std::to_string(world) + " processes)" : "") << "\n";
     return 0;
   };
   return c;

@@ -14,6 +14,7 @@
 
 #include "../cli.h"
 #include "../train_methods/method.h"
+#include "distributed/process_group.h"
 #include "esft/data/batching.h"
 #include "esft/data/samples.h"
 #include "esft/error.h"
@@ -49,6 +50,12 @@ class StopSignals {
   void (*term_)(int);
 };
 
+// Where the other ranks' messages for the user go: nowhere.
+std::ostream& quiet_stream() {
+  static std::ostream discard(nullptr);
+  return discard;
+}
+
 std::string duration_text(double seconds) {
   const auto s = static_cast<int64_t>(seconds + 0.5);
   std::ostringstream out;
@@ -61,8 +68,10 @@ std::string duration_text(double seconds) {
 // One progress line per step: rewritten in place on a terminal, every log_steps steps otherwise.
 class Progress {
  public:
-  Progress(int64_t steps, int64_t log_steps) : steps_(steps), log_steps_(log_steps), tty_(isatty(2) != 0) {}
+  Progress(int64_t steps, int64_t log_steps, bool enabled)
+      : steps_(steps), log_steps_(log_steps), tty_(isatty(2) != 0), enabled_(enabled) {}
   void step(const train::StepReport& r) {
+    if (!enabled_) return;
     char line[256];
     std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  grad-norm %.3f  %.0f tok/s  ETA %s",
                   static_cast<long long>(r.step), static_cast<long long>(steps_), r.loss, r.lr, r.grad_norm,
@@ -75,6 +84,7 @@ class Progress {
     }
   }
   void line(const std::string& text) {
+    if (!enabled_) return;
     if (open_) std::cerr << "\n", open_ = false;
     std::cerr << text << "\n";
   }
@@ -84,7 +94,7 @@ class Progress {
 
  private:
   int64_t steps_, log_steps_;
-  bool tty_, open_ = false;
+  bool tty_, enabled_, open_ = false;
 };
 
 // Checks --out before any work (it is created only once the model, the expert config and the data are good, so a
@@ -178,7 +188,12 @@ Command train_command() {
          "router: train a Select-MoE model's routers with the trash constraint, write an adapter")
         ("resume", po::bool_switch(), "continue from the newest checkpoint in --out");
   };
-  c.run = [](const GlobalOptions& global, const po::variables_map& vm) {
+  c.multi_process = true;
+  c.run = [](const GlobalOptions& options_in, const po::variables_map& vm) {
+    GlobalOptions global = options_in;
+    dist::Communicator& comm = join_process_group(global);
+    // Rank 0 speaks for a run of several processes; the others print only their errors.
+    std::ostream& say = comm.is_root() ? std::cout : quiet_stream();
     auto method = make_training_method(vm["method"].as<std::string>(), vm);
     train::TrainOptions options = method->defaults();
     if (vm.count("config")) options = train::TrainOptions::load_toml(vm["config"].as<std::string>(), options);
@@ -247,30 +262,40 @@ Command train_command() {
     auto eval_rows = split.eval.empty() ? std::vector<data::Row>{} : make(split.eval);
 
     fs::create_directories(out);
+    if (comm.world_size() > options.batch_size) {
+      throw Error("batch_size " + std::to_string(options.batch_size) + " is smaller than the " +
+                  std::to_string(comm.world_size()) + " processes: each rank takes a share of every micro-batch's "
+                  "rows, so some would have none (raise batch_size, or lower gradient_accumulation_steps with it)");
+    }
     train::Trainer trainer(*m.model, options, std::move(train_rows), std::move(eval_rows), encoder.pad_id(), m.device,
-                           out, fingerprint);
+                           out, fingerprint, comm);
 
     int64_t total_params = 0;
     for (const auto& p : m.model->parameters()) total_params += p.numel();
     for (const auto& b : m.model->buffers()) total_params += b.numel();
-    std::cout << "model      " << model_dir.string() << " (" << m.family->name() << ", " << dtype_label(m.dtype)
+    say << "model      " << model_dir.string() << " (" << m.family->name() << ", " << dtype_label(m.dtype)
               << ", " << m.device.str() << ")\n";
-    std::cout << "trainable  " << trainer.trainable_numel() << " of " << total_params << " parameters ("
+    say << "trainable  " << trainer.trainable_numel() << " of " << total_params << " parameters ("
               << std::fixed << std::setprecision(2) << 100.0 * static_cast<double>(trainer.trainable_numel()) /
                      static_cast<double>(total_params)
               << "%): " << method->trainable_summary(m) << "\n";
-    std::cout << "optimizer  AdamW, state " << mib_text(trainer.optimizer().state_bytes()) << "\n";
-    std::cout << "data       " << split.train.size() << " train samples -> " << trainer.train_rows() << " rows; "
+    say << "optimizer  AdamW, state " << mib_text(trainer.optimizer().state_bytes()) << "\n";
+    say << "data       " << split.train.size() << " train samples -> " << trainer.train_rows() << " rows; "
               << split.eval.size() << " eval samples -> " << trainer.eval_rows() << " rows\n";
-    std::cout << "schedule   " << options.steps << " steps x " << options.gradient_accumulation_steps << " x "
+    say << "schedule   " << options.steps << " steps x " << options.gradient_accumulation_steps << " x "
               << options.batch_size << " rows of " << options.seq_length << " tokens, lr "
               << std::scientific << std::setprecision(2) << options.learning_rate << std::defaultfloat << " ("
               << train::schedule_name(options.lr_scheduler) << ", " << options.warmup_steps << " warmup)";
-    if (!m.model->moe_layers().empty()) std::cout << ", routers " << train::router_mode_name(options.router_mode);
-    std::cout << "\n" << std::flush;
+    if (!m.model->moe_layers().empty()) say << ", routers " << train::router_mode_name(options.router_mode);
+    if (!comm.is_solo()) {
+      say << "\nprocesses  " << comm.world_size() << " (" << comm.backend() << "), each "
+          << dist::share_of(options.batch_size, 0, comm.world_size()).size() << " or fewer rows of every micro-batch; "
+          << "the trainable tensors' gradients are summed over them every step";
+    }
+    say << "\n" << std::flush;
 
-    if (resume) std::cout << "resumed    at step " << trainer.resume() << "\n" << std::flush;
-    Progress progress(options.steps, options.log_steps);
+    if (resume) say << "resumed    at step " << trainer.resume() << "\n" << std::flush;
+    Progress progress(options.steps, options.log_steps, comm.is_root());
     TrainingRunInfo run{model_dir, out, options, fingerprint, {}, train::Trainer::Outcome::Finished};
     {
       StopSignals signals;
@@ -289,11 +314,13 @@ Command train_command() {
     }
     progress.finish();
     if (run.outcome == train::Trainer::Outcome::Interrupted) {
-      const int sig = g_stop_signal.load();
-      std::cerr << "esft-host: interrupted at step " << trainer.step() << "; checkpoint saved in "
+      // A rank stopped by another's signal ends as that one does.
+      const int sig = g_stop_signal.load() ? g_stop_signal.load() : SIGTERM;
+      if (comm.is_root()) std::cerr << "esft-host: interrupted at step " << trainer.step() << "; checkpoint saved in "
                 << (out / "checkpoints").string() << "; continue with --resume\n";
       return 128 + sig;
     }
+    if (!comm.is_root()) return 0;  // rank 0 writes what the run leaves
     if (run.outcome == train::Trainer::Outcome::EarlyStopped) {
       std::cout << "early stop at step " << trainer.step() << ": " << options.early_stop_patience
                 << " evaluations without an improvement of more than " << options.early_stop_min_delta << "\n";

@@ -44,20 +44,47 @@ void RoutingCollector::count_on_device(const RouterEvent& event) {
   d.gates.index_add_(0, experts, event.topk_weight.detach().reshape({-1}).to(at::kDouble) * chosen);
 }
 
-void RoutingCollector::flush() const {
+RoutingStats RoutingCollector::pending_part() const {
+  RoutingStats part;
+  part.model_type = stats_.model_type;
+  part.num_experts = stats_.num_experts;
+  part.top_k = stats_.top_k;
+  const int64_t E = stats_.num_experts;
   for (auto& [layer, d] : pending_) {
-    auto& r = stats_.layers[layer];
-    const int64_t E = stats_.num_experts;
-    if (r.token_count.empty()) r.token_count.assign(E, 0), r.gate_sum.assign(E, 0.0);
-    r.tokens += d.tokens.item<int64_t>();
+    auto& r = part.layers[layer];
+    r.tokens = d.tokens.item<int64_t>();
     const auto counts = d.counts.cpu(), gates = d.gates.cpu();
-    for (int64_t e = 0; e < E; ++e) {
-      r.token_count[e] += counts.data_ptr<int64_t>()[e];
-      r.gate_sum[e] += gates.data_ptr<double>()[e];
-    }
+    r.token_count.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + E);
+    r.gate_sum.assign(gates.data_ptr<double>(), gates.data_ptr<double>() + E);
   }
   pending_.clear();
+  for (auto& [layer, r] : host_pending_) part.layers[layer] = std::move(r);
+  host_pending_.clear();
+  return part;
 }
+
+namespace {
+
+void add_into(RoutingStats& totals, const RoutingStats& part) {
+  const int64_t E = totals.num_experts;
+  for (const auto& [layer, p] : part.layers) {
+    auto& r = totals.layers[layer];
+    if (r.token_count.empty()) r.token_count.assign(E, 0), r.gate_sum.assign(E, 0.0);
+    r.tokens += p.tokens;
+    for (int64_t e = 0; e < E; ++e) {
+      r.token_count[e] += p.token_count[e];
+      r.gate_sum[e] += p.gate_sum[e];
+    }
+  }
+}
+
+}  // namespace
+
+void RoutingCollector::add_part(const RoutingStats& part) { add_into(stats_, part); }
+
+RoutingStats RoutingCollector::take_part() { return pending_part(); }
+
+void RoutingCollector::flush() const { add_into(stats_, pending_part()); }
 
 void RoutingCollector::count_on_host(const RouterEvent& event) {
   // Every token's choice goes into a log line: one host copy per layer and forward.
@@ -66,7 +93,7 @@ void RoutingCollector::count_on_host(const RouterEvent& event) {
   at::Tensor mask = event.token_mask.defined() ? event.token_mask.to(at::kCPU).to(at::kBool).contiguous()
                                                : at::ones({idx.size(0)}, at::kBool);
   const int64_t N = idx.size(0), k = idx.size(1), E = stats_.num_experts;
-  auto& r = stats_.layers[event.layer];
+  auto& r = host_pending_[event.layer];
   if (r.token_count.empty()) r.token_count.assign(E, 0), r.gate_sum.assign(E, 0.0);
   const auto* ids = idx.data_ptr<int64_t>();
   const auto* ws = weight.data_ptr<double>();

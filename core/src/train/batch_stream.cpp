@@ -53,11 +53,13 @@ const data::Row& BatchStream::at_position(int64_t p) {
   return rows_[order_[p % n]];
 }
 
-Batch BatchStream::next(int64_t batch_size) {
+std::vector<const data::Row*> BatchStream::next_rows(int64_t batch_size) {
   std::vector<const data::Row*> rows;
   for (int64_t i = 0; i < batch_size; ++i) rows.push_back(&at_position(position_++));
-  return collate(rows, pad_id_);
+  return rows;
 }
+
+Batch BatchStream::next(int64_t batch_size) { return collate(next_rows(batch_size), pad_id_); }
 
 std::vector<data::Row> make_rows(const std::vector<data::Sample>& samples, bool packing, int64_t seq_length,
                                  int32_t pad_id, double random_concat_ratio, uint64_t seed) {

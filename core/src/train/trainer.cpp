@@ -77,9 +77,10 @@ std::vector<fs::path> list_checkpoints(const fs::path& out_dir) {
 
 Trainer::Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row> train_rows,
                  std::vector<data::Row> eval_rows, int32_t pad_id, const c10::Device& device, fs::path out_dir,
-                 nlohmann::json fingerprint)
+                 nlohmann::json fingerprint, dist::Communicator& comm)
     : model_(model),
       options_(std::move(options)),
+      comm_(comm),
       stream_(std::move(train_rows), options_.seed, pad_id),
       eval_rows_(std::move(eval_rows)),
       pad_id_(pad_id),
@@ -90,8 +91,22 @@ Trainer::Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row
   options_.validate();
   if (options_.max_eval_rows > 0 && eval_rows_.size() > static_cast<size_t>(options_.max_eval_rows))
     eval_rows_.resize(static_cast<size_t>(options_.max_eval_rows));
+  if (!comm_.is_solo()) {
+    const auto share = dist::share_of(static_cast<int64_t>(eval_rows_.size()), comm_.rank(), comm_.world_size());
+    eval_share_.assign(eval_rows_.begin() + share.begin, eval_rows_.begin() + share.end);
+  }
   params_ = pipeline::trainable_parameters(model_);
   if (params_.empty()) throw Error("nothing to train: the expert config selects no experts and no other modules");
+  // Every rank starts from rank 0's trainable tensors (freshly initialised ones, as LoRA's, included), as
+  // PyTorch's DistributedDataParallel does.
+  if (!comm_.is_solo()) {
+    at::NoGradGuard no_grad;
+    for (auto& [name, p] : params_) {
+      auto value = p.detach().contiguous();
+      comm_.broadcast(value, 0);
+      if (value.data_ptr() != p.data_ptr()) p.copy_(value);
+    }
+  }
   AdamWSettings s;
   s.beta1 = options_.adam_beta1;
   s.beta2 = options_.adam_beta2;
@@ -113,16 +128,28 @@ StepReport Trainer::train_step() {
   model_.train();
   for (auto& p : params_) p.second.mutable_grad() = at::Tensor();
 
+  // The step's micro-batches: the global ones define the token weights; this rank runs its share of their rows.
   std::vector<Batch> micro;
   int64_t label_tokens = 0, tokens = 0;
+  const int world = comm_.world_size();
   for (int64_t i = 0; i < options_.gradient_accumulation_steps; ++i) {
-    micro.push_back(stream_.next(options_.batch_size));
-    label_tokens += micro.back().label_tokens;
-    tokens += micro.back().tokens;
+    auto rows = stream_.next_rows(options_.batch_size);
+    const auto whole = collate(rows, pad_id_);
+    label_tokens += whole.label_tokens;
+    tokens += whole.tokens;
+    if (world == 1) {
+      micro.push_back(whole);
+      continue;
+    }
+    const auto share = dist::share_of(static_cast<int64_t>(rows.size()), comm_.rank(), world);
+    if (share.size() == 0) continue;
+    micro.push_back(collate({rows.begin() + share.begin, rows.begin() + share.end}, pad_id_));
   }
   // The step's randomness (router jitter) from (seed, step): a resumed run draws what the uninterrupted one did.
-  at::manual_seed(options_.seed * 1000003ULL + static_cast<uint64_t>(step_));
+  // Each rank draws its own (rank 0 the stream one process draws).
+  at::manual_seed(options_.seed * 1000003ULL + static_cast<uint64_t>(step_) + 0x9E3779B9ULL * static_cast<uint64_t>(comm_.rank()));
   double loss_sum = 0;
+  const double micro_batches = static_cast<double>(options_.gradient_accumulation_steps * world);
   for (const auto& b : micro) {
     if (b.label_tokens == 0) continue;  // nothing to learn from an all-padding micro-batch
     ForwardOptions fo;
@@ -135,11 +162,15 @@ StepReport Trainer::train_step() {
     const double weight = static_cast<double>(b.label_tokens) / static_cast<double>(label_tokens);
     auto loss = chunked_causal_lm_loss(out.final_hidden, model_.output_embedding(), b.labels.to(device_)) * weight;
     loss_sum += loss.item<double>();
-    const auto routers = objective_.loss(out, mask, step_, 1.0 / static_cast<double>(micro.size()));
+    // The routers' losses are per forward, averaged over every rank's forwards of the step.
+    const auto routers = objective_.loss(out, mask, step_, 1.0 / micro_batches);
     if (routers.defined()) loss = loss + routers;
     // Without trainable routers the load-balancing loss reaches no trainable tensor: nothing to back-propagate.
     if (loss.requires_grad()) loss.backward();
   }
+  bool stop = stop_ && stop_->load() != 0;
+  const uint64_t comm_bytes = comm_.is_solo() ? 0 : reduce_gradients(loss_sum, stop);
+  group_stop_ = stop;
 
   std::vector<at::Tensor> tensors;
   for (const auto& p : params_) tensors.push_back(p.second);
@@ -164,8 +195,37 @@ StepReport Trainer::train_step() {
   r.eta_s = run_elapsed_s_ / static_cast<double>(run_steps_) * static_cast<double>(options_.steps - step_);
   r.peak_rss_mib = peak_rss_mib();
   r.peak_memory_mib = peak_memory_mib(device_);
+  r.comm_bytes = comm_bytes;
   r.routing = objective_.take_figures();
   return r;
+}
+
+uint64_t Trainer::reduce_gradients(double& loss_sum, bool& stop) {
+  at::NoGradGuard no_grad;
+  const uint64_t before = comm_.reduced_bytes();
+  // One small collective first: which tensors have a gradient on some rank (an expert no rank's tokens reached has
+  // none, and AdamW leaves it untouched, as in one process), the step's loss, and whether a rank was asked to stop.
+  const auto P = static_cast<int64_t>(params_.size());
+  auto small = at::zeros({P + 2}, at::kDouble);
+  auto* flags = small.data_ptr<double>();
+  for (int64_t i = 0; i < P; ++i) flags[i] = params_[static_cast<size_t>(i)].second.grad().defined() ? 1.0 : 0.0;
+  flags[P] = loss_sum;
+  flags[P + 1] = stop ? 1.0 : 0.0;
+  auto reduced = small.to(device_);
+  comm_.all_reduce_sum(reduced);
+  small = reduced.cpu();
+  flags = small.data_ptr<double>();
+  loss_sum = flags[P];
+  stop = flags[P + 1] > 0;
+  std::vector<at::Tensor> grads;
+  for (int64_t i = 0; i < P; ++i) {
+    auto& p = params_[static_cast<size_t>(i)].second;
+    if (flags[i] == 0) continue;
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  dist::all_reduce_sum_bucketed(comm_, grads);
+  return comm_.reduced_bytes() - before;
 }
 
 MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64_t batch_size, int32_t pad_id,
@@ -207,6 +267,25 @@ std::optional<EvalReport> Trainer::evaluate() {
   return e;
 }
 
+std::optional<EvalReport> Trainer::evaluate_shared() {
+  if (comm_.is_solo()) return evaluate();
+  if (eval_rows_.empty()) return std::nullopt;  // the same on every rank
+  RoutingTally tally;
+  const auto m = mean_loss(model_, eval_share_, options_.batch_size, pad_id_, device_, &tally);
+  auto sums = at::tensor({m.loss * static_cast<double>(m.label_tokens), static_cast<double>(m.label_tokens)},
+                         at::kDouble).to(device_);
+  comm_.all_reduce_sum(sums);
+  sums = sums.cpu();
+  const double loss_sum = sums[0].item<double>(), labels = sums[1].item<double>();
+  if (labels == 0) return std::nullopt;
+  EvalReport e;
+  e.step = step_;
+  e.loss = loss_sum / labels;
+  e.label_tokens = static_cast<int64_t>(labels);
+  tally.read_into(e.routing);  // this rank's rows
+  return e;
+}
+
 namespace {
 
 constexpr const char* kCsvHeader =
@@ -228,7 +307,7 @@ void Trainer::record_eval(EvalReport& e) {
     best_loss_ = e.loss;
     best_step_ = e.step;
     evals_since_best_ = 0;
-    if (options_.keep_best) {
+    if (options_.keep_best && comm_.is_root()) {
       const auto dir = out_dir_ / "checkpoints" / "best";
       fs::create_directories(dir.parent_path());
       AtomicDirectory partial(dir);
@@ -248,6 +327,13 @@ void Trainer::record_eval(EvalReport& e) {
                   {"best", e.best}});
 
   // metrics.csv: the train figures are the means over the steps since the last eval.
+  if (comm_.is_root()) write_csv_row(e);
+  window_loss_ = window_tokens_per_s_ = 0;
+  window_steps_ = 0;
+  window_routing_ = RoutingFigures();
+}
+
+void Trainer::write_csv_row(const EvalReport& e) const {
   const auto csv = out_dir_ / "metrics.csv";
   const bool fresh = !fs::exists(csv);
   std::ofstream out(csv, std::ios::app);
@@ -262,9 +348,6 @@ void Trainer::record_eval(EvalReport& e) {
       << "," << cell(r.boids_alignment) << "," << cell(options_.learning_rate * lr_factor(options_, std::max<int64_t>(0, e.step - 1)))
       << "\n";
   if (!out) throw Error("cannot write " + csv.string());
-  window_loss_ = window_tokens_per_s_ = 0;
-  window_steps_ = 0;
-  window_routing_ = RoutingFigures();
 }
 
 nlohmann::json Trainer::window_json() const {
@@ -290,6 +373,7 @@ std::optional<EvalReport> Trainer::load_best() {
 }
 
 void Trainer::append_metrics(const nlohmann::json& line) {
+  if (!comm_.is_root()) return;
   std::ofstream out(out_dir_ / "metrics.jsonl", std::ios::app);
   out << line.dump() << "\n";
   if (!out) throw Error("cannot write " + (out_dir_ / "metrics.jsonl").string());
@@ -297,12 +381,13 @@ void Trainer::append_metrics(const nlohmann::json& line) {
 
 Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<void(const StepReport&)>& on_step,
                               const std::function<void(const EvalReport&)>& on_eval) {
-  if (step_ == 0) {
+  stop_ = stop;
+  if (step_ == 0 && comm_.is_root()) {
     std::ofstream(out_dir_ / "metrics.jsonl", std::ios::trunc);
     fs::remove(out_dir_ / "metrics.csv");
   }
   auto eval_and_log = [&] {
-    if (auto e = evaluate()) {
+    if (auto e = evaluate_shared()) {
       record_eval(*e);
       if (on_eval) on_eval(*e);
     }
@@ -325,6 +410,7 @@ Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<
                     {"elapsed_s", r.elapsed_s},
                     {"epoch", stream_.epoch()},
                     {"peak_rss_mib", r.peak_rss_mib}};
+    if (!comm_.is_solo()) line["comm_bytes"] = r.comm_bytes;
     if (r.routing.aux) line["aux"] = *r.routing.aux;
     if (auto d = r.routing.drop_fraction()) line["drop_fraction"] = *d;
     if (r.routing.boids_cohesion) {
@@ -343,7 +429,7 @@ Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<
       }
     }
     if ((options_.save_steps > 0 && step_ % options_.save_steps == 0) || last) save_checkpoint();
-    if (stop && stop->load() != 0 && !last) {
+    if (group_stop_ && !last) {
       save_checkpoint();
       return Outcome::Interrupted;
     }
@@ -373,7 +459,7 @@ void Trainer::load_trainable(const fs::path& file) {
 
 fs::path Trainer::save_checkpoint() {
   const auto dir = out_dir_ / "checkpoints" / checkpoint_name(step_);
-  if (fs::exists(dir / "trainer_state.json")) return dir;
+  if (!comm_.is_root() || fs::exists(dir / "trainer_state.json")) return dir;
   fs::create_directories(dir.parent_path());
   AtomicDirectory partial(dir);
   save_trainable(partial.path() / "trainable.safetensors");
@@ -382,7 +468,8 @@ fs::path Trainer::save_checkpoint() {
                                 {"version", 1},
                                 {"step", step_},
                                 {"optimizer_steps", optimizer_->steps()},
-                                {"data_position", stream_.position()},
+                                {"data_position", stream_.position()},  // of every rank: one global stream
+                                {"world_size", comm_.world_size()},
                                 {"elapsed_s", elapsed_s_},
                                 {"since_eval", window_json()},
                                 {"options", options_.to_json()},
@@ -437,6 +524,7 @@ int64_t Trainer::resume() {
     }
   }
 
+  if (!comm_.is_root()) return step_;
   // metrics.jsonl continues from the checkpoint: lines of steps after it (written before the interruption) go.
   const auto metrics = out_dir_ / "metrics.jsonl";
   std::string kept;

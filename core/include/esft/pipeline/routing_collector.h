@@ -5,6 +5,10 @@
 //
 // Without legacy lines the sums stay on the model's device until they are read (tokens(), stats()), so a forward
 // pass on a GPU never waits for the host inside its layer loop; legacy lines need every token's choice on the host.
+//
+// The totals are the sums of each reading's part (the forwards since the previous reading), added in order. A run
+// over several processes takes each forward's part (take_part) and adds every rank's parts in the order one process
+// would have made them (add_part): the same totals, bit for bit.
 #include <ATen/core/Tensor.h>
 
 #include <map>
@@ -27,6 +31,10 @@ class RoutingCollector : public RouterHook {
   // Tokens counted so far: those of the first MoE layer seen. Reading waits for the device.
   int64_t tokens() const;
   RoutingStats stats() const;
+  // The sums of the forwards since the last reading, removed from what tokens() and stats() will add.
+  RoutingStats take_part();
+  // Adds a part (of this or another process) into the totals.
+  void add_part(const RoutingStats& part);
   // layer -> lines of expert_weights_{layer}.txt
   const std::map<int, std::vector<std::string>>& legacy_lines() const { return legacy_; }
 
@@ -39,10 +47,12 @@ class RoutingCollector : public RouterHook {
   };
   void count_on_device(const RouterEvent& event);
   void count_on_host(const RouterEvent& event);
-  void flush() const;  // adds the device sums into stats_ (one copy to the host per layer)
+  RoutingStats pending_part() const;  // the pending sums on the host (one copy per layer), cleared
+  void flush() const;                 // adds the pending sums into stats_
 
   mutable RoutingStats stats_;
   mutable std::map<int, DeviceSums> pending_;
+  mutable std::map<int, LayerRouting> host_pending_;  // legacy lines: the host's sums since the last reading
   bool keep_legacy_;
   int64_t rows_ = 1, tokens_per_row_ = 0;
   std::map<int, std::vector<std::string>> legacy_;

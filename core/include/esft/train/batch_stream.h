@@ -28,6 +28,8 @@ class BatchStream {
   BatchStream(std::vector<data::Row> rows, uint64_t seed, int32_t pad_id);
   // The next `batch_size` rows in stream order (epochs roll over).
   Batch next(int64_t batch_size);
+  // The same rows uncollated (they live as long as the stream), for a caller that takes a share of them.
+  std::vector<const data::Row*> next_rows(int64_t batch_size);
   int64_t position() const { return position_; }
   void seek(int64_t position) { position_ = position; }
   int64_t epoch() const;

@@ -9,6 +9,13 @@
 // The routers add their part (RouterObjective: load balancing, Boids) and report routing figures. Every update
 // draws its randomness (router jitter) from a generator seeded by (seed, step), so a resumed run is exact.
 //
+// Data parallelism: under a Communicator of several ranks, every rank walks the same global stream and takes its
+// contiguous share of the rows of every micro-batch; the gradients of the trainable tensors (only those) are summed
+// over the ranks before clipping, and every rank applies the same update, so the ranks stay in lockstep. A step is
+// the step of one process with the same options, up to float rounding. Eval rows are shared the same way. Rank 0
+// alone writes the output folder; the data position it records is the one global position, so a run resumes with
+// any number of processes (each step's rows do not depend on it).
+//
 // Output folder:
 //   metrics.jsonl                  one line per step ({"step","loss","lr","grad_norm",...}) and per eval
 //   metrics.csv                    one row per eval: step, train_loss, aux, val_loss, val_ppl, tokens_per_sec, mem_mb
@@ -28,6 +35,7 @@
 #include <optional>
 #include <vector>
 
+#include "esft/dist/communicator.h"
 #include "esft/model/moe_causal_lm.h"
 #include "esft/train/adamw.h"
 #include "esft/train/batch_stream.h"
@@ -47,7 +55,8 @@ struct StepReport {
   double eta_s = 0;
   double peak_rss_mib = 0;
   double peak_memory_mib = 0; // the device's (CUDA allocator peak) or, on the CPU, peak RSS
-  RoutingFigures routing;
+  uint64_t comm_bytes = 0;    // bytes this rank all-reduced in the step (0 for one process)
+  RoutingFigures routing;     // of this rank's rows
 };
 
 struct EvalReport {
@@ -65,7 +74,7 @@ class Trainer {
   // that shape the data order); resume() refuses a checkpoint made under another one.
   Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row> train_rows,
           std::vector<data::Row> eval_rows, int32_t pad_id, const c10::Device& device,
-          std::filesystem::path out_dir, nlohmann::json fingerprint);
+          std::filesystem::path out_dir, nlohmann::json fingerprint, dist::Communicator& comm = dist::solo());
   ~Trainer();
 
   // Continues from the newest complete checkpoint in out_dir/checkpoints: trainable tensors, optimizer state, step
@@ -80,7 +89,7 @@ class Trainer {
   Outcome run(const std::atomic<int>* stop, const std::function<void(const StepReport&)>& on_step = {},
               const std::function<void(const EvalReport&)>& on_eval = {});
 
-  // Mean eval loss over the held-out rows; nullopt when there are none.
+  // Mean eval loss over all the held-out rows, in this process alone; nullopt when there are none.
   std::optional<EvalReport> evaluate();
   // Saves a checkpoint of the current step (a no-op when it exists). Returns its folder.
   std::filesystem::path save_checkpoint();
@@ -95,9 +104,15 @@ class Trainer {
 
  private:
   StepReport train_step();
+  // The eval of the run: each rank its share of the rows, the sums added over the ranks.
+  std::optional<EvalReport> evaluate_shared();
+  // Sums the trainable tensors' gradients over the ranks; a tensor without a gradient on every rank keeps none.
+  // Adds the step's loss (and the stop request, 0 or 1) into the same collective; returns the bytes reduced.
+  uint64_t reduce_gradients(double& loss_sum, bool& stop);
   void append_metrics(const nlohmann::json& line);
   void prune_checkpoints();
   void record_eval(EvalReport& e);
+  void write_csv_row(const EvalReport& e) const;  // metrics.csv
   // The trainable tensors under their module names, to and from a safetensors file (checkpoints, the best).
   void save_trainable(const std::filesystem::path& file) const;
   void load_trainable(const std::filesystem::path& file);  // best checkpoint, patience, metrics.jsonl and metrics.csv
@@ -105,8 +120,12 @@ class Trainer {
 
   MoECausalLM& model_;
   TrainOptions options_;
+  dist::Communicator& comm_;
+  const std::atomic<int>* stop_ = nullptr;  // run()'s stop flag, read in the step's collective
+  bool group_stop_ = false;                 // some rank's flag was set at the last step
   BatchStream stream_;
   std::vector<data::Row> eval_rows_;
+  std::vector<data::Row> eval_share_;  // this rank's share of eval_rows_ (all of them for one process)
   int32_t pad_id_;
   c10::Device device_;
   std::filesystem::path out_dir_;

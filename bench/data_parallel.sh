@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Data-parallel ESFT training on this machine: the same run (global batch, steps, data) as 1, 2, ... processes through
+# `esft-host launch` (Gloo on the CPU; NCCL, one GPU per process, with --device cuda), each process with its share of
+# the cores. Prints tokens/s of the whole group, seconds per step, the bytes each rank all-reduces per step (the
+# trainable experts' gradients and a small record) and the speed-up over one process, all measured in one run.
+# The model is a random qwen3_moe (hidden 256, 4 layers, 32 experts of 256, top-4; `esft-host init`) with 8 of its 32
+# experts per layer trainable, on the bundled task packed into rows of 256 tokens.
+#   usage: bench/data_parallel.sh [--nproc 1,2] [--steps 8] [--batch 8] [--device cpu]
+#   environment: ESFT_HOST (build/bin/esft-host)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nprocs=1,2 steps=8 batch=8 device=cpu
+while [ $# -gt 0 ]; do
+  case $1 in
+    --nproc) nprocs=$2; shift ;;
+    --steps) steps=$2; shift ;;
+    --batch) batch=$2; shift ;;
+    --device) device=$2; shift ;;
+    *) echo "data_parallel: error: unknown argument '$1' (usage: bench/data_parallel.sh [--nproc 1,2] [--steps N] [--batch B] [--device cpu|cuda])" >&2; exit 2 ;;
+  esac
+  shift
+done
+host=${ESFT_HOST:-build/bin/esft-host}
+[ -x "$host" ] || { echo "data_parallel: error: $host is missing; run scripts/build.sh" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat >"$work/model.toml" <<'TOML'
+hidden_size = 256
+intermediate_size = 512
+moe_intermediate_size = 256
+num_hidden_layers = 4
+num_attention_heads = 4
+num_key_value_heads = 2
+head_dim = 64
+num_experts = 32
+num_experts_per_tok = 4
+norm_topk_prob = true
+max_position_embeddings = 4096
+rms_norm_eps = 1e-6
+rope_theta = 1000000.0
+tie_word_embeddings = false
+TOML
+"$host" --plugin qwen3_moe init --config "$work/model.toml" --tokenizer examples/tiny-tokenizer --out "$work/model" >/dev/null
+cp examples/tiny-tokenizer/tokenizer_config.json "$work/model/"
+python3 - "$work/experts.json" <<'PY'
+import json, sys
+json.dump({"experts": {str(l): list(range(l, 32, 4)) for l in range(4)}, "shared_experts": False,
+           "non_expert_modules": False}, open(sys.argv[1], "w"))
+PY
+printf 'learning_rate = 1e-4\nsteps = %d\nbatch_size = %d\ngradient_accumulation_steps = 1\nseq_length = 256\neval_steps = 0\nsave_steps = %d\neval_fraction = 0\n' \
+  "$steps" "$batch" "$steps" >"$work/train.toml"
+cores=$(nproc)
+echo "machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $cores cores; device $device; $("$host" --version | head -n 1)"
+echo "model: qwen3_moe hidden 256, 4 layers, 32 experts of 256, top-4; ESFT with 8 of 32 experts per layer; global batch $batch x 256 tokens, $steps steps (the first not timed)"
+echo
+echo "| processes | threads each | tokens/s (all ranks) | s/step | all-reduced bytes/step/rank | speed-up |"
+echo "| --- | --- | --- | --- | --- | --- |"
+base=""
+IFS=, read -ra counts <<<"$nprocs"
+for n in "${counts[@]}"; do
+  threads=$(( cores / n > 0 ? cores / n : 1 ))
+  out=$work/run-$n
+  cmd=("$host" --device "$device" --dtype float32 train --model "$work/model" --expert-config "$work/experts.json"
+       --data examples/tiny-task/train.jsonl --config "$work/train.toml" --out "$out")
+  if [ "$n" -gt 1 ]; then cmd=("$host" launch --nproc "$n" -- "${cmd[@]}"); fi
+  OMP_NUM_THREADS=$threads "${cmd[@]}" >"$work/log-$n" 2>&1 || { tail -n 20 "$work/log-$n"; echo "data_parallel: $n processes FAILED" >&2; exit 1; }
+  read -r tps sps bytes < <(python3 - "$out/metrics.jsonl" <<'PY'
+import json, sys
+steps = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l][1:]
+tokens = sum(s["tokens"] for s in steps)
+seconds = sum(s["tokens"] / s["tokens_per_s"] for s in steps)
+print(f"{tokens / seconds:.0f} {seconds / len(steps):.3f} {steps[-1].get('comm_bytes', 0)}")
+PY
+)
+  [ -n "$base" ] || base=$tps
+  speedup=$(python3 -c "print(f'{$tps / $base:.2f}')")
+  echo "| $n | $threads | $tps | $sps | $bytes | ${speedup}x |"
+done

@@ -1,0 +1,250 @@
+// Multi-process runs on this machine with Gloo (issue 18): `scores` over 2 and 3 processes writes the scores.json of
+// one process, bit for bit; data-parallel ESFT training gives the adapter of one process within float32 tolerance;
+// a rank killed mid-run makes the other fail with a clear error instead of hanging, and the run resumes; commands
+// that run as one process refuse a world size above 1.
+#include <ATen/ATen.h>
+#include "doctest_torch.h"
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "cli_support.h"
+#include "esft/io/safetensors.h"
+#include "launch/launcher.h"
+#include "test_support.h"
+
+using namespace cli_support;
+using nlohmann::json;
+using test_support::TempDir;
+
+namespace {
+
+const fs::path kSource = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();  // the repository
+const fs::path kTrainData = kSource / "examples" / "tiny-task" / "train.jsonl";
+
+fs::path tiny_model(const TempDir& dir) {
+  const auto model = dir / "model";
+  fs::create_directories(model);
+  for (const auto& from : {fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe" / "model", kSource / "examples" / "tiny-tokenizer"})
+    for (const auto& e : fs::directory_iterator(from)) fs::copy_file(e.path(), model / e.path().filename());
+  return model;
+}
+
+// `esft-host launch --nproc N -- esft-host ARGS...` (N = 1 runs ARGS without launch: one process, no group).
+Run run_ranks(int nproc, std::vector<std::string> args) {
+  if (nproc == 1) return run_host(args);
+  std::vector<std::string> all = {"launch", "--nproc", std::to_string(nproc), "--", kHost.string()};
+  all.insert(all.end(), args.begin(), args.end());
+  return run_host(all);
+}
+
+std::vector<json> read_lines(const fs::path& path) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+struct Schedule {
+  int steps = 4, batch_size = 6, accumulation = 2, save_steps = 2, eval_steps = 2;
+  double learning_rate = 1e-4;
+};
+
+fs::path write_config(const TempDir& dir, const std::string& name, const Schedule& s) {
+  const auto path = dir / name;
+  std::ofstream(path) << "learning_rate = " << s.learning_rate << "\nsteps = " << s.steps << "\nbatch_size = "
+                      << s.batch_size << "\ngradient_accumulation_steps = " << s.accumulation
+                      << "\nseq_length = 128\nsave_steps = " << s.save_steps << "\neval_steps = " << s.eval_steps
+                      << "\nlog_steps = 1\neval_fraction = 0.2\n";
+  return path;
+}
+
+fs::path write_expert_config(const TempDir& dir) {
+  const auto path = dir / "expert_config.json";
+  std::ofstream(path) << R"({"experts": {"0": [0, 3], "1": [1, 2, 5], "2": [4]}, "shared_experts": false, "non_expert_modules": false})";
+  return path;
+}
+
+// The largest |a - b| over the tensors of `a_path`, which `b_path` must hold too with the same shapes.
+double max_difference(const fs::path& a_path, const fs::path& b_path) {
+  const esft::SafetensorsFile a(a_path), b(b_path);
+  double worst = 0;
+  for (const auto& t : a.tensors()) {
+    CAPTURE(t.name);
+    REQUIRE(b.find(t.name));
+    const auto x = a.load(t.name).to(at::kDouble), y = b.load(t.name).to(at::kDouble);
+    REQUIRE(x.sizes() == y.sizes());
+    worst = std::max(worst, (x - y).abs().max().item<double>());
+  }
+  return worst;
+}
+
+// The largest |a - base| over the tensors of the adapter `a_path`, base tensors from the model's shards.
+double max_change(const fs::path& a_path, const fs::path& model) {
+  const esft::SafetensorsFile a(a_path);
+  const auto index = json::parse(test_support::read_bytes(model / "model.safetensors.index.json"));
+  double worst = 0;
+  for (const auto& t : a.tensors()) {
+    CAPTURE(t.name);
+    const esft::SafetensorsFile shard(model / index["weight_map"][t.name].get<std::string>());
+    worst = std::max(worst, (a.load(t.name).to(at::kDouble) - shard.load(t.name).to(at::kDouble)).abs().max().item<double>());
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("cli distributed: scores over 2 and 3 processes writes the scores.json of one process, bit for bit") {
+  TempDir dir;
+  const auto model = tiny_model(dir);
+  // A budget that ends inside the data, batches of 3 samples: several rounds, the last one short.
+  auto scores = [&](int nproc, const std::string& out) {
+    return run_ranks(nproc, {"--device", "cpu", "scores", "--model", model.string(), "--data", kTrainData.string(),
+                             "--out", (dir / out).string(), "--batch-size", "3", "--n-sample-tokens", "1500"});
+  };
+  const Run one = scores(1, "one");
+  expect_success(one);
+  const auto expected = test_support::read_bytes(dir / "one" / "scores.json");
+  CHECK(json::parse(expected)["tokens"].get<int64_t>() >= 1500);
+  for (const int nproc : {2, 3}) {
+    CAPTURE(nproc);
+    const Run many = scores(nproc, "many" + std::to_string(nproc));
+    expect_success(many);
+    CHECK(contains(many.err, "[rank 0] esft-host: " + std::to_string(nproc) + " processes (torchrun, gloo"));
+    CHECK(contains(many.out, "[rank 0] wrote "));
+    CHECK(test_support::read_bytes(dir / ("many" + std::to_string(nproc)) / "scores.json") == expected);
+  }
+}
+
+TEST_CASE("cli distributed: data-parallel ESFT over 2 and 3 processes trains the adapter of one process") {
+  TempDir dir;
+  const auto model = tiny_model(dir);
+  const auto experts = write_expert_config(dir);
+  // A global micro-batch of 6 rows, accumulated twice: every rank has rows of every micro-batch. A small learning
+  // rate: Adam's first steps move each weight by about the learning rate whatever its gradient's size, so the
+  // rounding of a near-zero gradient shows at that scale.
+  const auto config = write_config(dir, "train.toml", Schedule{});
+  auto train = [&](int nproc, const std::string& out) {
+    return run_ranks(nproc, {"--device", "cpu", "train", "--model", model.string(), "--expert-config", experts.string(),
+                             "--data", kTrainData.string(), "--config", config.string(), "--out", (dir / out).string()});
+  };
+  const Run one = train(1, "one");
+  expect_success(one);
+  const auto one_metrics = read_lines(dir / "one" / "metrics.jsonl");
+  const auto one_adapter = dir / "one" / "adapter" / "model.safetensors";
+  const double trained = max_change(one_adapter, model);
+  CHECK(trained > 2e-4);  // 4 steps of 1e-4 moved the experts
+  for (const int nproc : {2, 3}) {
+    CAPTURE(nproc);
+    const auto out = "dp" + std::to_string(nproc);
+    const Run dp = train(nproc, out);
+    expect_success(dp);
+    CHECK(contains(dp.out, "[rank 0] processes  " + std::to_string(nproc) + " (gloo)"));
+    CHECK_FALSE(contains(dp.out, "[rank 1] model"));  // rank 0 speaks for the run
+    CHECK(max_difference(dir / out / "adapter" / "model.safetensors", one_adapter) < 1e-6);
+    const auto metrics = read_lines(dir / out / "metrics.jsonl");
+    REQUIRE(metrics.size() == one_metrics.size());
+    // The experts' gradients and a small record (a float64 flag per trainable tensor, the loss, the stop request;
+    // the trainer may hold several experts in one tensor), every step.
+    const esft::SafetensorsFile adapter(dir / out / "adapter" / "model.safetensors");
+    int64_t gradient_bytes = 0;
+    for (const auto& t : adapter.tensors()) gradient_bytes += adapter.load(t.name).numel() * 4;
+    const int64_t most_small_bytes = (static_cast<int64_t>(adapter.tensors().size()) + 2) * 8;
+    for (size_t i = 0; i < metrics.size(); ++i) {
+      CAPTURE(i);
+      if (metrics[i].contains("loss")) {
+        CHECK(metrics[i]["loss"].get<double>() == doctest::Approx(one_metrics[i]["loss"].get<double>()).epsilon(1e-5));
+        CHECK(metrics[i]["tokens"] == one_metrics[i]["tokens"]);
+        const int64_t small = metrics[i]["comm_bytes"].get<int64_t>() - gradient_bytes;
+        CHECK(small >= 3 * 8);
+        CHECK(small <= most_small_bytes);
+        CHECK(small % 8 == 0);
+      } else {
+        CHECK(metrics[i]["eval_loss"].get<double>() ==
+              doctest::Approx(one_metrics[i]["eval_loss"].get<double>()).epsilon(1e-5));
+      }
+    }
+  }
+}
+
+TEST_CASE("cli distributed: a rank killed mid-run makes the other fail with a clear error, and the run resumes") {
+  TempDir dir;
+  const auto model = tiny_model(dir);
+  const auto experts = write_expert_config(dir);
+  // Long enough that rank 1 is killed well before the end.
+  Schedule schedule;
+  schedule.steps = 50, schedule.batch_size = 2, schedule.accumulation = 1, schedule.save_steps = 5;
+  schedule.eval_steps = 0;
+  const auto config = write_config(dir, "train.toml", schedule);
+  auto args = [&](const std::string& out, bool resume) {
+    std::vector<std::string> a = {"--device", "cpu", "--dist-timeout", "30", "train", "--model", model.string(),
+                                  "--expert-config", experts.string(), "--data", kTrainData.string(), "--config",
+                                  config.string(), "--out", (dir / out).string()};
+    if (resume) a.push_back("--resume");
+    return a;
+  };
+  // The uninterrupted run of 2 processes.
+  expect_success(run_ranks(2, args("whole", false)));
+
+  // Two ranks started by hand (no launcher to stop the survivor): rank 1 is killed once a checkpoint exists.
+  const int port = esft::host::free_local_port();
+  auto env = [&](int rank) {
+    return std::vector<std::pair<std::string, std::string>>{{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"},
+                                                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}};
+  };
+  Run rank0, rank1;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread first([&] { rank0 = run_host(args("cut", false), env(0)); });
+  std::thread second([&] {
+    auto a = args("cut", false);
+    a.push_back("--steps");  // the same run; an argument for signal_host to find this rank alone
+    a.push_back("50");
+    rank1 = run_host(a, env(1));
+  });
+  const auto checkpoint = dir / "cut" / "checkpoints" / "step-000005" / "trainer_state.json";
+  while (!fs::exists(checkpoint) && std::chrono::steady_clock::now() - start < std::chrono::seconds(120))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(fs::exists(checkpoint));
+  const auto killed_at = std::chrono::steady_clock::now();
+  signal_host(SIGKILL, "50");
+  second.join();
+  first.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  INFO("rank 0 stderr: ", rank0.err);
+  CHECK(rank1.code == 128 + SIGKILL);
+  CHECK(rank0.code == 1);
+  CHECK(contains(rank0.err, "esft-host: error: rank 0 of 2: all-reduce failed; another rank has failed or stopped"));
+  CHECK(seconds < 30);  // within --dist-timeout, not a hang
+
+  // The interrupted run goes on from its last checkpoint, to the adapter of the uninterrupted one.
+  const Run resumed = run_ranks(2, args("cut", true));
+  expect_success(resumed);
+  CHECK(contains(resumed.out, "[rank 0] resumed    at step"));
+  CHECK(max_difference(dir / "cut" / "adapter" / "model.safetensors", dir / "whole" / "adapter" / "model.safetensors") == 0);
+}
+
+TEST_CASE("cli distributed: one-process commands, a malformed environment and too small a batch are refused") {
+  const std::vector<std::pair<std::string, std::string>> two = {
+      {"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29999"}};
+  expect_error(run_host({"plugins"}, two), 2, {"plugins runs as one process, but this is rank 1 of 2 (torchrun)"});
+  expect_error(run_host({"scores", "--model", "m", "--data", "d", "--out", "o"},
+                        {{"RANK", "0"}, {"WORLD_SIZE", "two"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "1"}}),
+               1, {"WORLD_SIZE='two' is not an integer in [1, 1048576]"});
+  expect_error(run_host({"scores", "--model", "m", "--data", "d", "--out", "o"},
+                        {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "node[]"}}),
+               1, {"SLURM_JOB_NODELIST='node[]' is not a SLURM node list"});
+
+  TempDir dir;
+  const auto model = tiny_model(dir);
+  const auto experts = write_expert_config(dir);
+  const Run small = run_ranks(2, {"--device", "cpu", "train", "--model", model.string(), "--expert-config",
+                                  experts.string(), "--data", kTrainData.string(), "--config",
+                                  write_config(dir, "small.toml", Schedule{2, 1, 2, 2, 0, 1e-4}).string(), "--out",
+                                  (dir / "run").string()});
+  CHECK(small.code == 1);
+  CHECK(contains(small.err, "batch_size 1 is smaller than the 2 processes"));
+  CHECK_FALSE(fs::exists(dir / "run" / "checkpoints"));
+}
