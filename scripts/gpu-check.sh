@@ -101,6 +101,11 @@ echo "esft-host's first libraries: $(readelf -d "$build/bin/esft-host" | awk '/N
 rm -f "$work"/ld-bindings.*
 LD_DEBUG=bindings LD_DEBUG_OUTPUT=$work/ld-bindings "$build/bin/esft-host" --version >/dev/null 2>&1 || true
 cat "$work"/ld-bindings.* 2>/dev/null | grep "libstdc++.so.6 \[0\] to .*filesystem_errorE'" | sed -E 's/^ *[0-9]+: *//' | sort -u | head -n 4
+# Which libraries load, in order (a preloaded libtorch_cpu would explain those bindings).
+echo "LD_PRELOAD='${LD_PRELOAD:-}' /etc/ld.so.preload: '$(cat /etc/ld.so.preload 2>/dev/null | tr '\n' ' ')'"
+rm -f "$work"/ld-files.*
+LD_DEBUG=files LD_DEBUG_OUTPUT=$work/ld-files "$build/bin/esft-host" --version >/dev/null 2>&1 || true
+echo "load order: $(cat "$work"/ld-files.* 2>/dev/null | sed -nE 's/.*file=([^ ]+) +\[0\]; +needed by.*/\1/p' | head -n 10 | xargs -n 1 basename 2>/dev/null | tr '\n' ' ')"
 
 if wanted parity; then
 step "parity on the GPU (every family: logits, routing, losses, gradients, ESFT freezing, greedy generation, bf16)"
