@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli.h"
+#include "distributed/process_group.h"
 #include "esft/error.h"
 #include "esft/runtime.h"
 
@@ -18,10 +19,7 @@ std::string one_line(std::string text) {
   return esft::one_line_utf8(text);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  esft::keep_freed_memory();
+int run(int argc, char** argv) {
   try {
     return esft::host::run_cli(argc, argv);
   } catch (const esft::UsageError& e) {
@@ -37,4 +35,15 @@ int main(int argc, char** argv) {
     std::cerr << "esft-host: internal error: " << one_line(e.what()) << "\n";
     return 1;
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  esft::keep_freed_memory();
+  const int code = run(argc, argv);
+  // A multi-process run's group shuts down here, while CUDA still runs (NCCL's teardown among static destructors
+  // aborts the process).
+  esft::host::leave_process_group();
+  return code;
 }

@@ -90,14 +90,17 @@ cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DESFT_PYTHO
   -DCMAKE_PREFIX_PATH="$prefix/usr" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" >"$work/configure.log" 2>&1 \
   || failed "$work/configure.log"
 grep -E "esft:|CUDA detected|Found Torch" "$work/configure.log" || true
-targets=(esft-host parity_tests esft-bench-steps)
+targets=(esft-host)  # and what the steps asked for need
+if wanted parity; then targets+=(parity_tests); fi
+if wanted bench || wanted bench-30b; then targets+=(esft-bench-steps); fi
 if $cpu_tests; then targets=(all); fi
 within 240 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" >"$work/build.log" 2>&1 || failed "$work/build.log"
 tail -n 1 "$work/build.log"
 "$build/bin/esft-host" --version
 # LibTorch's wheel exports a copy of std::filesystem: libstdc++'s own references must bind to libstdc++ (on the lent
 # Ubuntu machine they bound to libtorch_cpu, and code that throws filesystem_error crashed).
-echo "esft-host's first libraries: $(readelf -d "$build/bin/esft-host" | awk '/NEEDED/ {printf "%s ", $NF}' | cut -c1-120)"
+echo "esft-host's libraries: $(readelf -d "$build/bin/esft-host" | awk '/NEEDED/ {printf "%s ", $NF}')"
+echo "its link line's libstdc++: $(ninja -C "$build" -t commands esft-host 2>/dev/null | tail -n 1 | grep -oE '(-Wl,|-Xlinker )?[^ ]*(push-state|lstdc)[^ ]*' | tr '\n' ' ')"
 rm -f "$work"/ld-bindings.*
 LD_DEBUG=bindings LD_DEBUG_OUTPUT=$work/ld-bindings "$build/bin/esft-host" --version >/dev/null 2>&1 || true
 cat "$work"/ld-bindings.* 2>/dev/null | grep "libstdc++.so.6 \[0\] to .*filesystem_errorE'" | sed -E 's/^ *[0-9]+: *//' | sort -u | head -n 4
@@ -154,7 +157,8 @@ dist_run() {  # dist_run NAME NPROC ARGS...: one process (NPROC 0) or NPROC thro
   local name=$1 nproc=$2; shift 2
   local cmd=("$host" --device "$device" --dtype float32 "$@")
   if [ "$nproc" -gt 0 ]; then cmd=("$host" launch --nproc "$nproc" -- "${cmd[@]}"); fi
-  within 60 "${cmd[@]}" >"$dist/$name.log" 2>&1 || { echo "$name FAILED:"; tail -n 5 "$dist/$name.log"; }
+  within 60 "${cmd[@]}" >"$dist/$name.log" 2>&1 \
+    || { echo "$name FAILED:"; grep -m 6 -iE "error|terminate|what|exception|warn" "$dist/$name.log"; tail -n 3 "$dist/$name.log"; }
 }
 for n in 0 "$gpus"; do
   dist_run "scores-$n" "$n" scores --model "$dist/model" --data "$data" --out "$dist/scores-$n" --batch-size 3 --n-sample-tokens 1500

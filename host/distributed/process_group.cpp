@@ -73,6 +73,14 @@ class C10dCommunicator final : public dist::Communicator {
     }
   }
 
+  ~C10dCommunicator() override {
+    try {
+      if (group_) group_->shutdown();
+    } catch (const std::exception&) {
+      // The process is ending either way; a failed teardown must not turn its exit code into an abort.
+    }
+  }
+
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
   std::string backend() const override { return backend_; }
@@ -127,6 +135,11 @@ class C10dCommunicator final : public dist::Communicator {
   c10::intrusive_ptr<c10d::Backend> group_;
 };
 
+std::unique_ptr<dist::Communicator>& joined_group() {
+  static std::unique_ptr<dist::Communicator> group;
+  return group;
+}
+
 }  // namespace
 
 std::unique_ptr<dist::Communicator> make_process_group(const DistributedEnv& env, const c10::Device& device,
@@ -134,8 +147,10 @@ std::unique_ptr<dist::Communicator> make_process_group(const DistributedEnv& env
   return std::make_unique<C10dCommunicator>(env, device, timeout);
 }
 
+void leave_process_group() { joined_group().reset(); }
+
 dist::Communicator& join_process_group(GlobalOptions& global) {
-  static std::unique_ptr<dist::Communicator> group;
+  auto& group = joined_group();
   const auto env = read_distributed_env();
   if (!env) return dist::solo();
   if ((global.device == "auto" || global.device == "cuda") && at::hasCUDA()) {

@@ -18,6 +18,9 @@ namespace esft::host {
 // within --dist-timeout.
 dist::Communicator& join_process_group(GlobalOptions& global);
 
+// Shuts down the group join_process_group made, if any (main calls it before returning).
+void leave_process_group();
+
 // The group of `env` on `device` (tests and benchmarks make their own).
 std::unique_ptr<dist::Communicator> make_process_group(const DistributedEnv& env, const c10::Device& device,
                                                        std::chrono::seconds timeout);
