@@ -82,7 +82,7 @@ export PATH=$PATH:$prefix/usr/bin                      # pkg-config and ninja, w
 export PKG_CONFIG_LIBDIR=$libdir/pkgconfig:$prefix/usr/share/pkgconfig
 export PKG_CONFIG_SYSROOT_DIR=$prefix                  # the .pc files say prefix=/usr
 
-step "configure and build esft-host, the plugins, parity_tests and esft-bench-steps ($build, PyTorch of $python)"
+step "configure and build esft-host, the plugins, and parity_tests and esft-bench-steps where asked for ($build, PyTorch of $python)"
 generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
 rm -f "$build/CMakeCache.txt"  # configure afresh (what a previous call found may be gone); objects are reused
 failed() { grep -m 20 -E "error|Error|ERROR" "$1" || true; tail -n 30 "$1"; exit 1; }
@@ -90,7 +90,7 @@ cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DESFT_PYTHO
   -DCMAKE_PREFIX_PATH="$prefix/usr" -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" >"$work/configure.log" 2>&1 \
   || failed "$work/configure.log"
 grep -E "esft:|CUDA detected|Found Torch" "$work/configure.log" || true
-targets=(esft-host)  # and what the steps asked for need
+targets=(esft-host esft_plugins)  # and what the steps asked for need
 if wanted parity; then targets+=(parity_tests); fi
 if wanted bench || wanted bench-30b; then targets+=(esft-bench-steps); fi
 if $cpu_tests; then targets=(all); fi
@@ -104,6 +104,12 @@ echo "its link line's libstdc++: $(ninja -C "$build" -t commands esft-host 2>/de
 rm -f "$work"/ld-bindings.*
 LD_DEBUG=bindings LD_DEBUG_OUTPUT=$work/ld-bindings "$build/bin/esft-host" --version >/dev/null 2>&1 || true
 cat "$work"/ld-bindings.* 2>/dev/null | grep "libstdc++.so.6 \[0\] to .*filesystem_errorE'" | sed -E 's/^ *[0-9]+: *//' | sort -u | head -n 4
+# Does this toolchain honour the option for a program of one line? (On the lent Ubuntu machine esft-host's list had no
+# libstdc++ although its link line carried the option.)
+libstdcxx=$(c++ -print-file-name=libstdc++.so.6)
+printf '#include <iostream>\nint main() { std::cout << 1; }\n' >"$work/one-line.cpp"
+c++ -Wl,--push-state,--no-as-needed,-lstdc++,--pop-state "$work/one-line.cpp" -o "$work/one-line" 2>&1 | head -n 3
+echo "a one-line program's libraries: $(readelf -d "$work/one-line" 2>/dev/null | awk '/NEEDED/ {printf "%s ", $NF}'); $(ld --version | head -n 1)"
 # Which libraries load, in order (a preloaded libtorch_cpu would explain those bindings).
 echo "LD_PRELOAD='${LD_PRELOAD:-}' /etc/ld.so.preload: '$(cat /etc/ld.so.preload 2>/dev/null | tr '\n' ' ')'"
 rm -f "$work"/ld-files.*
@@ -127,7 +133,10 @@ run_cases() {  # run_cases FILTER LABEL: one parity_tests process on the GPU, it
 }
 for family in $families; do
   if ! run_cases "$family*" "$family (every case)"; then
-    grep "^$family" <<<"$cases" | while IFS= read -r name; do run_cases "${name//,/\\,}" "$name" || true; done
+    grep "^$family" <<<"$cases" | while IFS= read -r name; do
+      run_cases "${name//,/\\,}" "$name" \
+        || { LD_PRELOAD=$libstdcxx run_cases "${name//,/\\,}" "$name, again with libstdc++ preloaded" || true; }
+    done
   fi
 done | tee "$out/parity-cuda.txt"
 echo "families passed on the GPU: $(grep -c '^passed: .*(every case)' "$out/parity-cuda.txt") of $(wc -w <<<"$families")"
