@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <functional>
 #include <fstream>
 #include <thread>
 
@@ -93,6 +94,38 @@ double max_change(const fs::path& a_path, const fs::path& model) {
     worst = std::max(worst, (a.load(t.name).to(at::kDouble) - shard.load(t.name).to(at::kDouble)).abs().max().item<double>());
   }
   return worst;
+}
+
+// Two ranks of `args` started by hand, as separate esft-host processes (no launcher to stop the survivor); rank 1's
+// arguments end with `--steps STEPS`, the same run, an argument for signal_host to find that rank alone. `while_running`
+// runs in between.
+std::pair<Run, Run> run_two_ranks(const std::vector<std::string>& args, int steps,
+                                  const std::function<void()>& while_running) {
+  const int port = esft::host::free_local_port();
+  auto env = [&](int rank) {
+    return std::vector<std::pair<std::string, std::string>>{{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"},
+                                                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}};
+  };
+  Run rank0, rank1;
+  std::thread first([&] { rank0 = run_host(args, env(0)); });
+  std::thread second([&] {
+    auto a = args;
+    a.push_back("--steps");
+    a.push_back(std::to_string(steps));
+    rank1 = run_host(a, env(1));
+  });
+  while_running();
+  second.join();
+  first.join();
+  return {rank0, rank1};
+}
+
+// Waits up to two minutes for `path` to exist.
+bool wait_for(const fs::path& path) {
+  const auto start = std::chrono::steady_clock::now();
+  while (!fs::exists(path) && std::chrono::steady_clock::now() - start < std::chrono::seconds(120))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return fs::exists(path);
 }
 
 }  // namespace
@@ -189,29 +222,14 @@ TEST_CASE("cli distributed: a rank killed mid-run makes the other fail with a cl
   // The uninterrupted run of 2 processes.
   expect_success(run_ranks(2, args("whole", false)));
 
-  // Two ranks started by hand (no launcher to stop the survivor): rank 1 is killed once a checkpoint exists.
-  const int port = esft::host::free_local_port();
-  auto env = [&](int rank) {
-    return std::vector<std::pair<std::string, std::string>>{{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"},
-                                                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}};
-  };
-  Run rank0, rank1;
-  const auto start = std::chrono::steady_clock::now();
-  std::thread first([&] { rank0 = run_host(args("cut", false), env(0)); });
-  std::thread second([&] {
-    auto a = args("cut", false);
-    a.push_back("--steps");  // the same run; an argument for signal_host to find this rank alone
-    a.push_back("50");
-    rank1 = run_host(a, env(1));
+  // Rank 1 is killed once a checkpoint exists.
+  std::chrono::steady_clock::time_point killed_at;
+  const auto ranks = run_two_ranks(args("cut", false), schedule.steps, [&] {
+    CHECK(wait_for(dir / "cut" / "checkpoints" / "step-000005" / "trainer_state.json"));
+    killed_at = std::chrono::steady_clock::now();
+    signal_host(SIGKILL, std::to_string(schedule.steps));
   });
-  const auto checkpoint = dir / "cut" / "checkpoints" / "step-000005" / "trainer_state.json";
-  while (!fs::exists(checkpoint) && std::chrono::steady_clock::now() - start < std::chrono::seconds(120))
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  CHECK(fs::exists(checkpoint));
-  const auto killed_at = std::chrono::steady_clock::now();
-  signal_host(SIGKILL, "50");
-  second.join();
-  first.join();
+  const Run &rank0 = ranks.first, &rank1 = ranks.second;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
   INFO("rank 0 stderr: ", rank0.err);
   CHECK(rank1.code == 128 + SIGKILL);
@@ -224,6 +242,54 @@ TEST_CASE("cli distributed: a rank killed mid-run makes the other fail with a cl
   expect_success(resumed);
   CHECK(contains(resumed.out, "[rank 0] resumed    at step"));
   CHECK(max_difference(dir / "cut" / "adapter" / "model.safetensors", dir / "whole" / "adapter" / "model.safetensors") == 0);
+}
+
+TEST_CASE("cli distributed: SIGTERM to one rank stops both after the same step, and 3 processes resume the run") {
+  TempDir dir;
+  const auto model = tiny_model(dir);
+  const auto experts = write_expert_config(dir);
+  Schedule schedule;
+  schedule.steps = 30, schedule.batch_size = 3, schedule.accumulation = 1, schedule.save_steps = 5;
+  schedule.eval_steps = 0;
+  const auto config = write_config(dir, "train.toml", schedule);
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"--device", "cpu", "train", "--model", model.string(), "--expert-config",
+                                    experts.string(), "--data", kTrainData.string(), "--config", config.string(),
+                                    "--out", (dir / out).string()};
+  };
+  expect_success(run_ranks(1, args("one")));
+
+  const auto ranks = run_two_ranks(args("cut"), schedule.steps, [&] {
+    CHECK(wait_for(dir / "cut" / "checkpoints" / "step-000005" / "trainer_state.json"));
+    signal_host(SIGTERM, std::to_string(schedule.steps));
+  });
+  const Run &rank0 = ranks.first, &rank1 = ranks.second;
+  INFO("rank 0 stderr: ", rank0.err);
+  INFO("rank 1 stderr: ", rank1.err);
+  CHECK(rank0.code == 128 + SIGTERM);
+  CHECK(rank1.code == 128 + SIGTERM);
+  CHECK(contains(rank0.err, "esft-host: interrupted at step "));
+  CHECK_FALSE(fs::exists(dir / "cut" / "adapter"));
+  // The checkpoint of the step both stopped after, from rank 0, with the world size it was made with.
+  const auto last = dir / "cut" / "checkpoints";
+  json state;
+  for (const auto& e : fs::directory_iterator(last))
+    if (fs::exists(e.path() / "trainer_state.json")) {
+      const auto s = json::parse(test_support::read_bytes(e.path() / "trainer_state.json"));
+      if (state.is_null() || s["step"] > state["step"]) state = s;
+    }
+  REQUIRE_FALSE(state.is_null());
+  CHECK(state["world_size"] == 2);
+  CHECK(state["step"].get<int64_t>() < schedule.steps);
+  CHECK(contains(rank0.err, "interrupted at step " + std::to_string(state["step"].get<int64_t>()) + ";"));
+
+  // Another number of processes continues it: a step's rows do not depend on how many share them.
+  auto resume = args("cut");
+  resume.push_back("--resume");
+  const Run resumed = run_ranks(3, resume);
+  expect_success(resumed);
+  CHECK(contains(resumed.out, "[rank 0] resumed    at step " + std::to_string(state["step"].get<int64_t>())));
+  CHECK(max_difference(dir / "cut" / "adapter" / "model.safetensors", dir / "one" / "adapter" / "model.safetensors") < 1e-5);
 }
 
 TEST_CASE("cli distributed: one-process commands, a malformed environment and too small a batch are refused") {

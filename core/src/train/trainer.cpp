@@ -429,7 +429,9 @@ Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<
       }
     }
     if ((options_.save_steps > 0 && step_ % options_.save_steps == 0) || last) save_checkpoint();
-    if (group_stop_ && !last) {
+    // One process reads its flag now; ranks act on what the step's collective gathered, so that all stop together.
+    const bool stopping = comm_.is_solo() ? stop && stop->load() != 0 : group_stop_;
+    if (stopping && !last) {
       save_checkpoint();
       return Outcome::Interrupted;
     }
