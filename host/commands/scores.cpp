@@ -18,6 +18,61 @@
 
 namespace esft::host {
 
+namespace {
+
+// The routing parts of one round of batches, a slot per rank (its batch of the round), as tensors that a sum over the
+// ranks fills: each rank writes its own slot, the others' stay zero, so the sum is every rank's part, exactly.
+class RoundSlots {
+ public:
+  RoundSlots(int world, std::vector<int> layers, int64_t experts)
+      : layers_(std::move(layers)),
+        experts_(experts),
+        counts_(at::zeros({world, static_cast<int64_t>(layers_.size()), experts + 1}, at::kLong)),
+        gates_(at::zeros({world, static_cast<int64_t>(layers_.size()), experts}, at::kDouble)) {}
+
+  void put(int slot, const pipeline::RoutingStats& part) {
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const auto it = part.layers.find(layers_[l]);
+      if (it == part.layers.end()) continue;
+      const auto& r = it->second;
+      auto* c = counts_[slot][static_cast<int64_t>(l)].data_ptr<int64_t>();
+      std::copy(r.token_count.begin(), r.token_count.end(), c);
+      c[experts_] = r.tokens;  // the layer's tokens after its expert counts
+      std::copy(r.gate_sum.begin(), r.gate_sum.end(), gates_[slot][static_cast<int64_t>(l)].data_ptr<double>());
+    }
+  }
+
+  // Sums the slots over the ranks (on the model's device, which NCCL needs); nothing to do for one process.
+  void exchange(dist::Communicator& comm, const c10::Device& device) {
+    if (comm.is_solo()) return;
+    auto counts = counts_.to(device), gates = gates_.to(device);
+    comm.all_reduce_sum(counts);
+    comm.all_reduce_sum(gates);
+    counts_ = counts.cpu(), gates_ = gates.cpu();
+  }
+
+  pipeline::RoutingStats get(int slot) const {
+    pipeline::RoutingStats part;
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      auto& r = part.layers[layers_[l]];
+      const auto* c = counts_[slot][static_cast<int64_t>(l)].data_ptr<int64_t>();
+      const auto* g = gates_[slot][static_cast<int64_t>(l)].data_ptr<double>();
+      r.token_count.assign(c, c + experts_);
+      r.tokens = c[experts_];
+      r.gate_sum.assign(g, g + experts_);
+    }
+    return part;
+  }
+
+ private:
+  std::vector<int> layers_;  // the MoE layers' indices, in slot order
+  int64_t experts_;
+  at::Tensor counts_;        // [world, layers, experts + 1] int64
+  at::Tensor gates_;         // [world, layers, experts] float64
+};
+
+}  // namespace
+
 Command scores_command() {
   Command c;
   c.name = "scores";
@@ -84,12 +139,10 @@ Command scores_command() {
     const int world = comm.world_size();
     std::vector<int> layers;
     for (const auto* layer : moe) layers.push_back(layer->layer_index());
-    const auto L = static_cast<int64_t>(layers.size());
     const auto start = std::chrono::steady_clock::now();
     size_t used = 0;
     for (size_t round = 0; round < plan.size(); round += static_cast<size_t>(world)) {
-      auto counts = at::zeros({world, L, E + 1}, at::kLong);  // per slot and layer: expert counts, then tokens
-      auto gates = at::zeros({world, L, E}, at::kDouble);
+      RoundSlots slots(world, layers, E);
       if (const size_t mine = round + static_cast<size_t>(comm.rank()); mine < plan.size()) {
         std::vector<const data::Sample*> batch;
         for (size_t i = plan[mine].first; i < plan[mine].second; ++i) batch.push_back(&samples[i]);
@@ -103,34 +156,11 @@ Command scores_command() {
         auto ids = at::tensor(flat_ids, at::kLong).view({B, T}), mask = at::tensor(flat_mask, at::kLong).view({B, T});
         collector.set_batch_shape(B, T);
         m.model->forward(ids.to(m.device), mask.to(m.device), options);
-        const auto part = collector.take_part();
-        for (int64_t l = 0; l < L; ++l) {
-          const auto it = part.layers.find(layers[static_cast<size_t>(l)]);
-          if (it == part.layers.end()) continue;
-          const auto& r = it->second;
-          auto* c = counts[comm.rank()][l].data_ptr<int64_t>();
-          std::copy(r.token_count.begin(), r.token_count.end(), c);
-          c[E] = r.tokens;
-          std::copy(r.gate_sum.begin(), r.gate_sum.end(), gates[comm.rank()][l].data_ptr<double>());
-        }
+        slots.put(comm.rank(), collector.take_part());
       }
-      if (!comm.is_solo()) {
-        auto c = counts.to(m.device), g = gates.to(m.device);
-        comm.all_reduce_sum(c);
-        comm.all_reduce_sum(g);
-        counts = c.cpu(), gates = g.cpu();
-      }
+      slots.exchange(comm, m.device);
       for (int slot = 0; slot < world && round + static_cast<size_t>(slot) < plan.size(); ++slot) {
-        pipeline::RoutingStats part;
-        for (int64_t l = 0; l < L; ++l) {
-          auto& r = part.layers[layers[static_cast<size_t>(l)]];
-          const auto* c = counts[slot][l].data_ptr<int64_t>();
-          const auto* g = gates[slot][l].data_ptr<double>();
-          r.token_count.assign(c, c + E);
-          r.tokens = c[E];
-          r.gate_sum.assign(g, g + E);
-        }
-        collector.add_part(part);
+        collector.add_part(slots.get(slot));
         used = plan[round + static_cast<size_t>(slot)].second;
       }
       if (comm.is_root()) {
