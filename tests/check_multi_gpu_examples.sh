@@ -19,12 +19,15 @@ cp "$source"/tests/data/hf/qwen3_moe/model/* "$source"/examples/tiny-tokenizer/t
   "$source"/examples/tiny-tokenizer/tokenizer_config.json "$work/model/"
 printf 'learning_rate = 1e-4\nsteps = 3\nbatch_size = 2\nseq_length = 128\neval_steps = 0\nsave_steps = 3\n' >"$work/train.toml"
 
-# srun's part: SLURM_NTASKS copies of the command, each with its SLURM_PROCID and SLURM_LOCALID; fails when one does.
+# srun's part: SLURM_NTASKS copies of the command, each with its step's SLURM_STEP_NUM_TASKS, SLURM_PROCID and
+# SLURM_LOCALID; fails when one does. (The batch script itself has SLURM_PROCID=0 and SLURM_NTASKS, as under sbatch:
+# its commands outside srun must run as one process.)
 cat >"$work/bin/srun" <<'SRUN'
 #!/usr/bin/env bash
 pids=()
 for ((i = 0; i < SLURM_NTASKS; i++)); do
-  SLURM_PROCID=$i SLURM_LOCALID=$i "$@" > >(sed "s/^/[task $i] /") 2>&1 &
+  SLURM_STEP_NUM_TASKS=$SLURM_NTASKS SLURM_STEP_NODELIST=$SLURM_JOB_NODELIST SLURM_PROCID=$i SLURM_LOCALID=$i \
+    "$@" > >(sed "s/^/[task $i] /") 2>&1 &
   pids+=($!)
 done
 status=0
@@ -43,7 +46,8 @@ for p in range(21000, 39000, 37):
 
 common=(ESFT_HOST="$host" MODEL="$work/model" DATA="$source/examples/tiny-task/train.jsonl" DEVICE=cpu
         TRAIN_CONFIG="$work/train.toml" TOP_P=0.5)
-env "${common[@]}" OUT="$work/slurm" PATH="$work/bin:$PATH" SLURM_NTASKS=2 SLURM_JOB_NODELIST=localhost \
+env "${common[@]}" OUT="$work/slurm" PATH="$work/bin:$PATH" SLURM_NTASKS=2 SLURM_PROCID=0 SLURM_LOCALID=0 \
+  SLURM_JOB_NODELIST=localhost \
   SLURM_JOB_ID=$((port - 20000)) bash "$source/examples/multi-gpu/esft-8gpu.slurm" >"$work/slurm.log" 2>&1 \
   || { tail -n 30 "$work/slurm.log"; echo "check_multi_gpu_examples: the SLURM script failed" >&2; exit 1; }
 grep -q "processes (slurm, gloo" "$work/slurm.log" || { cat "$work/slurm.log"; echo "no SLURM process group" >&2; exit 1; }

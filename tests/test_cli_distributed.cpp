@@ -300,8 +300,8 @@ TEST_CASE("cli distributed: one-process commands, a malformed environment and to
                         {{"RANK", "0"}, {"WORLD_SIZE", "two"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "1"}}),
                1, {"WORLD_SIZE='two' is not an integer in [1, 1048576]"});
   expect_error(run_host({"scores", "--model", "m", "--data", "d", "--out", "o"},
-                        {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "node[]"}}),
-               1, {"SLURM_JOB_NODELIST='node[]' is not a SLURM node list"});
+                        {{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "2"}, {"SLURM_STEP_NODELIST", "node[]"}}),
+               1, {"the SLURM node list 'node[]' is not one"});
 
   TempDir dir;
   const auto model = tiny_model(dir);

@@ -39,8 +39,9 @@ TEST_CASE("distributed environment: torchrun's variables, SLURM's, none, and mal
   CHECK(torchrun->master_port == 29500);
   CHECK(torchrun->source == "torchrun");
 
-  const auto slurm = read_env({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "5"},
-                               {"SLURM_JOB_NODELIST", "gpu[07-08]"}, {"SLURM_JOB_ID", "123456"}});
+  const auto slurm = read_env({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "32"}, {"SLURM_STEP_NUM_TASKS", "16"},
+                               {"SLURM_LOCALID", "5"}, {"SLURM_JOB_NODELIST", "gpu[01-08]"},
+                               {"SLURM_STEP_NODELIST", "gpu[07-08]"}, {"SLURM_JOB_ID", "123456"}});
   REQUIRE(slurm.has_value());
   CHECK(slurm->rank == 5);
   CHECK(slurm->world_size == 16);
@@ -48,8 +49,11 @@ TEST_CASE("distributed environment: torchrun's variables, SLURM's, none, and mal
   CHECK(slurm->master_addr == "gpu07");
   CHECK(slurm->master_port == 20000 + 123456 % 20000);
   CHECK(slurm->source == "slurm");
+  // A batch script outside srun: task 0 of the job, but no step, so one process.
+  CHECK_FALSE(read_env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "0"},
+                        {"SLURM_JOB_NODELIST", "gpu[07-08]"}}).has_value());
   // MASTER_ADDR and MASTER_PORT win over what SLURM's variables would give.
-  const auto pinned = read_env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "a1"},
+  const auto pinned = read_env({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "2"}, {"SLURM_JOB_NODELIST", "a1"},
                                 {"MASTER_ADDR", "10.0.0.2"}, {"MASTER_PORT", "4000"}});
   CHECK(pinned->master_addr == "10.0.0.2");
   CHECK(pinned->master_port == 4000);

@@ -24,7 +24,7 @@ int read_int(const std::function<const char*(const char*)>& get, const char* nam
 
 std::string first_slurm_host(const std::string& nodelist) {
   // The first entry ends at the first comma outside brackets; a bracket holds ranges whose first number is ours.
-  const auto bad = [&] { return Error("SLURM_JOB_NODELIST='" + nodelist + "' is not a SLURM node list"); };
+  const auto bad = [&] { return Error("the SLURM node list '" + nodelist + "' is not one"); };
   if (nodelist.empty()) throw bad();
   const auto open = nodelist.find('['), comma = nodelist.find(',');
   if (open == std::string::npos || (comma != std::string::npos && comma < open)) {
@@ -57,16 +57,20 @@ std::optional<DistributedEnv> read_distributed_env(const std::function<const cha
     env.master_port = read_int(get, "MASTER_PORT", 1, 65535);
     const char* agent = get("TORCHELASTIC_USE_AGENT_STORE");
     env.agent_store = agent && std::string(agent) == "True";
-  } else if (get("SLURM_PROCID") && get("SLURM_NTASKS")) {
+  } else if (get("SLURM_PROCID") && get("SLURM_STEP_NUM_TASKS")) {
+    // A task of an srun step. A batch script itself also has SLURM_PROCID=0 and SLURM_NTASKS, but no step: the
+    // commands it runs without srun are one process each.
     env.source = "slurm";
-    env.world_size = read_int(get, "SLURM_NTASKS", 1, kMaxRanks);
+    env.world_size = read_int(get, "SLURM_STEP_NUM_TASKS", 1, kMaxRanks);
     env.rank = read_int(get, "SLURM_PROCID", 0, env.world_size - 1);
     env.local_rank = get("SLURM_LOCALID") ? read_int(get, "SLURM_LOCALID", 0, env.world_size - 1) : 0;
     if (const char* addr = get("MASTER_ADDR")) {
       env.master_addr = addr;
     } else {
-      const char* nodes = get("SLURM_JOB_NODELIST") ? get("SLURM_JOB_NODELIST") : get("SLURM_NODELIST");
-      if (!nodes) throw Error("neither MASTER_ADDR nor SLURM_JOB_NODELIST is set for this SLURM task");
+      const char* nodes = get("SLURM_STEP_NODELIST") ? get("SLURM_STEP_NODELIST")
+                          : get("SLURM_JOB_NODELIST") ? get("SLURM_JOB_NODELIST")
+                                                       : get("SLURM_NODELIST");
+      if (!nodes) throw Error("neither MASTER_ADDR nor SLURM_STEP_NODELIST is set for this SLURM task");
       env.master_addr = first_slurm_host(nodes);
     }
     if (get("MASTER_PORT")) {

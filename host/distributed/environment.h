@@ -1,7 +1,8 @@
 #pragma once
 // Where this process stands in a multi-process run, read from the environment its launcher set: torchrun's and
-// `esft-host launch`'s (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), or SLURM's for `srun` (SLURM_PROCID,
-// SLURM_NTASKS, SLURM_LOCALID, the first host of SLURM_JOB_NODELIST; MASTER_ADDR and MASTER_PORT win when set).
+// `esft-host launch`'s (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), or those of a task of an `srun` step
+// (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID, the first host of SLURM_STEP_NODELIST; MASTER_ADDR and
+// MASTER_PORT win when set). A batch script's own commands, outside srun, are single processes.
 #include <functional>
 #include <optional>
 #include <string>
