@@ -97,8 +97,8 @@ double max_change(const fs::path& a_path, const fs::path& model) {
 }
 
 // Two ranks of `args` started by hand, as separate esft-host processes (no launcher to stop the survivor); rank 1's
-// arguments end with `--steps STEPS`, the same run, an argument for signal_host to find that rank alone. `while_running`
-// runs in between.
+// arguments end with `--steps STEPS`, the same run, an argument for signal_host to find that rank alone (so STEPS is a
+// number no other argument of any test's esft-host is: ctest runs cases side by side). `while_running` runs in between.
 std::pair<Run, Run> run_two_ranks(const std::vector<std::string>& args, int steps,
                                   const std::function<void()>& while_running) {
   const int port = esft::host::free_local_port();
@@ -209,11 +209,11 @@ TEST_CASE("cli distributed: a rank killed mid-run makes the other fail with a cl
   const auto experts = write_expert_config(dir);
   // Long enough that rank 1 is killed well before the end.
   Schedule schedule;
-  schedule.steps = 50, schedule.batch_size = 2, schedule.accumulation = 1, schedule.save_steps = 5;
+  schedule.steps = 53, schedule.batch_size = 2, schedule.accumulation = 1, schedule.save_steps = 5;
   schedule.eval_steps = 0;
   const auto config = write_config(dir, "train.toml", schedule);
   auto args = [&](const std::string& out, bool resume) {
-    std::vector<std::string> a = {"--device", "cpu", "--dist-timeout", "30", "train", "--model", model.string(),
+    std::vector<std::string> a = {"--device", "cpu", "--dist-timeout", "40", "train", "--model", model.string(),
                                   "--expert-config", experts.string(), "--data", kTrainData.string(), "--config",
                                   config.string(), "--out", (dir / out).string()};
     if (resume) a.push_back("--resume");
@@ -235,7 +235,7 @@ TEST_CASE("cli distributed: a rank killed mid-run makes the other fail with a cl
   CHECK(rank1.code == 128 + SIGKILL);
   CHECK(rank0.code == 1);
   CHECK(contains(rank0.err, "esft-host: error: rank 0 of 2: all-reduce failed; another rank has failed or stopped"));
-  CHECK(seconds < 30);  // within --dist-timeout, not a hang
+  CHECK(seconds < 40);  // within --dist-timeout, not a hang
 
   // The interrupted run goes on from its last checkpoint, to the adapter of the uninterrupted one.
   const Run resumed = run_ranks(2, args("cut", true));
@@ -249,7 +249,7 @@ TEST_CASE("cli distributed: SIGTERM to one rank stops both after the same step, 
   const auto model = tiny_model(dir);
   const auto experts = write_expert_config(dir);
   Schedule schedule;
-  schedule.steps = 30, schedule.batch_size = 3, schedule.accumulation = 1, schedule.save_steps = 5;
+  schedule.steps = 31, schedule.batch_size = 3, schedule.accumulation = 1, schedule.save_steps = 5;
   schedule.eval_steps = 0;
   const auto config = write_config(dir, "train.toml", schedule);
   auto args = [&](const std::string& out) {
