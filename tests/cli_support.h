@@ -9,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -118,6 +121,25 @@ inline void expect_error(const Run& r, int code, std::initializer_list<std::stri
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   CHECK((!r.err.empty() && r.err.back() == '\n'));
   for (const auto& needle : needles) CHECK_MESSAGE(contains(r.err, needle), "error should mention '", needle, "'");
+}
+
+// The tiny qwen3_moe fixture model next to the bundled tokenizer, in DIR/model, as scripts/demo.sh assembles it.
+inline fs::path tiny_task_model(const TempDir& dir) {
+  const auto source = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();  // the repository
+  const auto model = dir / "model";
+  fs::create_directories(model);
+  for (const auto& from : {fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe" / "model", source / "examples" / "tiny-tokenizer"})
+    for (const auto& e : fs::directory_iterator(from)) fs::copy_file(e.path(), model / e.path().filename());
+  return model;
+}
+
+// The JSON values of a JSON-lines file (metrics.jsonl, completions), blank lines skipped.
+inline std::vector<nlohmann::json> read_json_lines(const fs::path& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
 }
 
 // Sends `sig` to the esft-host processes whose arguments include `argument` (found through /proc).

@@ -25,13 +25,6 @@ namespace {
 const fs::path kSource = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();  // the repository
 const fs::path kTrainData = kSource / "examples" / "tiny-task" / "train.jsonl";
 
-fs::path tiny_model(const TempDir& dir) {
-  const auto model = dir / "model";
-  fs::create_directories(model);
-  for (const auto& from : {fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe" / "model", kSource / "examples" / "tiny-tokenizer"})
-    for (const auto& e : fs::directory_iterator(from)) fs::copy_file(e.path(), model / e.path().filename());
-  return model;
-}
 
 // `esft-host launch --nproc N -- esft-host ARGS...` (N = 1 runs ARGS without launch: one process, no group).
 Run run_ranks(int nproc, std::vector<std::string> args) {
@@ -41,13 +34,6 @@ Run run_ranks(int nproc, std::vector<std::string> args) {
   return run_host(all);
 }
 
-std::vector<json> read_lines(const fs::path& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
-}
 
 struct Schedule {
   int steps = 4, batch_size = 6, accumulation = 2, save_steps = 2, eval_steps = 2;
@@ -132,7 +118,7 @@ bool wait_for(const fs::path& path) {
 
 TEST_CASE("cli distributed: scores over 2 and 3 processes writes the scores.json of one process, bit for bit") {
   TempDir dir;
-  const auto model = tiny_model(dir);
+  const auto model = tiny_task_model(dir);
   // A budget that ends inside the data, batches of 3 samples: several rounds, the last one short.
   auto scores = [&](int nproc, const std::string& out) {
     return run_ranks(nproc, {"--device", "cpu", "scores", "--model", model.string(), "--data", kTrainData.string(),
@@ -154,7 +140,7 @@ TEST_CASE("cli distributed: scores over 2 and 3 processes writes the scores.json
 
 TEST_CASE("cli distributed: data-parallel ESFT over 2 and 3 processes trains the adapter of one process") {
   TempDir dir;
-  const auto model = tiny_model(dir);
+  const auto model = tiny_task_model(dir);
   const auto experts = write_expert_config(dir);
   // A global micro-batch of 6 rows, accumulated twice: every rank has rows of every micro-batch. A small learning
   // rate: Adam's first steps move each weight by about the learning rate whatever its gradient's size, so the
@@ -166,7 +152,7 @@ TEST_CASE("cli distributed: data-parallel ESFT over 2 and 3 processes trains the
   };
   const Run one = train(1, "one");
   expect_success(one);
-  const auto one_metrics = read_lines(dir / "one" / "metrics.jsonl");
+  const auto one_metrics = read_json_lines(dir / "one" / "metrics.jsonl");
   const auto one_adapter = dir / "one" / "adapter" / "model.safetensors";
   const double trained = max_change(one_adapter, model);
   CHECK(trained > 2e-4);  // 4 steps of 1e-4 moved the experts
@@ -178,7 +164,7 @@ TEST_CASE("cli distributed: data-parallel ESFT over 2 and 3 processes trains the
     CHECK(contains(dp.out, "[rank 0] processes  " + std::to_string(nproc) + " (gloo)"));
     CHECK_FALSE(contains(dp.out, "[rank 1] model"));  // rank 0 speaks for the run
     CHECK(max_difference(dir / out / "adapter" / "model.safetensors", one_adapter) < 1e-6);
-    const auto metrics = read_lines(dir / out / "metrics.jsonl");
+    const auto metrics = read_json_lines(dir / out / "metrics.jsonl");
     REQUIRE(metrics.size() == one_metrics.size());
     // The experts' gradients and a small record (a float64 flag per trainable tensor, the loss, the stop request;
     // the trainer may hold several experts in one tensor), every step.
@@ -205,7 +191,7 @@ TEST_CASE("cli distributed: data-parallel ESFT over 2 and 3 processes trains the
 
 TEST_CASE("cli distributed: a rank killed mid-run makes the other fail with a clear error, and the run resumes") {
   TempDir dir;
-  const auto model = tiny_model(dir);
+  const auto model = tiny_task_model(dir);
   const auto experts = write_expert_config(dir);
   // Long enough that rank 1 is killed well before the end.
   Schedule schedule;
@@ -246,7 +232,7 @@ TEST_CASE("cli distributed: a rank killed mid-run makes the other fail with a cl
 
 TEST_CASE("cli distributed: SIGTERM to one rank stops both after the same step, and 3 processes resume the run") {
   TempDir dir;
-  const auto model = tiny_model(dir);
+  const auto model = tiny_task_model(dir);
   const auto experts = write_expert_config(dir);
   Schedule schedule;
   schedule.steps = 31, schedule.batch_size = 3, schedule.accumulation = 1, schedule.save_steps = 5;
@@ -304,7 +290,7 @@ TEST_CASE("cli distributed: one-process commands, a malformed environment and to
                1, {"the SLURM node list 'node[]' is not one"});
 
   TempDir dir;
-  const auto model = tiny_model(dir);
+  const auto model = tiny_task_model(dir);
   const auto experts = write_expert_config(dir);
   const Run small = run_ranks(2, {"--device", "cpu", "train", "--model", model.string(), "--expert-config",
                                   experts.string(), "--data", kTrainData.string(), "--config",

@@ -27,14 +27,6 @@ namespace {
 const fs::path kSource = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();  // the repository
 const fs::path kTask = kSource / "examples" / "tiny-task";
 
-// The tiny fixture model next to the bundled tokenizer, as scripts/demo.sh assembles it.
-fs::path tiny_model(const TempDir& dir) {
-  const auto model = dir / "model";
-  fs::create_directories(model);
-  for (const auto& from : {fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe" / "model", kSource / "examples" / "tiny-tokenizer"})
-    for (const auto& e : fs::directory_iterator(from)) fs::copy_file(e.path(), model / e.path().filename());
-  return model;
-}
 
 // A small, fast training config (written next to the run).
 fs::path small_config(const TempDir& dir, int steps) {
@@ -45,13 +37,6 @@ fs::path small_config(const TempDir& dir, int steps) {
   return path;
 }
 
-std::vector<json> read_lines(const fs::path& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
-}
 
 std::string expert_config_text(const std::string& experts) {
   return R"({"experts": )" + experts + R"(, "shared_experts": false, "non_expert_modules": false})";
@@ -69,7 +54,7 @@ std::string line_starting(const std::string& text, const std::string& prefix) {
 
 TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the tiny model and task") {
   TempDir dir;
-  const auto model = tiny_model(dir);
+  const auto model = tiny_task_model(dir);
   expect_success(run_host({"scores", "--model", model.string(), "--data", (kTask / "train.jsonl").string(), "--out",
                            (dir / "scores").string(), "--batch-size", "8"}));
   const Run select = run_host({"select", "--scores", (dir / "scores").string(), "--top-p", "0.5", "--out",
@@ -94,7 +79,7 @@ TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the ti
   CHECK(contains(train.out, "loss curve"));
   CHECK(contains(train.out, "adapter    "));
   int losses = 0;
-  for (const auto& line : read_lines(dir / "run" / "metrics.jsonl")) losses += line.contains("loss");
+  for (const auto& line : read_json_lines(dir / "run" / "metrics.jsonl")) losses += line.contains("loss");
   CHECK(losses == 4);
   // The adapter holds exactly the tensors params named.
   const esft::SafetensorsFile adapter(dir / "run" / "adapter" / "model.safetensors");
@@ -127,7 +112,7 @@ TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the ti
   const Run adapted = run_host(with({"eval", "--model", model.string(), "--adapter", (dir / "run" / "adapter").string(),
                                      "--out", (dir / "completions.jsonl").string()}));
   expect_success(adapted);
-  CHECK(read_lines(dir / "completions.jsonl").size() == 6);
+  CHECK(read_json_lines(dir / "completions.jsonl").size() == 6);
   expect_success(run_host({"merge", "--model", model.string(), "--adapter", (dir / "run" / "adapter").string(), "--out",
                            (dir / "merged").string()}));
   const Run merged = run_host(with({"eval", "--model", (dir / "merged").string()}));
@@ -142,7 +127,7 @@ TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the ti
 
 TEST_CASE("cli pipeline: SIGINT saves a checkpoint and exits, --resume finishes the run as if uninterrupted") {
   TempDir dir;
-  const auto model = tiny_model(dir);
+  const auto model = tiny_task_model(dir);
   write_bytes(dir / "ec.json", expert_config_text(R"({"0": [1, 2], "1": [3], "2": [0, 7]})"));
   const auto config = small_config(dir, 400);
   const std::vector<std::string> args = {"train", "--model", model.string(), "--expert-config", (dir / "ec.json").string(),
@@ -157,7 +142,7 @@ TEST_CASE("cli pipeline: SIGINT saves a checkpoint and exits, --resume finishes 
   // Start, wait for the first steps in metrics.jsonl, interrupt.
   std::thread interrupter([&] {
     const auto metrics = dir / "run" / "metrics.jsonl";
-    for (int i = 0; i < 600 && read_lines(metrics).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 600 && read_json_lines(metrics).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     signal_host(SIGINT, (dir / "run").string());
   });
   const Run interrupted = run_host(with_out("run"));
@@ -166,7 +151,7 @@ TEST_CASE("cli pipeline: SIGINT saves a checkpoint and exits, --resume finishes 
   CHECK(contains(interrupted.err, "interrupted at step"));
   CHECK_FALSE(fs::exists(dir / "run" / "adapter"));
   REQUIRE(fs::exists(dir / "run" / "checkpoints"));
-  const int64_t stopped = static_cast<int64_t>(read_lines(dir / "run" / "metrics.jsonl").size());
+  const int64_t stopped = static_cast<int64_t>(read_json_lines(dir / "run" / "metrics.jsonl").size());
   CHECK(stopped < 400);
 
   // A run without --resume refuses the folder; with --resume it finishes.
@@ -174,7 +159,7 @@ TEST_CASE("cli pipeline: SIGINT saves a checkpoint and exits, --resume finishes 
   expect_error(refused, 1, {"already holds a training run", "--resume"});
   expect_success(run_host(with_out("run", {"--resume", "--steps", std::to_string(stopped + 2)})));
   expect_success(run_host(with_out("straight", {"--steps", std::to_string(stopped + 2)})));
-  const auto a = read_lines(dir / "run" / "metrics.jsonl"), b = read_lines(dir / "straight" / "metrics.jsonl");
+  const auto a = read_json_lines(dir / "run" / "metrics.jsonl"), b = read_json_lines(dir / "straight" / "metrics.jsonl");
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].value("loss", -1.0) == b[i].value("loss", -1.0));
   CHECK(test_support::read_bytes(dir / "run" / "adapter" / "model.safetensors") ==
@@ -183,7 +168,7 @@ TEST_CASE("cli pipeline: SIGINT saves a checkpoint and exits, --resume finishes 
 
 TEST_CASE("cli pipeline: bad input is refused with one error line and leaves no output") {
   TempDir dir;
-  const auto model = tiny_model(dir);
+  const auto model = tiny_task_model(dir);
   const auto data = (kTask / "train.jsonl").string();
   auto train_with = [&](const std::string& experts, const std::string& data_path, const fs::path& out) {
     write_bytes(dir / "ec.json", expert_config_text(experts));

@@ -262,11 +262,6 @@ Command train_command() {
     auto eval_rows = split.eval.empty() ? std::vector<data::Row>{} : make(split.eval);
 
     fs::create_directories(out);
-    if (comm.world_size() > options.batch_size) {
-      throw Error("batch_size " + std::to_string(options.batch_size) + " is smaller than the " +
-                  std::to_string(comm.world_size()) + " processes: each rank takes a share of every micro-batch's "
-                  "rows, so some would have none (raise batch_size, or lower gradient_accumulation_steps with it)");
-    }
     train::Trainer trainer(*m.model, options, std::move(train_rows), std::move(eval_rows), encoder.pad_id(), m.device,
                            out, fingerprint, comm);
 

@@ -62,11 +62,14 @@ uint64_t all_reduce_sum_bucketed(Communicator& comm, std::vector<at::Tensor>& te
         bucket.push_back(members[i++]);
         size += b;
       }
+      // A lone contiguous tensor is reduced in place; several go through one flat buffer and back.
+      const bool in_place = bucket.size() == 1 && bucket.front()->is_contiguous();
       std::vector<at::Tensor> flat;
-      for (auto* t : bucket) flat.push_back(t->reshape({-1}));
-      auto buffer = bucket.size() == 1 && bucket.front()->is_contiguous() ? *bucket.front() : at::cat(flat);
+      if (!in_place)
+        for (auto* t : bucket) flat.push_back(t->reshape({-1}));
+      auto buffer = in_place ? *bucket.front() : at::cat(flat);
       comm.all_reduce_sum(buffer);
-      if (buffer.data_ptr() != bucket.front()->data_ptr() || bucket.size() > 1) {
+      if (!in_place) {
         int64_t offset = 0;
         for (auto* t : bucket) {
           const int64_t n = t->numel();

@@ -89,6 +89,11 @@ Trainer::Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row
       fingerprint_(std::move(fingerprint)),
       objective_(options_, routers_train(model), trash_constraint_of(model)) {
   options_.validate();
+  if (comm_.world_size() > options_.batch_size) {
+    throw Error("batch_size " + std::to_string(options_.batch_size) + " is smaller than the " +
+                std::to_string(comm_.world_size()) + " processes: each rank takes a share of every micro-batch's "
+                "rows, so some would have none (raise batch_size, or lower gradient_accumulation_steps with it)");
+  }
   if (options_.max_eval_rows > 0 && eval_rows_.size() > static_cast<size_t>(options_.max_eval_rows))
     eval_rows_.resize(static_cast<size_t>(options_.max_eval_rows));
   if (!comm_.is_solo()) {
@@ -141,8 +146,7 @@ StepReport Trainer::train_step() {
       micro.push_back(whole);
       continue;
     }
-    const auto share = dist::share_of(static_cast<int64_t>(rows.size()), comm_.rank(), world);
-    if (share.size() == 0) continue;
+    const auto share = dist::share_of(static_cast<int64_t>(rows.size()), comm_.rank(), world);  // never empty
     micro.push_back(collate({rows.begin() + share.begin, rows.begin() + share.end}, pad_id_));
   }
   // The step's randomness (router jitter) from (seed, step): a resumed run draws what the uninterrupted one did.
