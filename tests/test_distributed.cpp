@@ -6,12 +6,12 @@
 
 #include <map>
 #include <string>
-#include <thread>
 
 #include "distributed/environment.h"
 #include "distributed/process_group.h"
 #include "esft/dist/communicator.h"
 #include "esft/error.h"
+#include "gloo_ranks.h"
 #include "launch/launcher.h"
 
 using esft::host::DistributedEnv;
@@ -97,32 +97,20 @@ TEST_CASE("distributed shares: contiguous, as even as can be, covering every ite
 }
 
 TEST_CASE("distributed gloo: three ranks sum bucketed tensors and broadcast, exactly") {
-  const int world = 3, port = esft::host::free_local_port();
+  const int world = 3;
   std::vector<std::vector<at::Tensor>> results(world);
   std::vector<at::Tensor> broadcasts(world);
   std::vector<uint64_t> bytes(world);
-  std::vector<std::string> failures(world);
-  auto rank_main = [&](int rank) {
-    try {
-      DistributedEnv env;
-      env.rank = rank, env.world_size = world, env.master_addr = "127.0.0.1", env.master_port = port;
-      auto group = esft::host::make_process_group(env, c10::Device(c10::kCPU), std::chrono::seconds(60));
-      // Tensors of two dtypes and several sizes, one undefined: buckets of 64 bytes hold few of them.
-      std::vector<at::Tensor> tensors = {at::full({3}, 1.0f + rank), at::Tensor(), at::arange(40, at::kDouble) * (rank + 1),
-                                         at::full({2, 2}, 0.5f * rank), at::full({1}, static_cast<double>(rank), at::kDouble)};
-      bytes[static_cast<size_t>(rank)] = esft::dist::all_reduce_sum_bucketed(*group, tensors, 64);
-      results[static_cast<size_t>(rank)] = tensors;
-      auto b = rank == 1 ? at::arange(5, at::kFloat) : at::zeros({5}, at::kFloat) - 1;
-      group->broadcast(b, 1);
-      broadcasts[static_cast<size_t>(rank)] = b;
-      group->barrier();
-    } catch (const std::exception& e) {
-      failures[static_cast<size_t>(rank)] = e.what();
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int rank = 0; rank < world; ++rank) threads.emplace_back(rank_main, rank);
-  for (auto& t : threads) t.join();
+  const auto failures = esft::test::run_gloo_ranks(world, [&](int rank, esft::dist::Communicator& group) {
+    // Tensors of two dtypes and several sizes, one undefined: buckets of 64 bytes hold few of them.
+    std::vector<at::Tensor> tensors = {at::full({3}, 1.0f + rank), at::Tensor(), at::arange(40, at::kDouble) * (rank + 1),
+                                       at::full({2, 2}, 0.5f * rank), at::full({1}, static_cast<double>(rank), at::kDouble)};
+    bytes[static_cast<size_t>(rank)] = esft::dist::all_reduce_sum_bucketed(group, tensors, 64);
+    results[static_cast<size_t>(rank)] = tensors;
+    auto b = rank == 1 ? at::arange(5, at::kFloat) : at::zeros({5}, at::kFloat) - 1;
+    group.broadcast(b, 1);
+    broadcasts[static_cast<size_t>(rank)] = b;
+  });
   for (int rank = 0; rank < world; ++rank) {
     CAPTURE(rank);
     REQUIRE(failures[static_cast<size_t>(rank)] == "");

@@ -20,6 +20,8 @@
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
 #include "esft/io/sha256.h"
+#include "esft/nn/expert_parallel.h"
+#include "esft/nn/moe_layer.h"
 #include "esft/runtime.h"
 #include "esft/train/trainer.h"
 
@@ -162,6 +164,22 @@ void write_train_summary(const fs::path& path, const std::string& method, const 
             << mib_text(output.bytes) << " (" << path.string() << ")\n";
 }
 
+// The model's parameters and buffers; experts spread over the ranks count on every rank (each holds as many).
+int64_t model_numel(MoECausalLM& model) {
+  int64_t n = 0;
+  for (const auto& p : model.parameters()) n += p.numel();
+  for (const auto& b : model.buffers()) n += b.numel();
+  for (auto* layer : model.moe_layers()) {
+    auto& bank = layer->experts();
+    if (!bank.expert_group()) continue;
+    int64_t held = 0;
+    for (const auto& p : bank.parameters()) held += p.numel();
+    for (const auto& b : bank.buffers()) held += b.numel();
+    n += held * (bank.expert_group()->world_size() - 1);
+  }
+  return n;
+}
+
 }  // namespace
 
 Command train_command() {
@@ -186,7 +204,11 @@ Command train_command() {
          "esft: train the experts of --expert-config, write an adapter; lora: train LoRA pairs (lora_* settings), "
          "write a PEFT adapter; full: train every parameter, write a model; pretrain: the same from scratch; "
          "router: train a Select-MoE model's routers with the trash constraint, write an adapter")
-        ("resume", po::bool_switch(), "continue from the newest checkpoint in --out");
+        ("resume", po::bool_switch(), "continue from the newest checkpoint in --out")
+        ("expert-parallel", po::bool_switch(),
+         "spread each MoE layer's routed experts over the processes in contiguous blocks (Megatron's placement; "
+         "each rank loads only its experts) and send tokens to their experts with all-to-all: for models that do "
+         "not fit one device; --method esft, per-expert checkpoints");
   };
   c.multi_process = true;
   c.run = [](const GlobalOptions& options_in, const po::variables_map& vm) {
@@ -195,6 +217,14 @@ Command train_command() {
     // Rank 0 speaks for a run of several processes; the others print only their errors.
     std::ostream& say = comm.is_root() ? std::cout : quiet_stream();
     auto method = make_training_method(vm["method"].as<std::string>(), vm);
+    const bool expert_parallel = vm["expert-parallel"].as<bool>();
+    if (expert_parallel && method->name() != "esft") {
+      throw UsageError("--expert-parallel is built for --method esft (not " + method->name() + ")");
+    }
+    if (expert_parallel && comm.is_solo()) {
+      throw UsageError("--expert-parallel spreads the experts over the processes of a multi-process run (start it "
+                       "with torchrun, srun or esft-host launch); this is one process");
+    }
     train::TrainOptions options = method->defaults();
     if (vm.count("config")) options = train::TrainOptions::load_toml(vm["config"].as<std::string>(), options);
     if (vm.count("steps")) {
@@ -226,7 +256,11 @@ Command train_command() {
     // Model, what trains, data.
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
-    auto m = open_model(global, model_dir);
+    LoadedModel m;
+    {
+      nn::ExpertParallelScope placement(expert_parallel ? &comm : nullptr);  // each rank builds and loads its experts
+      m = open_model(global, model_dir);
+    }
     method->make_trainable(m, options, fingerprint);
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
     data::Split split;
@@ -265,9 +299,7 @@ Command train_command() {
     train::Trainer trainer(*m.model, options, std::move(train_rows), std::move(eval_rows), encoder.pad_id(), m.device,
                            out, fingerprint, comm);
 
-    int64_t total_params = 0;
-    for (const auto& p : m.model->parameters()) total_params += p.numel();
-    for (const auto& b : m.model->buffers()) total_params += b.numel();
+    const int64_t total_params = model_numel(*m.model);
     say << "model      " << model_dir.string() << " (" << m.family->name() << ", " << dtype_label(m.dtype)
               << ", " << m.device.str() << ")\n";
     say << "trainable  " << trainer.trainable_numel() << " of " << total_params << " parameters ("
@@ -284,14 +316,20 @@ Command train_command() {
     if (!m.model->moe_layers().empty()) say << ", routers " << train::router_mode_name(options.router_mode);
     if (!comm.is_solo()) {
       say << "\nprocesses  " << comm.world_size() << " (" << comm.backend() << "), each "
-          << dist::share_of(options.batch_size, 0, comm.world_size()).size() << " or fewer rows of every micro-batch; "
-          << "the trainable tensors' gradients are summed over them every step";
+          << dist::share_of(options.batch_size, 0, comm.world_size()).size() << " or fewer rows of every micro-batch; ";
+      if (expert_parallel && !m.model->moe_layers().empty()) {
+        say << "each holds " << m.model->moe_layers().front()->experts().held_experts() << " experts of every MoE "
+            << "layer and trains its own; the other trainable tensors' gradients are summed over them every step";
+      } else {
+        say << "the trainable tensors' gradients are summed over them every step";
+      }
     }
     say << "\n" << std::flush;
 
     if (resume) say << "resumed    at step " << trainer.resume() << "\n" << std::flush;
     Progress progress(options.steps, options.log_steps, comm.is_root());
-    TrainingRunInfo run{model_dir, out, options, fingerprint, {}, train::Trainer::Outcome::Finished};
+    TrainingRunInfo run{model_dir, out, options, fingerprint, {}, train::Trainer::Outcome::Finished, &comm,
+                        expert_parallel};
     {
       StopSignals signals;
       run.outcome = trainer.run(
@@ -315,13 +353,15 @@ Command train_command() {
                 << (out / "checkpoints").string() << "; continue with --resume\n";
       return 128 + sig;
     }
-    if (!comm.is_root()) return 0;  // rank 0 writes what the run leaves
+    // Rank 0 writes what the run leaves; under expert parallelism the others hand it their experts first.
+    if (!comm.is_root() && !expert_parallel) return 0;
     if (run.outcome == train::Trainer::Outcome::EarlyStopped) {
-      std::cout << "early stop at step " << trainer.step() << ": " << options.early_stop_patience
-                << " evaluations without an improvement of more than " << options.early_stop_min_delta << "\n";
+      say << "early stop at step " << trainer.step() << ": " << options.early_stop_patience
+          << " evaluations without an improvement of more than " << options.early_stop_min_delta << "\n";
     }
-    print_loss_curve(run.steps);
+    if (comm.is_root()) print_loss_curve(run.steps);
     const auto output = method->finish(m, trainer, run);
+    if (!comm.is_root()) return 0;
     write_train_summary(out / "train_summary.json", method->name(), m, trainer, run, output, total_params);
     return 0;
   };

@@ -100,9 +100,24 @@ class C10dCommunicator final : public dist::Communicator {
     wait("broadcast", [&] { return group_->broadcast(tensors, options); });
   }
 
+  void all_to_all(at::Tensor& output, const at::Tensor& input, const std::vector<int64_t>& output_splits,
+                  const std::vector<int64_t>& input_splits) override {
+    auto out = output;  // alltoall_base takes its tensors by non-const reference
+    auto in = input;
+    std::vector<int64_t> output_sizes = output_splits, input_sizes = input_splits;
+    c10d::AllToAllOptions options;
+    wait("all-to-all", [&] { return group_->alltoall_base(out, in, output_sizes, input_sizes, options); });
+    // The rows that left this process (those it keeps for itself travel no wire).
+    const int64_t row_bytes = input.size(0) > 0 ? input.numel() / input.size(0) * input.element_size() : 0;
+    for (size_t r = 0; r < input_splits.size(); ++r)
+      if (static_cast<int>(r) != rank_) reduced_bytes_ += static_cast<uint64_t>(input_splits[r] * row_bytes);
+  }
+
   void barrier() override {
     wait("barrier", [&] { return group_->barrier(); });
   }
+
+  c10::Device device() const override { return device_; }
 
  private:
   // Gloo's transport: the interface GLOO_SOCKET_IFNAME names (as torch.distributed reads it), loopback for a

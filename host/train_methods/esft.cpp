@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "esft/dist/collectives.h"
 #include "esft/io/weights.h"
 #include "esft/pipeline/adapter_io.h"
 #include "esft/pipeline/trainable.h"
@@ -42,15 +43,18 @@ class EsftMethod final : public TrainingMethod {
   }
 
   TrainingOutput finish(LoadedModel& m, train::Trainer& trainer, const TrainingRunInfo& run) override {
+    // Under expert parallelism each rank holds its own experts' tensors: rank 0 gathers them all.
+    auto tensors = pipeline::trained_checkpoint_tensors(*m.model);
+    if (run.expert_parallel) tensors = dist::gather_named_tensors(*run.comm, tensors);
+    if (!run.comm->is_root()) return {};
     pipeline::AdapterSummary adapter;
     if (format_ == pipeline::AdapterFormat::Reference) {
-      const auto tensors = pipeline::trained_checkpoint_tensors(*m.model);
       pipeline::save_reference_adapter(run.out / "adapter", tensors, config_);
       adapter.tensors = static_cast<int64_t>(tensors.size());
       for (const auto& t : tensors) adapter.bytes += t.second.nbytes();
     } else {
-      adapter = pipeline::save_adapter(*m.model, run.out / "adapter", adapter_manifest("esft", m, run), config_,
-                                       {{"steps", trainer.step()}, {"train_options", run.options.to_json()}});
+      adapter = pipeline::save_adapter_tensors(tensors, run.out / "adapter", adapter_manifest("esft", m, run), config_,
+                                               {{"steps", trainer.step()}, {"train_options", run.options.to_json()}});
     }
     const auto base_bytes = Checkpoint::open(run.model_dir).total_bytes();
     std::cout << "adapter    " << (run.out / "adapter").string() << " (" << pipeline::adapter_format_name(format_)

@@ -23,6 +23,8 @@ struct TrainingRunInfo {
   nlohmann::json fingerprint;
   std::vector<train::StepReport> steps;  // this invocation's steps (not those before a resume)
   train::Trainer::Outcome outcome = train::Trainer::Outcome::Finished;
+  dist::Communicator* comm = &dist::solo();  // the run's processes
+  bool expert_parallel = false;               // the experts are spread over them: finish runs on every rank
 };
 
 // What a run leaves: an adapter folder or a model directory, and its size.
@@ -43,7 +45,9 @@ class TrainingMethod {
   virtual void make_trainable(LoadedModel& model, const train::TrainOptions& options, nlohmann::json& fingerprint) = 0;
   // What trains, in words, after "trainable N of M parameters (x%)".
   virtual std::string trainable_summary(LoadedModel& model) const = 0;
-  // After training: writes what the run leaves (an adapter, a model directory, a summary) and says where.
+  // After training: writes what the run leaves (an adapter, a model directory, a summary) and says where. Called on
+  // rank 0 alone, or on every rank under expert parallelism (which methods other than esft refuse), where rank 0
+  // gathers the experts and writes.
   virtual TrainingOutput finish(LoadedModel& model, train::Trainer& trainer, const TrainingRunInfo& run) = 0;
 };
 

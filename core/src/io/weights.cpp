@@ -9,6 +9,7 @@
 #include "esft/error.h"
 #include "esft/io/safetensors.h"
 #include "esft/io/mxfp4.h"
+#include "esft/nn/moe_layer.h"
 
 namespace esft {
 
@@ -43,7 +44,14 @@ KeySetDiff compare_keys(const CheckpointBindings& bindings, const Checkpoint& ch
 
 void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std::string& where) {
   auto bindings = model.checkpoint_bindings();
-  auto skip = [&model](const std::string& key) { return model.skips_checkpoint_key(key); };
+  // Under expert parallelism each rank reads only the experts it holds.
+  const auto layers = model.moe_layers();
+  auto skip = [&model, &layers](const std::string& key) {
+    if (model.skips_checkpoint_key(key)) return true;
+    for (auto* layer : layers)
+      if (layer->experts().held_elsewhere(key)) return true;
+    return false;
+  };
   auto tensors = checkpoint_tensors(checkpoint);
   auto diff = compare_with(bindings, tensors, skip);
   if (!diff.missing.empty()) {

@@ -60,19 +60,19 @@ NamedTensors AdamW::state() const {
   return out;
 }
 
-void AdamW::load_state(const SafetensorsFile& file, int64_t steps) {
+void AdamW::load_state(const SafetensorsFile& file, int64_t steps, const LocalPart& local_part) {
   at::NoGradGuard no_grad;
-  auto restore = [&](at::Tensor& target, const std::string& name) {
+  auto restore = [&](at::Tensor& target, const std::string& name, const std::string& param) {
     const auto* info = file.find(name);
     if (!info) throw Error(file.path().string() + ": optimizer state '" + name + "' is missing");
-    auto value = file.view(name);
+    auto value = local_part ? local_part(param, file.view(name)) : file.view(name);
     if (value.sizes() != target.sizes()) throw Error(file.path().string() + ": optimizer state '" + name + "' has the wrong shape");
     target.copy_(value);
   };
   for (auto& s : slots_) {
-    restore(s.exp_avg, "exp_avg." + s.name);
-    restore(s.exp_avg_sq, "exp_avg_sq." + s.name);
-    if (s.master.defined()) restore(s.master, "master." + s.name);
+    restore(s.exp_avg, "exp_avg." + s.name, s.name);
+    restore(s.exp_avg_sq, "exp_avg_sq." + s.name, s.name);
+    if (s.master.defined()) restore(s.master, "master." + s.name, s.name);
   }
   steps_ = steps;
 }
@@ -86,6 +86,23 @@ uint64_t AdamW::state_bytes() const {
   return n;
 }
 
+double grad_norm_squared(const std::vector<at::Tensor>& params) {
+  at::NoGradGuard no_grad;
+  double sum = 0;
+  for (const auto& p : params)
+    if (p.grad().defined()) sum += p.grad().to(at::kDouble).square().sum().item<double>();
+  return sum;
+}
+
+void clip_grads_to(const std::vector<at::Tensor>& params, double max_norm, double norm) {
+  if (max_norm <= 0) return;
+  at::NoGradGuard no_grad;
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef >= 1) return;
+  for (const auto& p : params)
+    if (p.grad().defined()) p.mutable_grad().mul_(coef);
+}
+
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> norms;
@@ -93,13 +110,7 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
     if (p.grad().defined()) norms.push_back(p.grad().to(at::kFloat).norm());
   if (norms.empty()) return 0;
   const double total = at::stack(norms).norm().item<double>();
-  if (max_norm > 0) {
-    const double coef = max_norm / (total + 1e-6);
-    if (coef < 1) {
-      for (const auto& p : params)
-        if (p.grad().defined()) p.mutable_grad().mul_(coef);
-    }
-  }
+  clip_grads_to(params, max_norm, total);
   return total;
 }
 

@@ -7,12 +7,16 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <numeric>
 
+#include "esft/dist/collectives.h"
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
 #include "esft/io/json_file.h"
 #include "esft/io/safetensors.h"
 #include "esft/model/losses.h"
+#include "esft/nn/expert_bank.h"
 #include "esft/pipeline/trainable.h"
 #include "esft/runtime.h"
 
@@ -101,12 +105,27 @@ Trainer::Trainer(MoECausalLM& model, TrainOptions options, std::vector<data::Row
     eval_share_.assign(eval_rows_.begin() + share.begin, eval_rows_.begin() + share.end);
   }
   params_ = pipeline::trainable_parameters(model_);
-  if (params_.empty()) throw Error("nothing to train: the expert config selects no experts and no other modules");
+  // Expert parallelism: the trainable tensors of banks whose experts are spread over the ranks, in module order
+  // (the same on every rank, rows or none).
+  for (const auto& item : model_.named_modules()) {
+    const auto* bank = dynamic_cast<const nn::ExpertBank*>(item.value().get());
+    if (!bank || !bank->expert_group()) continue;
+    expert_parallel_ = true;
+    const auto rows = bank->trainable_rows_per_rank();
+    if (std::all_of(rows.begin(), rows.end(), [](int64_t n) { return n == 0; })) continue;
+    int64_t offset = 0;
+    for (int r = 0; r < comm_.rank(); ++r) offset += rows[static_cast<size_t>(r)];
+    for (const auto& p : bank->named_parameters(/*recurse=*/false))
+      sharded_.push_back({item.key() + "." + p.key(), p.value(), rows, offset});
+  }
+  if (params_.empty() && sharded_.empty())
+    throw Error("nothing to train: the expert config selects no experts and no other modules");
   // Every rank starts from rank 0's trainable tensors (freshly initialised ones, as LoRA's, included), as
-  // PyTorch's DistributedDataParallel does.
+  // PyTorch's DistributedDataParallel does; sharded experts are each rank's own.
   if (!comm_.is_solo()) {
     at::NoGradGuard no_grad;
     for (auto& [name, p] : params_) {
+      if (sharded(p)) continue;
       auto value = p.detach().contiguous();
       comm_.broadcast(value, 0);
       if (value.data_ptr() != p.data_ptr()) p.copy_(value);
@@ -124,12 +143,29 @@ Trainer::~Trainer() = default;
 
 int64_t Trainer::trainable_numel() const {
   int64_t n = 0;
-  for (const auto& p : params_) n += p.second.numel();
+  for (const auto& p : params_)
+    if (!sharded(p.second)) n += p.second.numel();
+  for (const auto& s : sharded_) {  // whole, over every rank
+    const int64_t rows = std::accumulate(s.rows.begin(), s.rows.end(), int64_t{0});
+    const auto sizes = s.param.sizes();
+    n += rows * c10::multiply_integers(sizes.begin() + 1, sizes.end());
+  }
   return n;
+}
+
+bool Trainer::sharded(const at::Tensor& param) const {
+  return std::any_of(sharded_.begin(), sharded_.end(), [&](const ShardedTensor& s) { return s.param.is_same(param); });
+}
+
+at::Tensor Trainer::local_part(const std::string& name, const at::Tensor& stored) const {
+  for (const auto& s : sharded_)
+    if (s.name == name) return stored.narrow(0, s.offset, s.rows[static_cast<size_t>(comm_.rank())]);
+  return stored;
 }
 
 StepReport Trainer::train_step() {
   const auto start = std::chrono::steady_clock::now();
+  const uint64_t bytes_before = comm_.reduced_bytes();  // the step's exchanges and sums
   model_.train();
   for (auto& p : params_) p.second.mutable_grad() = at::Tensor();
 
@@ -155,7 +191,9 @@ StepReport Trainer::train_step() {
   double loss_sum = 0;
   const double micro_batches = static_cast<double>(options_.gradient_accumulation_steps * world);
   for (const auto& b : micro) {
-    if (b.label_tokens == 0) continue;  // nothing to learn from an all-padding micro-batch
+    // Nothing to learn from an all-padding micro-batch; under expert parallelism the others' exchanges still need
+    // this rank's forward and backward.
+    if (b.label_tokens == 0 && !expert_parallel_) continue;
     ForwardOptions fo;
     fo.logits = LogitsMode::None;  // the loss comes from the final hidden states, a chunk of logits at a time
     fo.final_hidden = true;
@@ -164,7 +202,9 @@ StepReport Trainer::train_step() {
     auto out = model_.forward(b.input_ids.to(device_), mask, fo);
     // Each micro-batch's mean, weighted by its share of the step's labels: the step's token mean.
     const double weight = static_cast<double>(b.label_tokens) / static_cast<double>(label_tokens);
-    auto loss = chunked_causal_lm_loss(out.final_hidden, model_.output_embedding(), b.labels.to(device_)) * weight;
+    auto loss = b.label_tokens == 0
+                    ? out.final_hidden.sum() * 0.0
+                    : chunked_causal_lm_loss(out.final_hidden, model_.output_embedding(), b.labels.to(device_)) * weight;
     loss_sum += loss.item<double>();
     // The routers' losses are per forward, averaged over every rank's forwards of the step.
     const auto routers = objective_.loss(out, mask, step_, 1.0 / micro_batches);
@@ -173,12 +213,22 @@ StepReport Trainer::train_step() {
     if (loss.requires_grad()) loss.backward();
   }
   bool stop = stop_ && stop_->load() != 0;
-  const uint64_t comm_bytes = comm_.is_solo() ? 0 : reduce_gradients(loss_sum, stop);
+  std::vector<at::Tensor> tensors, replicated, local_experts;
+  for (const auto& p : params_) {
+    tensors.push_back(p.second);
+    (sharded(p.second) ? local_experts : replicated).push_back(p.second);
+  }
+  double sharded_norm_sq = grad_norm_squared(local_experts);
+  if (!comm_.is_solo()) reduce_gradients(loss_sum, stop, sharded_norm_sq);
   group_stop_ = stop;
 
-  std::vector<at::Tensor> tensors;
-  for (const auto& p : params_) tensors.push_back(p.second);
-  const double grad_norm = clip_grad_norm(tensors, options_.max_grad_norm);
+  double grad_norm = 0;
+  if (expert_parallel_) {  // the norm over every rank's experts and the replicated tensors
+    grad_norm = std::sqrt(grad_norm_squared(replicated) + sharded_norm_sq);
+    clip_grads_to(tensors, options_.max_grad_norm, grad_norm);
+  } else {
+    grad_norm = clip_grad_norm(tensors, options_.max_grad_norm);
+  }
   const double lr = options_.learning_rate * lr_factor(options_, step_);
   optimizer_->step(lr);
   ++step_;
@@ -199,37 +249,42 @@ StepReport Trainer::train_step() {
   r.eta_s = run_elapsed_s_ / static_cast<double>(run_steps_) * static_cast<double>(options_.steps - step_);
   r.peak_rss_mib = peak_rss_mib();
   r.peak_memory_mib = peak_memory_mib(device_);
-  r.comm_bytes = comm_bytes;
+  r.comm_bytes = comm_.reduced_bytes() - bytes_before;
   r.routing = objective_.take_figures();
   return r;
 }
 
-uint64_t Trainer::reduce_gradients(double& loss_sum, bool& stop) {
+void Trainer::reduce_gradients(double& loss_sum, bool& stop, double& sharded_norm_sq) {
   at::NoGradGuard no_grad;
-  const uint64_t before = comm_.reduced_bytes();
   // One small collective first: which tensors have a gradient on some rank (an expert no rank's tokens reached has
-  // none, and AdamW leaves it untouched, as in one process), the step's loss, and whether a rank was asked to stop.
-  const auto P = static_cast<int64_t>(params_.size());
-  auto small = at::zeros({P + 2}, at::kDouble);
+  // none, and AdamW leaves it untouched, as in one process), the step's loss, whether a rank was asked to stop, and
+  // the squared norm of the sharded experts' gradients. The tensors summed are the replicated ones, the same list
+  // on every rank; sharded experts keep their gradients.
+  std::vector<at::Tensor*> summed;
+  for (auto& p : params_)
+    if (!sharded(p.second)) summed.push_back(&p.second);
+  const auto P = static_cast<int64_t>(summed.size());
+  auto small = at::zeros({P + 3}, at::kDouble);
   auto* flags = small.data_ptr<double>();
-  for (int64_t i = 0; i < P; ++i) flags[i] = params_[static_cast<size_t>(i)].second.grad().defined() ? 1.0 : 0.0;
+  for (int64_t i = 0; i < P; ++i) flags[i] = summed[static_cast<size_t>(i)]->grad().defined() ? 1.0 : 0.0;
   flags[P] = loss_sum;
   flags[P + 1] = stop ? 1.0 : 0.0;
+  flags[P + 2] = sharded_norm_sq;
   auto reduced = small.to(device_);
   comm_.all_reduce_sum(reduced);
   small = reduced.cpu();
   flags = small.data_ptr<double>();
   loss_sum = flags[P];
   stop = flags[P + 1] > 0;
+  sharded_norm_sq = flags[P + 2];
   std::vector<at::Tensor> grads;
   for (int64_t i = 0; i < P; ++i) {
-    auto& p = params_[static_cast<size_t>(i)].second;
+    auto& p = *summed[static_cast<size_t>(i)];
     if (flags[i] == 0) continue;
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
     grads.push_back(p.grad());
   }
   dist::all_reduce_sum_bucketed(comm_, grads);
-  return comm_.reduced_bytes() - before;
 }
 
 MeanLoss mean_loss(MoECausalLM& model, const std::vector<data::Row>& rows, int64_t batch_size, int32_t pad_id,
@@ -275,7 +330,36 @@ std::optional<EvalReport> Trainer::evaluate_shared() {
   if (comm_.is_solo()) return evaluate();
   if (eval_rows_.empty()) return std::nullopt;  // the same on every rank
   RoutingTally tally;
-  const auto m = mean_loss(model_, eval_share_, options_.batch_size, pad_id_, device_, &tally);
+  MeanLoss m;
+  if (!expert_parallel_) {
+    m = mean_loss(model_, eval_share_, options_.batch_size, pad_id_, device_, &tally);
+  } else {
+    // The exchanges need the same forwards on every rank: each global batch, this rank's share of its rows (a
+    // padding row where it has none), whether or not they hold labels.
+    model_.eval();
+    at::NoGradGuard no_grad;
+    const data::Row padding{{pad_id_}, {data::kIgnoreIndex}, {1}};
+    double loss_sum = 0;
+    const auto size = static_cast<size_t>(options_.batch_size);
+    for (size_t i = 0; i < eval_rows_.size(); i += size) {
+      const auto n = static_cast<int64_t>(std::min(size, eval_rows_.size() - i));
+      const auto share = dist::share_of(n, comm_.rank(), comm_.world_size());
+      std::vector<const data::Row*> rows;
+      for (int64_t j = share.begin; j < share.end; ++j) rows.push_back(&eval_rows_[i + static_cast<size_t>(j)]);
+      if (rows.empty()) rows.push_back(&padding);
+      const auto b = collate(rows, pad_id_);
+      ForwardOptions fo;
+      fo.logits = LogitsMode::None;
+      fo.final_hidden = true;
+      if (share.size() > 0) fo.hooks.push_back(&tally);
+      const auto hidden = model_.forward(b.input_ids.to(device_), b.attention_mask.to(device_), fo).final_hidden;
+      if (b.label_tokens == 0) continue;
+      loss_sum += chunked_causal_lm_loss(hidden, model_.output_embedding(), b.labels.to(device_)).item<double>() *
+                  static_cast<double>(b.label_tokens);
+      m.label_tokens += b.label_tokens;
+    }
+    if (m.label_tokens > 0) m.loss = loss_sum / static_cast<double>(m.label_tokens);
+  }
   auto sums = at::tensor({m.loss * static_cast<double>(m.label_tokens), static_cast<double>(m.label_tokens)},
                          at::kDouble).to(device_);
   comm_.all_reduce_sum(sums);
@@ -311,14 +395,17 @@ void Trainer::record_eval(EvalReport& e) {
     best_loss_ = e.loss;
     best_step_ = e.step;
     evals_since_best_ = 0;
-    if (options_.keep_best && comm_.is_root()) {
-      const auto dir = out_dir_ / "checkpoints" / "best";
-      fs::create_directories(dir.parent_path());
-      AtomicDirectory partial(dir);
-      save_trainable(partial.path() / "trainable.safetensors");
-      write_text_atomically(partial.path() / "best.json",
-                            nlohmann::json{{"step", e.step}, {"eval_loss", e.loss}}.dump(2) + "\n");
-      partial.commit(/*replace=*/true);
+    if (options_.keep_best && (comm_.is_root() || expert_parallel_)) {
+      const auto tensors = gathered_trainable();  // every rank takes part under expert parallelism
+      if (comm_.is_root()) {
+        const auto dir = out_dir_ / "checkpoints" / "best";
+        fs::create_directories(dir.parent_path());
+        AtomicDirectory partial(dir);
+        save_safetensors(partial.path() / "trainable.safetensors", tensors);
+        write_text_atomically(partial.path() / "best.json",
+                              nlohmann::json{{"step", e.step}, {"eval_loss", e.loss}}.dump(2) + "\n");
+        partial.commit(/*replace=*/true);
+      }
     }
   } else {
     ++evals_since_best_;
@@ -444,12 +531,47 @@ Trainer::Outcome Trainer::run(const std::atomic<int>* stop, const std::function<
   return Outcome::Finished;
 }
 
-void Trainer::save_trainable(const fs::path& file) const {
+NamedTensors Trainer::gathered_trainable() const {
   NamedTensors weights;
   // The live tensors: saving writes them before training goes on, and a copy of every trainable tensor and its
-  // optimizer state would raise the run's peak memory by their size.
-  for (const auto& [name, p] : params_) weights.emplace_back(name, p.detach());
-  save_safetensors(file, weights);
+  // optimizer state would raise the run's peak memory by their size. Sharded experts are gathered whole.
+  for (const auto& [name, p] : params_)
+    if (!sharded(p)) weights.emplace_back(name, p.detach());
+  for (const auto& s : sharded_) {
+    auto whole = dist::all_gather_rows(comm_, s.param.detach(), s.rows);
+    if (comm_.is_root()) weights.emplace_back(s.name, whole);
+  }
+  if (!comm_.is_root()) weights.clear();
+  return weights;
+}
+
+NamedTensors Trainer::gathered_optimizer_state() const {
+  auto state = optimizer_->state();
+  if (sharded_.empty()) return state;
+  std::map<std::string, at::Tensor> local;
+  for (auto& [key, t] : state) local.emplace(key, t);
+  NamedTensors out;
+  for (const auto& entry : state) {
+    const auto& key = entry.first;  // `<kind>.<param>`
+    const bool of_sharded = std::any_of(sharded_.begin(), sharded_.end(), [&key](const ShardedTensor& s) {
+      return key.size() > s.name.size() && key.compare(key.size() - s.name.size(), s.name.size(), s.name) == 0 &&
+             key[key.size() - s.name.size() - 1] == '.';
+    });
+    if (!of_sharded) out.push_back(entry);
+  }
+  for (const auto& s : sharded_) {
+    // Moments in float32; a master copy where the parameter is narrower (the same on every rank).
+    std::vector<std::string> kinds{"exp_avg.", "exp_avg_sq."};
+    if (s.param.scalar_type() != at::kFloat) kinds.push_back("master.");
+    for (const auto& kind : kinds) {
+      const auto it = local.find(kind + s.name);
+      auto mine = it != local.end() ? it->second : at::empty(s.param.sizes(), s.param.options().dtype(at::kFloat));
+      auto whole = dist::all_gather_rows(comm_, mine, s.rows);
+      if (comm_.is_root()) out.emplace_back(kind + s.name, whole);
+    }
+  }
+  if (!comm_.is_root()) out.clear();
+  return out;
 }
 
 void Trainer::load_trainable(const fs::path& file) {
@@ -457,7 +579,7 @@ void Trainer::load_trainable(const fs::path& file) {
   at::NoGradGuard no_grad;
   for (auto& [name, p] : params_) {
     if (!weights.find(name)) throw Error(weights.path().string() + ": tensor '" + name + "' is missing");
-    auto value = weights.view(name);
+    auto value = local_part(name, weights.view(name));
     if (value.sizes() != p.sizes()) throw Error(weights.path().string() + ": tensor '" + name + "' has the wrong shape");
     p.copy_(value);
   }
@@ -465,11 +587,16 @@ void Trainer::load_trainable(const fs::path& file) {
 
 fs::path Trainer::save_checkpoint() {
   const auto dir = out_dir_ / "checkpoints" / checkpoint_name(step_);
+  // Under expert parallelism every rank takes part (the gathers); the decision to save is the same on all.
+  if (saved_step_ == step_ || (!comm_.is_root() && !expert_parallel_)) return dir;
+  saved_step_ = step_;
+  const auto trainable = gathered_trainable();
+  const auto optimizer_state = gathered_optimizer_state();
   if (!comm_.is_root() || fs::exists(dir / "trainer_state.json")) return dir;
   fs::create_directories(dir.parent_path());
   AtomicDirectory partial(dir);
-  save_trainable(partial.path() / "trainable.safetensors");
-  save_safetensors(partial.path() / "optimizer.safetensors", optimizer_->state());
+  save_safetensors(partial.path() / "trainable.safetensors", trainable);
+  save_safetensors(partial.path() / "optimizer.safetensors", optimizer_state);
   const nlohmann::json state = {{"format", kStateFormat},
                                 {"version", 1},
                                 {"step", step_},
@@ -512,8 +639,10 @@ int64_t Trainer::resume() {
     if (!v || *v < 0) throw Error("--resume: " + dir.string() + ": \"" + key + "\" must be a non-negative integer");
     return *v;
   };
-  optimizer_->load_state(SafetensorsFile(dir / "optimizer.safetensors"), count("optimizer_steps"));
+  optimizer_->load_state(SafetensorsFile(dir / "optimizer.safetensors"), count("optimizer_steps"),
+                         [this](const std::string& name, const at::Tensor& stored) { return local_part(name, stored); });
   step_ = count("step");
+  saved_step_ = step_;
   stream_.seek(count("data_position"));
   elapsed_s_ = json_get<double>(state.value("elapsed_s", nlohmann::json(0.0))).value_or(0.0);
   if (const auto w = state.find("since_eval"); w != state.end()) {

@@ -14,13 +14,19 @@
 // one tensor per weight, trainable rows first (the bank's positions), so a kernel can read the whole bank at once.
 // Backward through a frozen expert computes only the input gradient; the trainable experts' gradients are written
 // straight into one tensor (src/nn/expert_kernels.h). A fresh bank has every expert trainable.
+//
+// Under expert parallelism (expert_parallel.h) a bank holds one rank's contiguous block of experts: its tensors
+// have that block's rows, its bindings name those experts alone, and forward sends each pair to its expert's rank.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <unordered_set>
 #include <vector>
 
+#include "esft/dist/communicator.h"
 #include "esft/model/checkpoint_binding.h"
 #include "esft/model/param_naming.h"
 #include "esft/nn/lora.h"
@@ -68,7 +74,9 @@ struct ExpertBankSpec {
 class ExpertBank : public torch::nn::Module {
  public:
   // `naming` supplies the checkpoint names of layer `layer` for the spec's layout. Throws esft::Error when the
-  // table lacks a role the layout needs, or its patterns disagree with the layout ({expert} present or not).
+  // table lacks a role the layout needs, or its patterns disagree with the layout ({expert} present or not). Inside
+  // an ExpertParallelScope the bank holds its rank's block of experts; it throws esft::Error when the experts do not
+  // divide evenly over the ranks or the layout is fused.
   ExpertBank(const ExpertBankSpec& spec, int layer, const ParamNaming& naming, const at::TensorOptions& options);
 
   // x [N, H]; idx, weight [N, k] -> sum_k weight * expert_idx(x), [N, H].
@@ -79,9 +87,20 @@ class ExpertBank : public torch::nn::Module {
                            const at::Tensor& weight) const;
 
   // Keeps the given experts trainable and freezes the others (values unchanged). Throws esft::Error for an id
-  // outside [0, E) or a repeated id.
+  // outside [0, E) or a repeated id. Under expert parallelism every rank passes the whole list; each keeps its own.
   void set_trainable_experts(const std::vector<int64_t>& experts);
+  // The trainable experts this bank holds (layer-wide ids, ascending).
   std::vector<int64_t> trainable_experts() const;
+
+  // Expert parallelism: the group the layer's experts are spread over (null when this bank holds them all), the
+  // experts held here ([first_expert(), first_expert() + held_experts())), and each rank's number of trainable
+  // experts: the rows of the trainable tensors, which in rank order make the one-process tensors.
+  dist::Communicator* expert_group() const { return group_; }
+  int64_t first_expert() const { return first_; }
+  int64_t held_experts() const { return static_cast<int64_t>(slot_.size()); }
+  std::vector<int64_t> trainable_rows_per_rank() const;
+  // Whether `key` is a checkpoint tensor of an expert of this layer that another rank holds (loading skips it).
+  bool held_elsewhere(const std::string& key) const;
 
   // Checkpoint bindings in the spec's layout: three per expert, or one stacked binding per fused tensor whose parts
   // are the experts in order. set_trainable_experts moves rows between tensors, so it invalidates earlier bindings
@@ -116,6 +135,11 @@ class ExpertBank : public torch::nn::Module {
   // Each expert's bank position on `device` ([E] int64; rows [0, T) of the whole tensors are trainable).
   const at::Tensor& positions_on(const at::Device& device) const;
   bool use_grouped_kernel(const at::Tensor& x) const;
+  // The experts' outputs (before the routing weights) for rows `xs` sorted by bank position `sorted_position`.
+  at::Tensor sorted_outputs(const at::Tensor& xs, const at::Tensor& sorted_position) const;
+  // forward_pairs under expert parallelism: pairs to their experts' ranks and back.
+  at::Tensor exchanged_forward(const at::Tensor& x, const at::Tensor& token, const at::Tensor& expert,
+                               const at::Tensor& weight) const;
   at::Tensor row_value(const Split& w, int64_t expert) const;
   Split make_split(const std::string& name, std::vector<int64_t> row_shape, const at::TensorOptions& options);
   void resplit(Split& w, const std::vector<bool>& trainable);
@@ -128,8 +152,13 @@ class ExpertBank : public torch::nn::Module {
   int layer_;
   std::string gate_pattern_, up_pattern_, down_pattern_;  // per-expert layout
   std::string gate_up_pattern_, gate_up_bias_pattern_, down_bias_pattern_;  // fused layout (+ down_pattern_)
-  // slot_[e] >= 0: row of the trainable parameters; slot_[e] < 0: row -slot_[e]-1 of the frozen buffers.
+  // slot_[e - first_] >= 0: row of the trainable parameters; < 0: row -slot-1 of the frozen buffers.
   std::vector<int64_t> slot_;
+  dist::Communicator* group_ = nullptr;  // expert parallelism's group, or null
+  int64_t first_ = 0;                     // the first expert held here
+  std::vector<int64_t> all_trainable_;    // the layer's trainable experts on every rank
+  std::unordered_set<std::string> elsewhere_;  // checkpoint keys of the experts other ranks hold
+
   mutable at::Tensor positions_;  // slot_ as bank positions, on the device of the last forward
   std::shared_ptr<int64_t> splits_ = std::make_shared<int64_t>(0);  // how many times the bank was re-split
   Split gate_up_, down_, gate_up_bias_, down_bias_;  // the biases are empty Splits without spec.bias

@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,8 +34,11 @@ class AdamW {
   // The state under stable names (`exp_avg.<param>`, `exp_avg_sq.<param>`, `master.<param>`): the live tensors,
   // which the next step changes (save them, or copy them to keep them).
   NamedTensors state() const;
-  // Restores state() output saved after `steps` updates. Throws esft::Error for a missing or misshapen tensor.
-  void load_state(const SafetensorsFile& file, int64_t steps);
+  // Restores state() output saved after `steps` updates. `local_part` (optional) maps a stored tensor of the named
+  // parameter to the part of it this process holds (expert parallelism stores whole tensors, each rank holds
+  // rows). Throws esft::Error for a missing or misshapen tensor.
+  using LocalPart = std::function<at::Tensor(const std::string& param, const at::Tensor& stored)>;
+  void load_state(const SafetensorsFile& file, int64_t steps, const LocalPart& local_part = {});
   uint64_t state_bytes() const;  // moments and master copies
 
  private:
@@ -52,5 +56,9 @@ class AdamW {
 // The global L2 norm of the parameters' gradients (in float32), and, when max_norm > 0 and it is larger, scales
 // them by max_norm / (norm + 1e-6) as torch.nn.utils.clip_grad_norm_ does. Returns the norm before clipping.
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+// The pieces of clip_grad_norm, for gradients spread over processes: the squared norm of these gradients (float64),
+// and the scaling of them for a global norm `norm` (a no-op unless max_norm > 0 and norm is larger).
+double grad_norm_squared(const std::vector<at::Tensor>& params);
+void clip_grads_to(const std::vector<at::Tensor>& params, double max_norm, double norm);
 
 }  // namespace esft::train

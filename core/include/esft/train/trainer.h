@@ -16,6 +16,13 @@
 // alone writes the output folder; the data position it records is the one global position, so a run resumes with
 // any number of processes (each step's rows do not depend on it).
 //
+// Expert parallelism (nn/expert_parallel.h): the trainable tensors of expert banks spread over the ranks hold each
+// rank's own experts. Their gradients already hold every rank's tokens (the exchanges carried them to the owner),
+// so they are not summed; the global gradient norm adds their squares over the ranks; AdamW keeps each rank's
+// moments for its rows. Checkpoints store them whole, in the layout of one process (rank 0 gathers them), so a
+// run resumes with any number of processes, with or without expert parallelism. Every rank then runs the same
+// forward passes (an eval batch with no row for a rank gets a padding row), as the exchanges need.
+//
 // Output folder:
 //   metrics.jsonl                  one line per step ({"step","loss","lr","grad_norm",...}) and per eval
 //   metrics.csv                    one row per eval: step, train_loss, aux, val_loss, val_ppl, tokens_per_sec, mem_mb
@@ -55,7 +62,8 @@ struct StepReport {
   double eta_s = 0;
   double peak_rss_mib = 0;
   double peak_memory_mib = 0; // the device's (CUDA allocator peak) or, on the CPU, peak RSS
-  uint64_t comm_bytes = 0;    // bytes this rank all-reduced in the step (0 for one process)
+  uint64_t comm_bytes = 0;    // bytes this rank sent in the step's collectives: sums, and expert parallelism's
+                              // exchanges of token rows (0 for one process)
   RoutingFigures routing;     // of this rank's rows
 };
 
@@ -107,15 +115,23 @@ class Trainer {
   // The eval of the run: each rank its share of the rows, the sums added over the ranks.
   std::optional<EvalReport> evaluate_shared();
   // Sums the trainable tensors' gradients over the ranks; a tensor without a gradient on every rank keeps none.
-  // Adds the step's loss (and the stop request, 0 or 1) into the same collective; returns the bytes reduced.
-  uint64_t reduce_gradients(double& loss_sum, bool& stop);
+  // Adds the step's loss (and the stop request, 0 or 1) into the same collective. Expert parallelism:
+  // `sharded_norm_sq` comes in as this rank's squared norm of its sharded gradients and goes out summed over the
+  // ranks; the sharded gradients themselves are not summed.
+  void reduce_gradients(double& loss_sum, bool& stop, double& sharded_norm_sq);
   void append_metrics(const nlohmann::json& line);
   void prune_checkpoints();
   void record_eval(EvalReport& e);
   void write_csv_row(const EvalReport& e) const;  // metrics.csv
-  // The trainable tensors under their module names, to and from a safetensors file (checkpoints, the best).
-  void save_trainable(const std::filesystem::path& file) const;
-  void load_trainable(const std::filesystem::path& file);  // best checkpoint, patience, metrics.jsonl and metrics.csv
+  // The trainable tensors under their module names, from a safetensors file (resume, the best checkpoint); under
+  // expert parallelism each rank reads its rows.
+  void load_trainable(const std::filesystem::path& file);
+  // The tensors a checkpoint stores, sharded ones gathered whole (on rank 0; empty elsewhere).
+  NamedTensors gathered_trainable() const;
+  NamedTensors gathered_optimizer_state() const;
+  // This rank's rows of a stored whole tensor of parameter `name` (the tensor itself unless it is sharded).
+  at::Tensor local_part(const std::string& name, const at::Tensor& stored) const;
+  bool sharded(const at::Tensor& param) const;  // best checkpoint, patience, metrics.jsonl and metrics.csv
   nlohmann::json window_json() const;
 
   MoECausalLM& model_;
@@ -131,6 +147,17 @@ class Trainer {
   std::filesystem::path out_dir_;
   nlohmann::json fingerprint_;
   std::vector<std::pair<std::string, at::Tensor>> params_;
+  // Expert parallelism's trainable bank tensors, the same list on every rank: rows[r] of the whole tensor live on
+  // rank r, this rank's (possibly none) in `param`.
+  struct ShardedTensor {
+    std::string name;
+    at::Tensor param;
+    std::vector<int64_t> rows;
+    int64_t offset = 0;  // this rank's first row in the whole tensor
+  };
+  std::vector<ShardedTensor> sharded_;
+  bool expert_parallel_ = false;  // some expert bank spreads its experts over the ranks
+  int64_t saved_step_ = -1;  // the step of the last checkpoint saved (decided alike on every rank)
   std::unique_ptr<AdamW> optimizer_;
   int64_t step_ = 0;
   double elapsed_s_ = 0;      // training time of earlier runs (from the checkpoint) plus this one's
