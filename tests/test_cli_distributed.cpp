@@ -139,6 +139,43 @@ TEST_CASE("cli distributed: scores over 2 and 3 processes writes the scores.json
   }
 }
 
+TEST_CASE("cli distributed: expert-parallel scores over 2 and 4 processes count the tokens of one process") {
+  TempDir dir;
+  const auto model = tiny_task_model(dir);
+  // 22 batches of 5 samples: over 4 processes the last round has 2, and the ranks without one still take part.
+  auto scores = [&](int nproc, const std::string& out) {
+    std::vector<std::string> args = {"--device", "cpu", "scores", "--model", model.string(), "--data",
+                                     kTrainData.string(), "--out", (dir / out).string(), "--batch-size", "5",
+                                     "--n-sample-tokens", "5000"};
+    if (nproc > 1) args.push_back("--expert-parallel");
+    return run_ranks(nproc, args);
+  };
+  expect_success(scores(1, "one"));
+  const auto expected = json::parse(test_support::read_bytes(dir / "one" / "scores.json"));
+  for (const int nproc : {2, 4}) {
+    CAPTURE(nproc);
+    const auto out = "ep" + std::to_string(nproc);
+    const Run ep = scores(nproc, out);
+    expect_success(ep);
+    CHECK(contains(ep.out, "from 110 samples (" + std::to_string(nproc) + " processes)"));
+    // The same routing decisions; the gate sums of layers after the first within float32 rounding, since each
+    // expert's products run over the rows of every rank at once.
+    const auto got = json::parse(test_support::read_bytes(dir / out / "scores.json"));
+    CHECK(got["tokens"] == expected["tokens"]);
+    REQUIRE(got["layers"].size() == expected["layers"].size());
+    for (const auto& item : expected["layers"].items()) {
+      const std::string layer = item.key();
+      const auto& stats = item.value();
+      CAPTURE(layer);
+      CHECK(got["layers"][layer]["token_count"] == stats["token_count"]);
+      for (size_t e = 0; e < stats["gate_sum"].size(); ++e) {
+        const double want = stats["gate_sum"][e].get<double>(), have = got["layers"][layer]["gate_sum"][e].get<double>();
+        CHECK(std::abs(have - want) <= 1e-7 * std::max(1.0, std::abs(want)));
+      }
+    }
+  }
+}
+
 TEST_CASE("cli distributed: data-parallel ESFT over 2 and 3 processes trains the adapter of one process") {
   TempDir dir;
   const auto model = tiny_task_model(dir);

@@ -14,6 +14,7 @@
 #include "esft/data/samples.h"
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
+#include "esft/nn/expert_parallel.h"
 #include "esft/pipeline/routing_collector.h"
 
 namespace esft::host {
@@ -88,12 +89,20 @@ Command scores_command() {
         ("seed", po::value<uint64_t>()->default_value(5934875), "shuffle seed")
         ("batch-size", po::value<int64_t>()->default_value(1), "samples per forward pass")
         ("seq-length", po::value<int64_t>()->default_value(4096), "longer samples keep their last seq-length tokens")
-        ("legacy-logs", po::bool_switch(), "also write the reference's expert_weights_{layer}.txt logs");
+        ("legacy-logs", po::bool_switch(), "also write the reference's expert_weights_{layer}.txt logs")
+        ("expert-parallel", po::bool_switch(),
+         "spread each MoE layer's routed experts over the processes (each rank loads only its block; tokens travel "
+         "to their experts with all-to-all): for models that do not fit one device");
   };
   c.multi_process = true;
   c.run = [](const GlobalOptions& options_in, const po::variables_map& vm) {
     GlobalOptions global = options_in;
     dist::Communicator& comm = join_process_group(global);
+    const bool expert_parallel = vm["expert-parallel"].as<bool>();
+    if (expert_parallel && comm.is_solo()) {
+      throw UsageError("--expert-parallel spreads the experts over the processes of a multi-process run (start it "
+                       "with torchrun, srun or esft-host launch); this is one process");
+    }
     const int64_t budget = vm["n-sample-tokens"].as<int64_t>(), batch_size = vm["batch-size"].as<int64_t>();
     const int64_t seq_length = vm["seq-length"].as<int64_t>();
     if (budget <= 0 || batch_size <= 0 || seq_length <= 0) {
@@ -108,7 +117,11 @@ Command scores_command() {
     const std::filesystem::path model_dir = vm["model"].as<std::string>();
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
-    auto m = open_model(global, model_dir);
+    LoadedModel m;
+    {
+      nn::ExpertParallelScope placement(expert_parallel ? &comm : nullptr);  // each rank builds and loads its experts
+      m = open_model(global, model_dir);
+    }
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
     auto samples = data::read_samples(vm["data"].as<std::string>(), encoder);
     data::shuffle_samples(samples, vm["seed"].as<uint64_t>());
@@ -157,6 +170,13 @@ Command scores_command() {
         collector.set_batch_shape(B, T);
         m.model->forward(ids.to(m.device), mask.to(m.device), options);
         slots.put(comm.rank(), collector.take_part());
+      } else if (expert_parallel) {
+        // A rank without a batch in the last round still takes part in the others' exchanges: one padding token,
+        // which no hook sees.
+        ForwardOptions idle = options;
+        idle.hooks.clear();
+        const auto one = at::ones({1, 1}, at::kLong).to(m.device);
+        m.model->forward(one * encoder.pad_id(), one, idle);
       }
       slots.exchange(comm, m.device);
       for (int slot = 0; slot < world && round + static_cast<size_t>(slot) < plan.size(); ++slot) {
