@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Data-parallel ESFT training on this machine: the same run (global batch, steps, data) as 1, 2, ... processes through
 # `esft-host launch` (Gloo on the CPU; NCCL, one GPU per process, with --device cuda), each process with its share of
-# the cores. Prints tokens/s of the whole group, seconds per step, the bytes each rank all-reduces per step (the
-# trainable experts' gradients and a small record) and the speed-up over one process, all measured in one run.
+# the cores. Prints tokens/s of the whole group, seconds per step, the bytes each rank sends per step (the trainable
+# experts' gradients and a small record; with --expert-parallel, the token rows exchanged with the experts' ranks
+# instead of most gradients) and the speed-up over one process, all measured in one run.
 # The model is a random qwen3_moe (hidden 256, 4 layers, 32 experts of 256, top-4; `esft-host init`) with 8 of its 32
 # experts per layer trainable, on the bundled task packed into rows of 256 tokens.
-#   usage: bench/data_parallel.sh [--nproc 1,2] [--steps 8] [--batch 8] [--device cpu]
+#   usage: bench/data_parallel.sh [--nproc 1,2] [--steps 8] [--batch 8] [--device cpu] [--expert-parallel]
 #   environment: ESFT_HOST (build/bin/esft-host)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-nprocs=1,2 steps=8 batch=8 device=cpu
+nprocs=1,2 steps=8 batch=8 device=cpu expert_parallel=""
 while [ $# -gt 0 ]; do
   case $1 in
     --nproc) nprocs=$2; shift ;;
     --steps) steps=$2; shift ;;
     --batch) batch=$2; shift ;;
     --device) device=$2; shift ;;
-    *) echo "data_parallel: error: unknown argument '$1' (usage: bench/data_parallel.sh [--nproc 1,2] [--steps N] [--batch B] [--device cpu|cuda])" >&2; exit 2 ;;
+    --expert-parallel) expert_parallel=--expert-parallel ;;
+    *) echo "data_parallel: error: unknown argument '$1' (usage: bench/data_parallel.sh [--nproc 1,2] [--steps N] [--batch B] [--device cpu|cuda] [--expert-parallel])" >&2; exit 2 ;;
   esac
   shift
 done
@@ -51,9 +53,9 @@ printf 'learning_rate = 1e-4\nsteps = %d\nbatch_size = %d\ngradient_accumulation
   "$steps" "$batch" "$steps" >"$work/train.toml"
 cores=$(nproc)
 echo "machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $cores cores; device $device; $("$host" --version | head -n 1)"
-echo "model: qwen3_moe hidden 256, 4 layers, 32 experts of 256, top-4; ESFT with 8 of 32 experts per layer; global batch $batch x 256 tokens, $steps steps (the first not timed)"
+echo "model: qwen3_moe hidden 256, 4 layers, 32 experts of 256, top-4; ESFT with 8 of 32 experts per layer; global batch $batch x 256 tokens, $steps steps (the first not timed)${expert_parallel:+; expert parallelism over the processes}"
 echo
-echo "| processes | threads each | tokens/s (all ranks) | s/step | all-reduced bytes/step/rank | speed-up |"
+echo "| processes | threads each | tokens/s (all ranks) | s/step | bytes sent/step/rank | speed-up |"
 echo "| --- | --- | --- | --- | --- | --- |"
 base=""
 IFS=, read -ra counts <<<"$nprocs"
@@ -62,7 +64,7 @@ for n in "${counts[@]}"; do
   out=$work/run-$n
   cmd=("$host" --device "$device" --dtype float32 train --model "$work/model" --expert-config "$work/experts.json"
        --data examples/tiny-task/train.jsonl --config "$work/train.toml" --out "$out")
-  if [ "$n" -gt 1 ]; then cmd=("$host" launch --nproc "$n" -- "${cmd[@]}"); fi
+  if [ "$n" -gt 1 ]; then cmd=("$host" launch --nproc "$n" -- "${cmd[@]}" $expert_parallel); fi
   OMP_NUM_THREADS=$threads "${cmd[@]}" >"$work/log-$n" 2>&1 || { tail -n 20 "$work/log-$n"; echo "data_parallel: $n processes FAILED" >&2; exit 1; }
   read -r tps sps bytes < <(python3 - "$out/metrics.jsonl" <<'PY'
 import json, sys

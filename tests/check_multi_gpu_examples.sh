@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The multi-GPU examples (examples/multi-gpu/) run as written, on the CPU with Gloo and 2 processes on the tiny model:
 # the SLURM script under a stand-in for srun (which starts its tasks with SLURM's variables, as srun does), and the
-# torchrun script under the venv's real torchrun. Both must write the scores.json of one process, bit for bit, and a
-# merged model. Never skipped: without the venv's torchrun it fails saying so.
+# torchrun script under the venv's real torchrun. Both must write the scores.json of one process, bit for bit, train
+# with expert parallelism (4 of the tiny model's 8 experts per rank), and leave a merged model. Never skipped: without the venv's torchrun it fails saying so.
 #   usage: tests/check_multi_gpu_examples.sh ESFT_HOST SOURCE_DIR
 set -euo pipefail
 host=$1 source=$2
@@ -51,10 +51,12 @@ env "${common[@]}" OUT="$work/slurm" PATH="$work/bin:$PATH" SLURM_NTASKS=2 SLURM
   SLURM_JOB_ID=$((port - 20000)) bash "$source/examples/multi-gpu/esft-8gpu.slurm" >"$work/slurm.log" 2>&1 \
   || { tail -n 30 "$work/slurm.log"; echo "check_multi_gpu_examples: the SLURM script failed" >&2; exit 1; }
 grep -q "processes (slurm, gloo" "$work/slurm.log" || { cat "$work/slurm.log"; echo "no SLURM process group" >&2; exit 1; }
+grep -q "each holds 4 experts of every MoE layer" "$work/slurm.log" || { cat "$work/slurm.log"; echo "no expert parallelism" >&2; exit 1; }
 env "${common[@]}" OUT="$work/torchrun" NPROC=2 TORCHRUN="$torchrun" \
   bash "$source/examples/multi-gpu/torchrun-8gpu.sh" >"$work/torchrun.log" 2>&1 \
   || { tail -n 30 "$work/torchrun.log"; echo "check_multi_gpu_examples: the torchrun script failed" >&2; exit 1; }
 grep -q "processes (torchrun, gloo" "$work/torchrun.log" || { cat "$work/torchrun.log"; echo "no torchrun process group" >&2; exit 1; }
+grep -q "each holds 4 experts of every MoE layer" "$work/torchrun.log" || { cat "$work/torchrun.log"; echo "no expert parallelism" >&2; exit 1; }
 
 # One process with the threads each rank had: a CPU matrix product splits its sums by the thread count, and torchrun
 # gives every worker OMP_NUM_THREADS=1.
@@ -67,4 +69,4 @@ for run in slurm torchrun; do
     || { echo "check_multi_gpu_examples: $run's scores.json differs from one process's" >&2; exit 1; }
   [ -f "$work/$run/merged/config.json" ] || { echo "check_multi_gpu_examples: $run left no merged model" >&2; exit 1; }
 done
-echo "check_multi_gpu_examples: the SLURM and torchrun examples ran with 2 processes; scores.json as one process's"
+echo "check_multi_gpu_examples: the SLURM and torchrun examples ran with 2 processes; scores.json as one process's; expert-parallel training"

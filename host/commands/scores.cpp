@@ -79,7 +79,7 @@ Command scores_command() {
   c.name = "scores";
   c.summary = "routing statistics of a task's data (scores.json) for expert selection";
   c.usage = "scores --model DIR --data FILE.jsonl --out DIR [--n-sample-tokens N] [--seed S] [--batch-size B] "
-            "[--seq-length T] [--legacy-logs]";
+            "[--seq-length T] [--legacy-logs] [--expert-parallel]";
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>()->required(), "model directory (weights, tokenizer.json, tokenizer_config.json)")

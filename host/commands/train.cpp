@@ -187,7 +187,8 @@ Command train_command() {
   c.name = "train";
   c.summary = "train a model: esft (only the selected experts), lora, full fine-tuning, or pretrain (from scratch)";
   c.usage = "train --model DIR --data FILE.jsonl --out DIR [--method esft|lora|full|pretrain|router] [--expert-config FILE] "
-            "[--adapter-format esft|reference] [--config FILE.toml] [--eval-data FILE.jsonl] [--steps N] [--resume]";
+            "[--adapter-format esft|reference] [--config FILE.toml] [--eval-data FILE.jsonl] [--steps N] [--resume] "
+            "[--expert-parallel]";
   c.add_options = [](po::options_description& d) {
     d.add_options()
         ("model", po::value<std::string>()->required(), "model directory (weights, tokenizer files)")
