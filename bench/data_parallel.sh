@@ -3,14 +3,16 @@
 # `esft-host launch` (Gloo on the CPU; NCCL, one GPU per process, with --device cuda), each process with its share of
 # the cores. Prints tokens/s of the whole group, seconds per step, the bytes each rank sends per step (the trainable
 # experts' gradients and a small record; with --expert-parallel, the token rows exchanged with the experts' ranks
-# instead of most gradients) and the speed-up over one process, all measured in one run.
+# instead of most gradients) and the speed-up over one process, all measured in one run; next to them, transformers
+# on the same configuration and global batch (bench/hf_steps.py --mode esft: one process, then torchrun with
+# DistributedDataParallel, as transformers' Trainer runs data parallel), unless --no-hf.
 # The model is a random qwen3_moe (hidden 256, 4 layers, 32 experts of 256, top-4; `esft-host init`) with 8 of its 32
 # experts per layer trainable, on the bundled task packed into rows of 256 tokens.
-#   usage: bench/data_parallel.sh [--nproc 1,2] [--steps 8] [--batch 8] [--device cpu] [--expert-parallel]
+#   usage: bench/data_parallel.sh [--nproc 1,2] [--steps 8] [--batch 8] [--device cpu] [--expert-parallel] [--no-hf]
 #   environment: ESFT_HOST (build/bin/esft-host)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-nprocs=1,2 steps=8 batch=8 device=cpu expert_parallel=""
+nprocs=1,2 steps=8 batch=8 device=cpu expert_parallel="" hf=1
 while [ $# -gt 0 ]; do
   case $1 in
     --nproc) nprocs=$2; shift ;;
@@ -18,12 +20,18 @@ while [ $# -gt 0 ]; do
     --batch) batch=$2; shift ;;
     --device) device=$2; shift ;;
     --expert-parallel) expert_parallel=--expert-parallel ;;
-    *) echo "data_parallel: error: unknown argument '$1' (usage: bench/data_parallel.sh [--nproc 1,2] [--steps N] [--batch B] [--device cpu|cuda] [--expert-parallel])" >&2; exit 2 ;;
+    --no-hf) hf=0 ;;
+    *) echo "data_parallel: error: unknown argument '$1' (usage: bench/data_parallel.sh [--nproc 1,2] [--steps N] [--batch B] [--device cpu|cuda] [--expert-parallel] [--no-hf])" >&2; exit 2 ;;
   esac
   shift
 done
 host=${ESFT_HOST:-build/bin/esft-host}
 [ -x "$host" ] || { echo "data_parallel: error: $host is missing; run scripts/build.sh" >&2; exit 1; }
+python=.venv/bin/python torchrun=.venv/bin/torchrun
+if [ "$hf" = 1 ] && [ ! -x "$torchrun" ]; then
+  echo "data_parallel: error: $torchrun is missing (transformers' side); run scripts/install-deps.sh, or pass --no-hf" >&2
+  exit 1
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cat >"$work/model.toml" <<'TOML'
@@ -55,8 +63,8 @@ cores=$(nproc)
 echo "machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $cores cores; device $device; $("$host" --version | head -n 1)"
 echo "model: qwen3_moe hidden 256, 4 layers, 32 experts of 256, top-4; ESFT with 8 of 32 experts per layer; global batch $batch x 256 tokens, $steps steps (the first not timed)${expert_parallel:+; expert parallelism over the processes}"
 echo
-echo "| processes | threads each | tokens/s (all ranks) | s/step | bytes sent/step/rank | speed-up |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| processes | threads each | tokens/s (all ranks) | s/step | bytes sent/step/rank | speed-up | transformers tokens/s | esft / transformers |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 base=""
 IFS=, read -ra counts <<<"$nprocs"
 for n in "${counts[@]}"; do
@@ -76,5 +84,14 @@ PY
 )
   [ -n "$base" ] || base=$tps
   speedup=$(python3 -c "print(f'{$tps / $base:.2f}')")
-  echo "| $n | $threads | $tps | $sps | $bytes | ${speedup}x |"
+  hf_tps="-" ratio="-"
+  if [ "$hf" = 1 ]; then
+    hf_args=(bench/hf_steps.py --config "$work/model/config.json" --mode esft --batch "$batch" --seq 256 --repeat 3
+             --threads "$threads" --esft-experts 8 --device "$device")
+    if [ "$n" -gt 1 ]; then hf_cmd=("$torchrun" --standalone --nproc-per-node "$n" "${hf_args[@]}"); else hf_cmd=("$python" "${hf_args[@]}"); fi
+    OMP_NUM_THREADS=$threads "${hf_cmd[@]}" >"$work/hf-$n" 2>&1 || { tail -n 20 "$work/hf-$n"; echo "data_parallel: transformers with $n processes FAILED" >&2; exit 1; }
+    hf_tps=$(grep '^{' "$work/hf-$n" | tail -n 1 | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["tokens_per_s"]))')
+    ratio=$(python3 -c "print(f'{$tps / $hf_tps:.2f}x')")
+  fi
+  echo "| $n | $threads | $tps | $sps | $bytes | ${speedup}x | $hf_tps | $ratio |"
 done

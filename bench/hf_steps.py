@@ -15,6 +15,10 @@ same batch, sequence length, dtype, device and thread count as esft:
   lora     a training step with PEFT's LoRA (rank 8, alpha 16) on every linear layer but lm_head, named one by one
   lora-experts  the same plus the routers' weights and one pair per routed expert (PEFT's target_parameters)
 
+Started by torchrun (WORLD_SIZE above 1), a training mode runs data parallel as transformers' Trainer does: the
+model wrapped in torch's DistributedDataParallel (Gloo on the CPU, NCCL on GPUs, one per process), each rank a
+contiguous share of the --batch rows, which stays the global batch; rank 0 prints the whole group's rate.
+
 A training step is what transformers' Trainer does by default: forward with labels, backward, clip_grad_norm_(1.0),
 torch.optim.AdamW with fused=True (the Trainer's default optimizer, adamw_torch_fused), zero_grad(set_to_none=True).
 Prints one JSON line with the rate, the peak memory (peak resident set on the CPU, the CUDA allocator's peak on a
@@ -25,6 +29,7 @@ usage: hf_steps.py --config CONFIG.json --mode stats|esft|experts|full|lora|lora
 """
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -54,6 +59,17 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1:
+        if a.mode == "stats":
+            sys.exit("hf_steps: the stats mode runs as one process")
+        if a.batch % world:
+            sys.exit(f"hf_steps: --batch {a.batch} does not divide over {world} processes")
+        import torch.distributed as dist
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     with open(a.config) as f:
         raw = json.load(f)
@@ -64,6 +80,8 @@ def main():
     model.train()  # no dropout in these families; train mode as a trainer runs it
 
     ids = torch.randint(config.vocab_size, (a.batch, a.seq), device=device)
+    rows = a.batch // world
+    ids = ids[rank * rows:(rank + 1) * rows]  # this rank's share of the global batch
     mask = torch.ones_like(ids)
 
     trainable = []
@@ -99,6 +117,8 @@ def main():
                 shape = (experts,) + (1,) * (param.dim() - 1)
                 param.register_hook(lambda g, keep=keep.view(shape): g * keep)
         optimizer = torch.optim.AdamW(trainable, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def sync():
         if device.type == "cuda":
@@ -123,6 +143,11 @@ def main():
         if r > 0:  # run 0 warms up
             times.append(time.perf_counter() - start)
 
+    if world > 1:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+        if rank != 0:
+            return 0
     if device.type == "cuda":
         peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -136,7 +161,8 @@ def main():
         "torch": torch.__version__,
         "attention": getattr(config, "_attn_implementation", None),
         "experts": getattr(config, "_experts_implementation", None),
-        "tokens_per_s": a.batch * a.seq / statistics.median(times),
+        "processes": world,
+        "tokens_per_s": a.batch * a.seq / statistics.median(times),  # of the whole group: the global batch
         "peak_mib": peak_mib,
         "trainable": sum(t.numel() for t in trainable),
         "optimizer_bytes": state_bytes,
