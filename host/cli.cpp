@@ -28,7 +28,8 @@ po::options_description global_options(GlobalOptions& g) {
   d.add_options()
       ("plugin", po::value<std::string>(), "family plugin to use (default: chosen from config.json's model_type)")
       ("plugin-dir", po::value<std::string>(), "directory searched first for libesft_<name>.so")
-      ("device", po::value<std::string>(&g.device)->default_value("auto"), "auto | cpu | cuda | cuda:N")
+      ("device", po::value<std::string>(&g.device)->default_value("auto"),
+       "auto | cpu | cuda | cuda:N, or a list (cuda:0,cuda:1) to spread the layers over (scores, eval, generate, serve)")
       ("dtype", po::value<std::string>(&g.dtype)->default_value("auto"),
        "auto | float32 | bfloat16 (auto: bfloat16 on CUDA, float32 on CPU)")
       ("dist-timeout", po::value<int>(&g.dist_timeout_s)->default_value(600),
@@ -146,6 +147,10 @@ int run_cli(int argc, char** argv) {
     throw UsageError("a command after `--` belongs to `launch` only");
   }
   if (global.dist_timeout_s <= 0) throw UsageError("--dist-timeout must be positive");
+  if (global.device.find(',') != std::string::npos && !command.several_devices) {
+    throw UsageError("--device " + global.device + ": " + command.name + " runs on one device; a list of devices "
+                     "(the layers spread over them) is for scores, eval, generate and serve");
+  }
   if (!command.multi_process) {
     if (const auto env = read_distributed_env(); env && env->world_size > 1) {
       throw UsageError(command.name + " runs as one process, but this is rank " + std::to_string(env->rank) + " of " +

@@ -36,6 +36,9 @@ struct Command {
   // Runs as several processes (torchrun, srun, `esft-host launch`; host/distributed/). The other commands refuse a
   // WORLD_SIZE above 1: every rank would do the whole work and write the same files.
   bool multi_process = false;
+  // Takes `--device D1,D2,...`: the model's blocks spread over the devices in order, in one process, for a model
+  // bigger than one device (inference-type commands). The others refuse a list.
+  bool several_devices = false;
   std::function<int(const GlobalOptions&, const po::variables_map&)> run;
 };
 
@@ -75,12 +78,17 @@ struct LoadedModel {
   ModelConfig config;
   std::shared_ptr<ModelFamily> family;
   std::shared_ptr<MoECausalLM> model;
-  c10::Device device = c10::Device(c10::kCPU);
+  c10::Device device = c10::Device(c10::kCPU);  // where inputs enter and outputs leave
   c10::ScalarType dtype = c10::kFloat;
+  std::vector<c10::Device> block_devices;  // each block's device when --device names several; else empty
 };
 
-// config.json, plugin, device and dtype choice, weights: everything a model-running command needs.
+// config.json, plugin, device and dtype choice, weights: everything a model-running command needs. With several
+// devices (`--device cuda:0,cuda:1`) the model is built and loaded on the CPU, then its blocks are spread over them
+// in order (nn::place_blocks) and everything else goes to the first.
 LoadedModel open_model(const GlobalOptions& global, const std::filesystem::path& model_dir);
+// The model's device for messages: "cpu", or where each run of layers went ("cuda:0 (layers 0-23), cuda:1 (...)").
+std::string device_text(const LoadedModel& m);
 
 // "1,2,3" -> ids, each in [0, vocab). A malformed list is a UsageError naming `flag`; an id out of range an Error.
 std::vector<int64_t> parse_token_ids(const std::string& text, const std::string& flag, int64_t vocab);

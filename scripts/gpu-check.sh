@@ -5,7 +5,8 @@
 # expert kernel; bfloat16 with the tolerances stated in tests/family_parity.h), the bundled demo end to end on the
 # GPU, and the benchmarks next to Hugging Face transformers (Qwen3-30B-A3B's sizes at 4 layers, then the small
 # configuration), and the multi-process path (c10d with NCCL, one process per GPU, through `esft-host launch`)
-# against one process. Every step runs under what is left of the deadline, so that a slow step costs the later ones their
+# against one process (data parallel and expert parallel), and several devices in one process (the layers spread over
+# cuda:0 and the CPU, the only spread one GPU allows) against the GPU alone. Every step runs under what is left of the deadline, so that a slow step costs the later ones their
 # time, never the whole call its output. Everything it prints is also saved in $OUT/gpu-check.log, next to the
 # parity list and the benchmarks' JSON (five files: the device tool returns at most eight).
 # The CPU tests are CI's work; --cpu-tests adds them here too, in whatever time is left.
@@ -16,7 +17,7 @@
 #   usage: scripts/gpu-check.sh [--dry-run] [--cpu-tests] [--only STEP[,STEP...]]
 #   --dry-run: the CPU only, with small benchmarks (what to run here before spending device time)
 #   --cpu-tests: build everything and run ctest on the CPU at the end
-#   --only: after the build, only these of parity, demo, distributed, bench-30b, bench (a second call on a warm
+#   --only: after the build, only these of parity, demo, distributed, devices, bench-30b, bench (a second call on a warm
 #           machine)
 #   environment: GPU_CHECK_PYTHON (python3), DEBS_DIR (.gpu-debs), OUT, BUILD_DIR (build-gpu),
 #                GPU_CHECK_SECONDS (the deadline, 560), BENCH_30B_ARGS (added to the Qwen3-30B-A3B runs, e.g.
@@ -24,7 +25,7 @@
 #                "--families qwen3_moe,gpt_oss --modes stats,esft,full,lora --batch 8 --seq 1024 --repeat 5")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dry_run=false cpu_tests=false only=parity,demo,distributed,bench-30b,bench
+dry_run=false cpu_tests=false only=parity,demo,distributed,devices,bench-30b,bench
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) dry_run=true ;;
@@ -174,6 +175,9 @@ for n in 0 "$gpus"; do
   dist_run "train-$n" "$n" train --model "$dist/model" --expert-config "$dist/experts.json" --data "$data" \
     --config "$dist/train.toml" --out "$dist/train-$n"
 done
+# Expert parallelism over the same processes (world size 1 on one GPU: the exchanges through the same code).
+dist_run "train-ep-$gpus" "$gpus" train --model "$dist/model" --expert-config "$dist/experts.json" --data "$data" \
+  --config "$dist/train.toml" --out "$dist/train-ep-$gpus" --expert-parallel
 grep -h "processes (" "$dist"/*.log | sort -u | head -n 2
 "$python" - "$dist" "$gpus" <<'PY' || echo "the comparison FAILED"
 import json, sys, torch
@@ -189,6 +193,37 @@ m0 = [json.loads(l) for l in open(f"{d}/train-0/metrics.jsonl") if '"loss"' in l
 m1 = [json.loads(l) for l in open(f"{d}/train-{n}/metrics.jsonl") if '"loss"' in l]
 print(f"ESFT adapter after 4 steps, 1 process vs {n}: max diff {diff:.3g}; losses {[round(m['loss'], 6) for m in m0]} vs "
       f"{[round(m['loss'], 6) for m in m1]}; comm bytes per step {m1[-1].get('comm_bytes', 0)}")
+z = load_file(f"{d}/train-ep-{n}/adapter/model.safetensors")
+me = [json.loads(l) for l in open(f"{d}/train-ep-{n}/metrics.jsonl") if '"loss"' in l]
+diff = max((x[k].double() - z[k].double()).abs().max().item() for k in x)
+print(f"expert-parallel ESFT over {n}: adapter max diff {diff:.3g} from 1 process; comm bytes per step {me[-1].get('comm_bytes', 0)}")
+PY
+fi
+
+if wanted devices; then
+spread=cpu,cpu
+if [ "$device" = cuda ]; then spread=cuda:0,cpu; fi
+step "several devices in one process: the layers spread over $spread against $device alone (scores, greedy generation)"
+devs=$work/devices
+rm -rf "$devs"; mkdir -p "$devs/model"
+cp tests/data/hf/qwen3_moe/model/* examples/tiny-tokenizer/tokenizer.json examples/tiny-tokenizer/tokenizer_config.json "$devs/model/"
+for d in "$device" "$spread"; do
+  within 60 "$build/bin/esft-host" --device "$d" --dtype float32 scores --model "$devs/model" \
+    --data examples/tiny-task/train.jsonl --out "$devs/scores-$d" --batch-size 3 --n-sample-tokens 1500 >"$devs/scores-$d.log" 2>&1 \
+    || { echo "scores on $d FAILED:"; tail -n 5 "$devs/scores-$d.log"; }
+  within 60 "$build/bin/esft-host" --device "$d" --dtype float32 generate --model "$devs/model" --ids 1,2,3,4,5 \
+    --max-new-tokens 24 >"$devs/generate-$d.txt" 2>"$devs/generate-$d.log" \
+    || { echo "generate on $d FAILED:"; tail -n 5 "$devs/generate-$d.log"; }
+done
+grep -h "spread over" "$devs"/*.log | sort -u | head -n 1
+cmp -s "$devs/generate-$device.txt" "$devs/generate-$spread.txt" && echo "greedy generation: identical on $spread" \
+  || { echo "greedy generation DIFFERS on $spread:"; cat "$devs/generate-$device.txt" "$devs/generate-$spread.txt"; }
+"$python" - "$devs/scores-$device/scores.json" "$devs/scores-$spread/scores.json" <<'PY' || echo "the comparison FAILED"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+counts = all(a["layers"][l]["token_count"] == b["layers"][l]["token_count"] for l in a["layers"])
+gates = max(abs(x - y) for l in a["layers"] for x, y in zip(a["layers"][l]["gate_sum"], b["layers"][l]["gate_sum"]))
+print(f"scores.json: counts {'identical' if counts else 'DIFFER'}, gate sums max diff {gates:.3g}")
 PY
 fi
 

@@ -23,6 +23,7 @@ namespace fs = std::filesystem;
 Command eval_command() {
   Command c;
   c.name = "eval";
+  c.several_devices = true;
   c.summary = "evaluate a model or model + adapter: loss/perplexity, or a task metric on greedy completions";
   c.usage = "eval --model DIR [--adapter DIR] --data FILE.jsonl [--metric loss|exact|intent|rouge-l|accuracy|f1|mc] "
             "[--max-new-tokens N] [--fewshot N --fewshot-data DEV.jsonl] [--out completions.jsonl]\n"

@@ -55,6 +55,7 @@ std::vector<int64_t> prompt_ids(const po::variables_map& vm, const LoadedModel& 
 Command generate_command() {
   Command c;
   c.name = "generate";
+  c.several_devices = true;
   c.summary = "greedy or sampled decoding with the KV cache; from ids (prints ids) or text and chats (prints text)";
   c.usage = "generate --model DIR (--ids 1,2,3 | --prompt TEXT | --messages FILE.json) [--max-new-tokens N] "
             "[--temperature T --top-p P --top-k K --repetition-penalty R --seed S] [--stop TEXT]... [--num-sequences N]";

@@ -77,6 +77,7 @@ class RoundSlots {
 Command scores_command() {
   Command c;
   c.name = "scores";
+  c.several_devices = true;
   c.summary = "routing statistics of a task's data (scores.json) for expert selection";
   c.usage = "scores --model DIR --data FILE.jsonl --out DIR [--n-sample-tokens N] [--seed S] [--batch-size B] "
             "[--seq-length T] [--legacy-logs] [--expert-parallel]";

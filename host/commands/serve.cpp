@@ -31,6 +31,7 @@ bool loopback(const std::string& host) { return host == "localhost" || host == "
 Command serve_command() {
   Command c;
   c.name = "serve";
+  c.several_devices = true;
   c.summary = "an OpenAI-compatible HTTP server (chat and text completions, streaming) with a web chat page at /";
   c.usage = "serve --model DIR [--adapter DIR] [--host 127.0.0.1] [--port 8000] [--api-key-env NAME]";
   c.add_options = [](po::options_description& d) {

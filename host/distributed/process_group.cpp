@@ -168,6 +168,10 @@ dist::Communicator& join_process_group(GlobalOptions& global) {
   auto& group = joined_group();
   const auto env = read_distributed_env();
   if (!env) return dist::solo();
+  if (global.device.find(',') != std::string::npos) {
+    throw UsageError("--device " + global.device + ": a multi-process run has one device per process; a list of "
+                     "devices (the layers spread over them) is for a run of one process");
+  }
   if ((global.device == "auto" || global.device == "cuda") && at::hasCUDA()) {
     global.device = "cuda:" + std::to_string(env->local_rank);
   }

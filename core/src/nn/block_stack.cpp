@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include "esft/error.h"
 #include "esft/nn/attention.h"
 
 namespace esft::nn {
@@ -33,6 +34,30 @@ const at::Tensor& BlockInputs::attention_bias(int64_t sliding_window) const {
   return it->second;
 }
 
+BlockInputs::BlockInputs(const BlockInputs& source, const at::Device& device)
+    : past(source.past),
+      cos(source.cos.defined() ? source.cos.to(device) : at::Tensor()),
+      sin(source.sin.defined() ? source.sin.to(device) : at::Tensor()),
+      cache(source.cache),
+      attention_mask_(source.attention_mask_.defined() ? source.attention_mask_.to(device) : at::Tensor()),
+      position_ids_(source.position_ids_.defined() ? source.position_ids_.to(device) : at::Tensor()),
+      batch_(source.batch_),
+      length_(source.length_),
+      dtype_(source.dtype_),
+      device_(device),
+      hooks_(source.hooks_) {
+  if (source.routing.token_mask.defined()) routing.token_mask = source.routing.token_mask.to(device);
+  routing.hooks = &hooks_;
+}
+
+const BlockInputs& BlockInputs::on(const at::Device& device) const {
+  if (device == device_) return *this;
+  for (const auto& copy : elsewhere_)
+    if (copy->device_ == device) return *copy;
+  elsewhere_.push_back(std::unique_ptr<BlockInputs>(new BlockInputs(*this, device)));
+  return *elsewhere_.back();
+}
+
 at::Tensor BlockInputs::positions() const {
   if (position_ids_.defined()) return position_ids_;
   return at::arange(past, past + length_, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0);
@@ -53,13 +78,47 @@ at::Tensor run_blocks(const Blocks& blocks, at::Tensor h, const BlockInputs& in,
     for (size_t i = 0; i < L; ++i)
       if (blocks[i]->moe_layer()) whole = i;
   }
+  // A block placed on another device (place_blocks) runs there: h moves to it, and back at the end.
+  const auto home = h.device();
+  auto device_of = [](const DecoderBlock& block) { return block.parameters().front().device(); };
   for (size_t i = 0; i < whole; ++i) {
-    h = blocks[i]->forward(h, in);
+    const auto device = device_of(*blocks[i]);
+    if (h.device() != device) h = h.to(device);
+    h = blocks[i]->forward(h, in.on(device));
     if (options.hidden_states && i + 1 < L) out.hidden_states.push_back(h);
   }
-  if (!options.routing_only) return h;
-  if (whole < L) blocks[whole]->route(h, in);
+  if (!options.routing_only) return h.device() == home ? h : h.to(home);
+  if (whole < L) {
+    const auto device = device_of(*blocks[whole]);
+    blocks[whole]->route(h.to(device), in.on(device));
+  }
   return {};
+}
+
+std::vector<at::Device> place_blocks(torch::nn::Module& model, const std::vector<at::Device>& devices) {
+  if (devices.empty()) throw Error("no device to place the blocks on");
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> blocks;
+  for (const auto& item : model.named_modules()) {
+    if (std::dynamic_pointer_cast<DecoderBlock>(item.value())) blocks.emplace_back(item.key() + ".", item.value());
+  }
+  if (blocks.empty()) throw Error("the model has no blocks to spread over devices");
+  auto in_block = [&](const std::string& name) {
+    for (const auto& b : blocks)
+      if (name.compare(0, b.first.size(), b.first) == 0) return true;
+    return false;
+  };
+  at::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters())
+    if (!in_block(item.key())) item.value().set_data(item.value().to(devices.front()));
+  for (auto& item : model.named_buffers())
+    if (!in_block(item.key())) item.value().set_data(item.value().to(devices.front()));
+  std::vector<at::Device> placed;
+  const auto L = blocks.size(), D = devices.size();
+  for (size_t i = 0; i < L; ++i) {
+    placed.push_back(devices[i * D / L]);
+    blocks[i].second->to(placed.back());
+  }
+  return placed;
 }
 
 void finish_forward(const at::Tensor& normed, const at::Tensor& output_embedding, const ForwardOptions& options,

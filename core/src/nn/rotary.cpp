@@ -107,7 +107,10 @@ RotaryEmbedding::RotaryEmbedding(const RopeSpec& spec, const at::Device& device,
 }
 
 std::pair<at::Tensor, at::Tensor> RotaryEmbedding::cos_sin(const at::Tensor& positions, at::ScalarType dtype) const {
-  auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, d/2]
+  // Layers spread over several devices run the family's rotary where the inputs are, which may not be where the
+  // model was built.
+  const auto& inv_freq = inv_freq_.device() == positions.device() ? inv_freq_ : inv_freq_.to(positions.device());
+  auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, d/2]
   auto emb = at::cat({freqs, freqs}, -1);
   auto cos = emb.cos();
   auto sin = emb.sin();

@@ -31,6 +31,9 @@ class BlockInputs {
   const at::Tensor& attention_bias(int64_t sliding_window = 0) const;
   // Positions of the new tokens: the given position_ids [B, T], else [1, T]: past .. past + T - 1.
   at::Tensor positions() const;
+  // These inputs on `device`, for a block placed there (layers spread over several devices): this object on its
+  // own device, else a copy made on first use. Set cos and sin before the blocks run.
+  const BlockInputs& on(const at::Device& device) const;
 
   int64_t past = 0;            // tokens already in the cache
   at::Tensor cos, sin;         // rotary tables [B, T, rotary_dim], set by the family; undefined without rotary
@@ -44,6 +47,9 @@ class BlockInputs {
   at::Device device_;
   std::vector<RouterHook*> hooks_;
   mutable std::map<int64_t, at::Tensor> bias_by_window_;
+  mutable std::vector<std::unique_ptr<BlockInputs>> elsewhere_;  // copies on other devices
+
+  BlockInputs(const BlockInputs& source, const at::Device& device);  // for on()
 };
 
 // One block of the stack: h -> h after this block's attention and MLP (or MoE layer).
@@ -60,7 +66,8 @@ using Blocks = std::vector<std::shared_ptr<DecoderBlock>>;
 // Registers `blocks` as the ModuleList `name` of `parent` (Hugging Face's `layers.{i}`, tinymoe's `blocks.{i}`).
 void register_blocks(torch::nn::Module& parent, const std::string& name, const Blocks& blocks);
 
-// Runs `blocks` on the embeddings `h` and returns the last block's output. Appends the embeddings and every block
+// Runs `blocks` on the embeddings `h` and returns the last block's output, on h's device: a block placed on another
+// device (place_blocks) gets h and the inputs there. Appends the embeddings and every block
 // output but the last to out.hidden_states when options ask (the family appends its final norm's output). With
 // options.routing_only it stops after the last MoE block's routing and returns an undefined tensor.
 at::Tensor run_blocks(const Blocks& blocks, at::Tensor h, const BlockInputs& in, const ForwardOptions& options,
@@ -70,6 +77,13 @@ at::Tensor run_blocks(const Blocks& blocks, at::Tensor h, const BlockInputs& in,
 // `output_embedding` [V, H] (all positions or the last).
 void finish_forward(const at::Tensor& normed, const at::Tensor& output_embedding, const ForwardOptions& options,
                     ForwardOutput& out);
+
+// Spreads the blocks of `model` (its DecoderBlock modules, in order) over `devices`: block i of L goes to device
+// i * D / L, contiguous runs as even as the count allows, and everything outside the blocks (embeddings, final norm,
+// lm_head) to the first device, where inputs enter and outputs leave. For a model bigger than one device, in one
+// process (build and load it on the CPU first). Returns each block's device. Throws esft::Error for a model without
+// blocks or an empty device list.
+std::vector<at::Device> place_blocks(torch::nn::Module& model, const std::vector<at::Device>& devices);
 
 // The MoE layers of `blocks`, in order.
 std::vector<MoELayer*> moe_layers_of(const Blocks& blocks);
