@@ -12,6 +12,7 @@
 #include "esft/error.h"
 #include "esft/nn/expert_bank.h"
 #include "esft/nn/expert_parallel.h"
+#include "esft/nn/moe_layer.h"
 #include "gloo_ranks.h"
 
 namespace {
@@ -124,6 +125,51 @@ TEST_CASE("expert parallelism: three ranks of two experts each give the one-proc
     CHECK(at::allclose(gate_up_grads[r], params["gate_up"].grad(), 1e-5, 1e-6));
     CHECK(at::allclose(down_grads[r], params["down"].grad(), 1e-5, 1e-6));
   }
+}
+
+TEST_CASE("expert parallelism: a rank whose every slot chose a trash can still takes part in the exchanges") {
+  // Select-MoE: 4 experts and 2 trash cans, 2 experts per rank. The trash cans' router rows favour positive inputs:
+  // rank 0's tokens (positive) all go to trash cans, rank 1's (negative) to experts on both ranks.
+  esft::nn::MoESpec spec;
+  spec.router.num_experts = 6;
+  spec.router.top_k = 2;
+  spec.experts.intermediate = 8;
+  spec.trash_experts = 2;
+  const auto naming = esft::hf_moe_decoder_naming();
+  auto fill = [](esft::nn::MoELayer& layer) {
+    at::NoGradGuard no_grad;
+    double phase = 0;
+    for (const auto& b : layer.experts().bindings()) b.assign(pattern(b.shape(), phase += 1.3));
+    auto router = layer.named_parameters()["gate.weight"];
+    router.narrow(0, 0, 4).copy_(pattern({4, 16}, 7.0));
+    router.narrow(0, 4, 2).fill_(10.0);
+  };
+  auto input = [](int rank) { return (pattern({2, 3, 16}, 40.0 + rank).abs() + 0.1) * (rank == 0 ? 1 : -1); };
+  std::vector<at::Tensor> outputs(2);
+  const auto failures = esft::test::run_gloo_ranks(2, [&](int rank, esft::dist::Communicator& group) {
+    std::shared_ptr<esft::nn::MoELayer> layer;
+    {
+      esft::nn::ExpertParallelScope scope(&group);
+      layer = std::make_shared<esft::nn::MoELayer>(spec, 16, 0, naming, at::kFloat);
+    }
+    // This rank's experts, from a layer holding all four.
+    esft::nn::MoELayer whole(spec, 16, 0, naming, at::kFloat);
+    fill(whole);
+    std::map<std::string, at::Tensor> stored;
+    for (const auto& b : whole.experts().bindings()) stored[b.key()] = b.value();
+    at::NoGradGuard no_grad;
+    for (const auto& b : layer->experts().bindings()) b.assign(stored.at(b.key()));
+    layer->named_parameters()["gate.weight"].copy_(whole.named_parameters()["gate.weight"]);
+    outputs[static_cast<size_t>(rank)] = layer->forward(input(rank), {});
+  });
+  for (const auto& f : failures) REQUIRE(f == "");
+  esft::nn::MoELayer whole(spec, 16, 0, naming, at::kFloat);
+  fill(whole);
+  at::NoGradGuard no_grad;
+  CHECK(at::equal(outputs[0], at::zeros({2, 3, 16})));
+  const auto expected = whole.forward(input(1), {});
+  CHECK(expected.abs().sum().item<double>() > 0);
+  CHECK(at::allclose(outputs[1], expected, 1e-5, 1e-6));
 }
 
 TEST_CASE("expert parallelism: a bank refuses experts that do not divide over the ranks, and fused layouts") {

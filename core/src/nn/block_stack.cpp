@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <atomic>
+
 #include "esft/error.h"
 #include "esft/nn/attention.h"
 
@@ -69,6 +71,10 @@ void register_blocks(torch::nn::Module& parent, const std::string& name, const B
   parent.register_module(name, list);
 }
 
+namespace {
+std::atomic<bool> blocks_spread{false};  // place_blocks has run in this process
+}  // namespace
+
 at::Tensor run_blocks(const Blocks& blocks, at::Tensor h, const BlockInputs& in, const ForwardOptions& options,
                       ForwardOutput& out) {
   if (options.hidden_states) out.hidden_states.push_back(h);
@@ -78,9 +84,12 @@ at::Tensor run_blocks(const Blocks& blocks, at::Tensor h, const BlockInputs& in,
     for (size_t i = 0; i < L; ++i)
       if (blocks[i]->moe_layer()) whole = i;
   }
-  // A block placed on another device (place_blocks) runs there: h moves to it, and back at the end.
+  // A block placed on another device (place_blocks) runs there: h moves to it, and back at the end. Looking a
+  // block's device up walks its parameters, so a process that never spread a model skips it.
   const auto home = h.device();
-  auto device_of = [](const DecoderBlock& block) { return block.parameters().front().device(); };
+  auto device_of = [home](const DecoderBlock& block) {
+    return blocks_spread.load() ? block.parameters().front().device() : home;
+  };
   for (size_t i = 0; i < whole; ++i) {
     const auto device = device_of(*blocks[i]);
     if (h.device() != device) h = h.to(device);
@@ -112,6 +121,7 @@ std::vector<at::Device> place_blocks(torch::nn::Module& model, const std::vector
     if (!in_block(item.key())) item.value().set_data(item.value().to(devices.front()));
   for (auto& item : model.named_buffers())
     if (!in_block(item.key())) item.value().set_data(item.value().to(devices.front()));
+  blocks_spread = true;
   std::vector<at::Device> placed;
   const auto L = blocks.size(), D = devices.size();
   for (size_t i = 0; i < L; ++i) {

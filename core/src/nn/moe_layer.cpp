@@ -52,9 +52,12 @@ at::Tensor MoELayer::forward(const at::Tensor& x, const RoutingContext& routing)
   } else {  // only the (token, slot) pairs on a real expert reach the bank
     const int64_t k = r.idx.size(1);
     const auto pairs = r.idx.reshape({-1}).lt(num_experts()).nonzero().squeeze(1);
-    y = pairs.numel() == 0 ? at::zeros_like(flat)  // every slot on a trash can
-                           : experts_->forward_pairs(flat, at::div(pairs, k, "floor"), r.idx.reshape({-1}).index_select(0, pairs),
-                                r.weight.reshape({-1}).index_select(0, pairs));
+    // Every slot on a trash can: nothing for the bank, unless the experts are spread over ranks, whose exchanges
+    // need this rank's part (even empty).
+    const bool nothing = pairs.numel() == 0 && !experts_->expert_group();
+    y = nothing ? at::zeros_like(flat)
+                : experts_->forward_pairs(flat, at::div(pairs, k, "floor"), r.idx.reshape({-1}).index_select(0, pairs),
+                                          r.weight.reshape({-1}).index_select(0, pairs));
   }
   if (shared_) {
     auto s = shared_->forward(flat);

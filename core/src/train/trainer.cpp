@@ -538,8 +538,9 @@ NamedTensors Trainer::gathered_trainable() const {
   for (const auto& [name, p] : params_)
     if (!sharded(p)) weights.emplace_back(name, p.detach());
   for (const auto& s : sharded_) {
+    // To the host at once: rank 0's device holds its own experts, not every rank's.
     auto whole = dist::all_gather_rows(comm_, s.param.detach(), s.rows);
-    if (comm_.is_root()) weights.emplace_back(s.name, whole);
+    if (comm_.is_root()) weights.emplace_back(s.name, whole.cpu());
   }
   if (!comm_.is_root()) weights.clear();
   return weights;
@@ -567,7 +568,7 @@ NamedTensors Trainer::gathered_optimizer_state() const {
       const auto it = local.find(kind + s.name);
       auto mine = it != local.end() ? it->second : at::empty(s.param.sizes(), s.param.options().dtype(at::kFloat));
       auto whole = dist::all_gather_rows(comm_, mine, s.rows);
-      if (comm_.is_root()) out.emplace_back(kind + s.name, whole);
+      if (comm_.is_root()) out.emplace_back(kind + s.name, whole.cpu());
     }
   }
   if (!comm_.is_root()) out.clear();
