@@ -14,7 +14,6 @@
 #include "esft/data/samples.h"
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
-#include "esft/nn/expert_parallel.h"
 #include "esft/pipeline/routing_collector.h"
 
 namespace esft::host {
@@ -99,11 +98,7 @@ Command scores_command() {
   c.run = [](const GlobalOptions& options_in, const po::variables_map& vm) {
     GlobalOptions global = options_in;
     dist::Communicator& comm = join_process_group(global);
-    const bool expert_parallel = vm["expert-parallel"].as<bool>();
-    if (expert_parallel && comm.is_solo()) {
-      throw UsageError("--expert-parallel spreads the experts over the processes of a multi-process run (start it "
-                       "with torchrun, srun or esft-host launch); this is one process");
-    }
+    dist::Communicator* experts = expert_group(comm, vm["expert-parallel"].as<bool>());
     const int64_t budget = vm["n-sample-tokens"].as<int64_t>(), batch_size = vm["batch-size"].as<int64_t>();
     const int64_t seq_length = vm["seq-length"].as<int64_t>();
     if (budget <= 0 || batch_size <= 0 || seq_length <= 0) {
@@ -118,11 +113,7 @@ Command scores_command() {
     const std::filesystem::path model_dir = vm["model"].as<std::string>();
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
-    LoadedModel m;
-    {
-      nn::ExpertParallelScope placement(expert_parallel ? &comm : nullptr);  // each rank builds and loads its experts
-      m = open_model(global, model_dir);
-    }
+    auto m = open_model_on(global, model_dir, experts);
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
     auto samples = data::read_samples(vm["data"].as<std::string>(), encoder);
     data::shuffle_samples(samples, vm["seed"].as<uint64_t>());
@@ -171,7 +162,7 @@ Command scores_command() {
         collector.set_batch_shape(B, T);
         m.model->forward(ids.to(m.device), mask.to(m.device), options);
         slots.put(comm.rank(), collector.take_part());
-      } else if (expert_parallel) {
+      } else if (experts) {
         // A rank without a batch in the last round still takes part in the others' exchanges: one padding token,
         // which no hook sees.
         ForwardOptions idle = options;

@@ -20,7 +20,6 @@
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
 #include "esft/io/sha256.h"
-#include "esft/nn/expert_parallel.h"
 #include "esft/nn/moe_layer.h"
 #include "esft/runtime.h"
 #include "esft/train/trainer.h"
@@ -222,10 +221,7 @@ Command train_command() {
     if (expert_parallel && method->name() != "esft") {
       throw UsageError("--expert-parallel is built for --method esft (not " + method->name() + ")");
     }
-    if (expert_parallel && comm.is_solo()) {
-      throw UsageError("--expert-parallel spreads the experts over the processes of a multi-process run (start it "
-                       "with torchrun, srun or esft-host launch); this is one process");
-    }
+    dist::Communicator* experts = expert_group(comm, expert_parallel);
     train::TrainOptions options = method->defaults();
     if (vm.count("config")) options = train::TrainOptions::load_toml(vm["config"].as<std::string>(), options);
     if (vm.count("steps")) {
@@ -257,11 +253,7 @@ Command train_command() {
     // Model, what trains, data.
     const auto tokenizer = tok::Tokenizer::load(model_dir);
     const auto special = data::TokenizerConfig::load(model_dir);
-    LoadedModel m;
-    {
-      nn::ExpertParallelScope placement(expert_parallel ? &comm : nullptr);  // each rank builds and loads its experts
-      m = open_model(global, model_dir);
-    }
+    auto m = open_model_on(global, model_dir, experts);
     method->make_trainable(m, options, fingerprint);
     const data::SampleEncoder encoder(tokenizer, special, m.family->chat_format());
     data::Split split;

@@ -164,6 +164,15 @@ std::unique_ptr<dist::Communicator> make_process_group(const DistributedEnv& env
 
 void leave_process_group() { joined_group().reset(); }
 
+dist::Communicator* expert_group(dist::Communicator& comm, bool expert_parallel) {
+  if (!expert_parallel) return nullptr;
+  if (comm.is_solo()) {
+    throw UsageError("--expert-parallel spreads the experts over the processes of a multi-process run (start it "
+                     "with torchrun, srun or esft-host launch); this is one process");
+  }
+  return &comm;
+}
+
 dist::Communicator& join_process_group(GlobalOptions& global) {
   auto& group = joined_group();
   const auto env = read_distributed_env();

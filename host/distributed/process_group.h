@@ -9,6 +9,7 @@
 #include "../cli.h"
 #include "distributed/environment.h"
 #include "esft/dist/communicator.h"
+#include "esft/nn/expert_parallel.h"
 
 namespace esft::host {
 
@@ -20,6 +21,17 @@ dist::Communicator& join_process_group(GlobalOptions& global);
 
 // Shuts down the group join_process_group made, if any (main calls it before returning).
 void leave_process_group();
+
+// `--expert-parallel` of scores and train: the group to spread every MoE layer's experts over, or null when not
+// asked. Throws UsageError when asked in a run of one process (call it before any output exists).
+dist::Communicator* expert_group(dist::Communicator& comm, bool expert_parallel);
+// open_model, each rank building and loading only its block of every layer's experts when `experts` is a group
+// (nn::ExpertParallelScope). Inline: the commands link it with open_model, which this library does not.
+inline LoadedModel open_model_on(const GlobalOptions& global, const std::filesystem::path& model_dir,
+                                 dist::Communicator* experts) {
+  nn::ExpertParallelScope placement(experts);
+  return open_model(global, model_dir);
+}
 
 // The group of `env` on `device` (tests and benchmarks make their own).
 std::unique_ptr<dist::Communicator> make_process_group(const DistributedEnv& env, const c10::Device& device,

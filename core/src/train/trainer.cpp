@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <set>
 
 #include "esft/dist/collectives.h"
 #include "esft/error.h"
@@ -551,14 +552,11 @@ NamedTensors Trainer::gathered_optimizer_state() const {
   if (sharded_.empty()) return state;
   std::map<std::string, at::Tensor> local;
   for (auto& [key, t] : state) local.emplace(key, t);
+  std::set<std::string> sharded_names;
+  for (const auto& s : sharded_) sharded_names.insert(s.name);
   NamedTensors out;
-  for (const auto& entry : state) {
-    const auto& key = entry.first;  // `<kind>.<param>`
-    const bool of_sharded = std::any_of(sharded_.begin(), sharded_.end(), [&key](const ShardedTensor& s) {
-      return key.size() > s.name.size() && key.compare(key.size() - s.name.size(), s.name.size(), s.name) == 0 &&
-             key[key.size() - s.name.size() - 1] == '.';
-    });
-    if (!of_sharded) out.push_back(entry);
+  for (const auto& entry : state) {  // `<kind>.<param>`: the replicated tensors' state as it is
+    if (!sharded_names.count(entry.first.substr(entry.first.find('.') + 1))) out.push_back(entry);
   }
   for (const auto& s : sharded_) {
     // Moments in float32; a master copy where the parameter is narrower (the same on every rank).
