@@ -1,8 +1,9 @@
-# esft_add_plugin(<name> SOURCES <files...>)
-# Builds libesft_<name>.so next to esft-host, exporting only the entry point `esft_plugin_v1` (a linker version
-# script, cmake/plugin_exports.map: a plugin's own symbols never shadow another's). With ESFT_STATIC_PLUGINS the same
-# sources become an object library linked into the host; the entry point is then renamed `esft_plugin_v1_<name>`
-# (see esft/plugin_abi.h) and listed in a generated table.
+# esft_add_plugin(<name> SOURCES <files...>) for the plugins in esft's own tree (plugins/): libesft_<name>.so next
+# to esft-host, installed into lib/esft/plugins. (Plugins built against the installed SDK get their own
+# esft_add_plugin from the CMake package, cmake/esftConfig.cmake.in; both make the library with
+# esft_plugin_library.) With ESFT_STATIC_PLUGINS the same sources become an object library linked into the host;
+# the entry point is then renamed `esft_plugin_v1_<name>` (see esft/plugin_abi.h) and listed in a generated table.
+include(${CMAKE_CURRENT_LIST_DIR}/EsftPluginLibrary.cmake)
 set_property(GLOBAL PROPERTY ESFT_STATIC_PLUGIN_NAMES "")
 set_property(GLOBAL PROPERTY ESFT_PLUGIN_TARGETS "")
 
@@ -12,21 +13,15 @@ function(esft_add_plugin name)
     set(target esft_plugin_${name})
     add_library(${target} OBJECT ${ARG_SOURCES})
     target_compile_definitions(${target} PRIVATE ESFT_STATIC_PLUGIN_ID=${name})
+    target_link_libraries(${target} PRIVATE esft::core)
     set_property(GLOBAL APPEND PROPERTY ESFT_STATIC_PLUGIN_NAMES ${name})
   else()
     set(target esft_${name})
     add_library(${target} MODULE ${ARG_SOURCES})
-    set_target_properties(${target} PROPERTIES PREFIX "lib" BUILD_RPATH "$ORIGIN" INSTALL_RPATH "$ORIGIN/../..;${ESFT_TORCH_LIB_DIR}")
-    esft_export_only_plugin_entry(${target})
+    esft_plugin_library(${target})
+    set_target_properties(${target} PROPERTIES BUILD_RPATH "$ORIGIN" INSTALL_RPATH "$ORIGIN/../..;${ESFT_TORCH_LIB_DIR}")
     install(TARGETS ${target} LIBRARY DESTINATION ${ESFT_PLUGIN_INSTALL_DIR})
     set_property(GLOBAL APPEND PROPERTY ESFT_PLUGIN_TARGETS ${target})
   endif()
-  target_link_libraries(${target} PRIVATE esft_core)
   esft_reuse_precompiled_headers(${target})
-endfunction()
-
-# A plugin library's dynamic symbol table holds `esft_plugin_v1` and nothing else.
-function(esft_export_only_plugin_entry target)
-  target_link_options(${target} PRIVATE "-Wl,--version-script=${PROJECT_SOURCE_DIR}/cmake/plugin_exports.map")
-  set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS ${PROJECT_SOURCE_DIR}/cmake/plugin_exports.map)
 endfunction()

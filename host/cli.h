@@ -64,6 +64,7 @@ Command select_data_command(); // commands/select_data.cpp
 Command run_command();       // commands/run.cpp
 Command serve_command();     // commands/serve.cpp
 Command launch_command();    // commands/launch.cpp
+Command parity_command();    // commands/parity.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);

@@ -79,6 +79,8 @@ PluginRecord record_of(const EsftPluginInfo& info, std::string file) {
   r.version = info.version ? info.version : "";
   r.model_types = model_types_of(info);
   r.file = std::move(file);
+  r.abi_version = info.abi_version;
+  r.fingerprint = info.build_fingerprint ? info.build_fingerprint : "";
   r.refusal = check_plugin_info(info);
   return r;
 }

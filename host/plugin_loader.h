@@ -19,6 +19,8 @@ struct PluginRecord {
   std::string version;
   std::vector<std::string> model_types;
   std::string file;     // path of the library, or "(built in)" for static plugins
+  uint32_t abi_version = 0;  // what the plugin reports (0 when it could not be read)
+  std::string fingerprint;   // its ESFT_BUILD_FINGERPRINT: SDK version, LibTorch, C++ ABI, compiler
   std::string refusal;  // empty when usable; otherwise why the host refuses it
   std::string shadowed_by;  // another copy of the same name, earlier in the search order, loads instead (its file)
   std::vector<std::string> shadows;  // later copies of the same name that this one hides (files)

@@ -16,9 +16,15 @@ inputs; this program is a tool, never run by the tests.
 same code that generation uses, compares them with the stored files and prints a table of measured errors; it
 exits non-zero on any failure. That is how the reference computation itself is verified.
 
+A family outside this table (a plugin built against the installed SDK, examples/plugin-llama) describes its row in
+a JSON file given with --spec: {"name": .., "model_type": .., "config": {..}, "score": "logit", "aux": false,
+"weights_dtype": "float32", "max_shard_size": null}; the keys are those of FAMILIES below ("model_type" defaults to
+"name"). With --spec, only the families of the spec files are made or checked unless --family says otherwise.
+
 Usage (the project's venv; nothing is downloaded):
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/make-fixtures.py [--family F ...] [--out DIR] [--seed S]
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/make-fixtures.py --check tests/data/hf [--family F ...]
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/make-fixtures.py --spec my_family.json --out DIR
 Without --out a new temporary folder (hf-fixtures-*) is made. An existing family folder is only replaced with
 --overwrite (so tests/data is never overwritten by accident).
 """
@@ -137,7 +143,13 @@ def parse_args(argv):
                         help=f"smallest routing-score gap accepted (default {DEFAULT_MIN_MARGIN})")
     parser.add_argument("--overwrite", action="store_true", help="replace family folders that already exist")
     parser.add_argument("--check", type=Path, metavar="DIR", help="verify the fixtures in DIR instead of making")
+    parser.add_argument("--spec", type=Path, nargs="+", action="extend", metavar="FILE",
+                        help="JSON files, each one family row outside the built-in table (see the docstring)")
     args = parser.parse_args(argv)
+    for path in args.spec or []:
+        name = add_spec_family(path)
+        if not args.family or name not in args.family:
+            args.family = (args.family or []) + [name]
     unknown = [f for f in args.family or [] if f not in FAMILIES]
     if unknown:
         fail(f"unknown family {unknown[0]!r} (known: {', '.join(FAMILIES)})")
@@ -153,13 +165,48 @@ def parse_args(argv):
     return args
 
 
+SPEC_FAMILIES = set()  # the rows added by --spec
+SPEC_KEYS = {"name": str, "model_type": str, "config": dict, "score": str, "aux": bool, "weights_dtype": str,
+             "max_shard_size": (str, type(None))}
+
+
+def add_spec_family(path):
+    """Adds the family row of a --spec file to FAMILIES; returns its name."""
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        fail(f"--spec {path}: {error}")
+    if not isinstance(spec, dict):
+        fail(f"--spec {path}: not a JSON object")
+    for key, kind in SPEC_KEYS.items():
+        if key == "model_type" and key not in spec:
+            continue
+        if key not in spec:
+            fail(f"--spec {path}: no {key!r}")
+        if not isinstance(spec[key], kind):
+            fail(f"--spec {path}: {key!r} has the wrong type")
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        fail(f"--spec {path}: unknown key {unknown[0]!r} (known: {', '.join(SPEC_KEYS)})")
+    if spec["score"] not in ("logit", "sigmoid_bias", "softmax_group"):
+        fail(f"--spec {path}: score must be logit, sigmoid_bias or softmax_group")
+    name = spec.pop("name")
+    if name in FAMILIES:
+        fail(f"--spec {path}: {name!r} is a built-in family")
+    FAMILIES[name] = spec
+    SPEC_FAMILIES.add(name)
+    return name
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Models
 
 
 def build_config(family):
     model_type = FAMILIES[family].get("model_type", family)
-    config = transformers.AutoConfig.for_model(model_type, **{**COMMON, **FAMILIES[family]["config"]})
+    # A --spec family may be dense: it starts from the shared sizes without the MoE key, and sets that itself.
+    common = COMMON if family not in SPEC_FAMILIES else {k: v for k, v in COMMON.items() if k != "num_experts_per_tok"}
+    config = transformers.AutoConfig.for_model(model_type, **{**common, **FAMILIES[family]["config"]})
     config.dtype = "float32"
     return config
 
@@ -285,9 +332,10 @@ def routing_recorder(model):
             handle.remove()
 
 
-def compute(model, family, inputs):
+def compute(model, family, inputs, stored_names):
     """All reference tensors (reference.safetensors) and gradients under checkpoint names (grads.safetensors) of the
-    model of FAMILIES row `family`."""
+    model of FAMILIES row `family`. `stored_names`: the saved checkpoint's tensors; a tied weight (lm_head.weight
+    with tie_word_embeddings) is not one, and its gradient is already its twin's."""
     input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
     extra = {"output_router_logits": True} if FAMILIES[family]["aux"] else {}
     model.zero_grad(set_to_none=True)
@@ -311,7 +359,8 @@ def compute(model, family, inputs):
     ref["ce_loss"] = ce_loss.detach().reshape(1)
     ref["generate.prompt"] = inputs["generate.prompt"]
     ref["generate.output"] = greedy(model, inputs["generate.prompt"])
-    return {k: v.contiguous() for k, v in ref.items()}, checkpoint_grads(model)
+    grads = {name: g for name, g in checkpoint_grads(model).items() if name in stored_names}
+    return {k: v.contiguous() for k, v in ref.items()}, grads
 
 
 def greedy(model, prompt):
@@ -336,8 +385,10 @@ def routing_margins(model, family, ref):
     """(margin, group margin). margin: the smallest gap, over all tokens (padded ones included, as the committed
     MANIFEST records it) and MoE layers, between the k-th and (k+1)-th score the router ranks experts by. Group
     margin (group-limited routers only): the same gap between the chosen and the best rejected expert group."""
-    k = model.config.num_experts_per_tok
     margin, group_margin = float("inf"), float("inf")
+    if not moe_layers(model):  # a dense model routes nothing
+        return margin, group_margin
+    k = model.config.num_experts_per_tok
     for index, router, _ in moe_layers(model):
         scores = ref[f"router_logits.{index}"]
         score = FAMILIES[family]["score"]
@@ -386,7 +437,7 @@ def make_family(family, out_dir, seed, tries, min_margin, overwrite):
         inputs = make_inputs(generator, model.config.vocab_size)
         # The references come from the saved folder, loaded the way --check loads it.
         model = load_model(work / "model")
-        ref, grads = compute(model, family, inputs)
+        ref, grads = compute(model, family, inputs, checkpoint_names(work / "model"))
         margin, group_margin = routing_margins(model, family, ref)
         generated = ref["generate.output"].shape[1]
         if min(margin, group_margin) < min_margin or generated != PROMPT_LEN + NEW_TOKENS:
@@ -399,7 +450,9 @@ def make_family(family, out_dir, seed, tries, min_margin, overwrite):
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)
-        return {"keys": sorted(ref), "ce_loss": ref["ce_loss"].item(), "margin": margin, "n_grads": len(grads),
+        # A dense model has no routing margin: null, not JSON's missing Infinity.
+        return {"keys": sorted(ref), "ce_loss": ref["ce_loss"].item(),
+                "margin": margin if margin != float("inf") else None, "n_grads": len(grads),
                 "seed": candidate}
     shutil.rmtree(work, ignore_errors=True)
     raise FixtureError(f"no seed in {seed}..{seed + tries - 1} gives routing margins >= {min_margin} "
@@ -437,7 +490,7 @@ def run_make(args):
             failures += 1
             continue
         entry = entries[family]
-        print(f"{family:12s} seed {entry['seed']:<4d} margin {entry['margin']:.4f}  ce_loss {entry['ce_loss']:.6f}"
+        print(f"{family:12s} seed {entry['seed']:<4d} margin {entry['margin'] or float('inf'):.4f}  ce_loss {entry['ce_loss']:.6f}"
               f"  {entry['n_grads']} grads  {time.time() - started:.1f}s")
     if entries:
         write_manifest(out_dir, entries)
@@ -456,7 +509,7 @@ def check_family(family_dir, manifest_entry):
     stored_grads = load_file(str(family_dir / "grads.safetensors"))
     model = load_model(family_dir / "model")
     inputs = {k: stored[k] for k in ("input_ids", "attention_mask", "generate.prompt")}
-    ref, grads = compute(model, family_dir.name, inputs)
+    ref, grads = compute(model, family_dir.name, inputs, checkpoint_names(family_dir / "model"))
     failures, cols = [], {}
 
     def keyset(name, new, old):

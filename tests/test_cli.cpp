@@ -208,6 +208,71 @@ TEST_CASE("cli: plugins lists qwen3_moe, and a wrong-ABI plugin as refused with 
   CHECK_FALSE(contains(*still_qwen, "refused"));
 }
 
+TEST_CASE("cli: plugins --verbose prints the host's and each plugin's ABI version and build fingerprint") {
+  const Run r = run_host({"--plugin-dir", kWrongAbiDir.string(), "plugins", "--verbose"});
+  expect_success(r);
+  INFO("stdout: ", r.out);
+  CHECK(contains(r.out, "esft-host accepts plugin ABI " + std::to_string(ESFT_PLUGIN_ABI_VERSION) + ", fingerprint '" +
+                            ESFT_BUILD_FINGERPRINT + "'"));
+  // Each plugin's line is followed by its own: the bundled ones match the host, the wrong-ABI one does not.
+  const auto after = [&](const std::string& name) {
+    const auto at = r.out.find("\n" + name + " ");
+    REQUIRE(at != std::string::npos);
+    const auto next = r.out.find('\n', at + 1);
+    return r.out.substr(next + 1, r.out.find('\n', next + 1) - next - 1);
+  };
+  CHECK(after("qwen3_moe") == "    abi " + std::to_string(ESFT_PLUGIN_ABI_VERSION) + ", fingerprint '" +
+                                  ESFT_BUILD_FINGERPRINT + "'");
+  CHECK(after("llama") == "    abi " + std::to_string(ESFT_PLUGIN_ABI_VERSION) + ", fingerprint '" +
+                              ESFT_BUILD_FINGERPRINT + "'");
+  CHECK(contains(after("wrong_abi"), "abi " + std::to_string(ESFT_PLUGIN_ABI_VERSION + 1000)));
+}
+
+TEST_CASE("cli: parity measures a MoE and a dense plugin against their transformers fixtures") {
+  const auto repo = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();
+  const Run moe = run_host({"--device", "cpu", "parity", "--fixture", (fs::path(ESFT_TEST_DATA_DIR) / "hf" / "qwen3_moe").string()});
+  expect_success(moe);
+  INFO("stdout: ", moe.out);
+  for (const char* row : {"logits max|diff|", "hidden states max|diff|", "router logits max|diff|",
+                          "top-k weights max|diff|", "tokens routed to other experts", "ce loss relative diff",
+                          "aux loss relative diff", "worst gradient relative error", "greedy tokens differing"}) {
+    CHECK_MESSAGE(contains(moe.out, row), row);
+  }
+  CHECK_FALSE(contains(moe.out, "FAIL"));
+  CHECK(contains(moe.out, "all within tolerance"));
+
+  const Run dense = run_host({"--device", "cpu", "parity", "--fixture",
+                              (repo / "examples" / "plugin-llama" / "tests" / "fixtures" / "llama").string()});
+  expect_success(dense);
+  INFO("stdout: ", dense.out);
+  CHECK(contains(dense.out, "parity of llama"));
+  CHECK_FALSE(contains(dense.out, "router logits"));  // a dense model routes nothing
+  CHECK(contains(dense.out, "greedy tokens differing"));
+  CHECK(contains(dense.out, "all within tolerance"));
+}
+
+TEST_CASE("cli: parity fails, figure by figure, a model that is not the fixture's") {
+  // The llama fixture with its Llama 3 rotary scaling removed: every position-dependent figure is off.
+  const auto repo = fs::path(ESFT_TEST_DATA_DIR).parent_path().parent_path();
+  TempDir dir;
+  fs::copy(repo / "examples" / "plugin-llama" / "tests" / "fixtures" / "llama", dir.path / "llama",
+           fs::copy_options::recursive);
+  const auto config_path = dir.path / "llama" / "model" / "config.json";
+  auto config = nlohmann::json::parse(read_bytes(config_path));
+  config["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 500000.0}};
+  write_bytes(config_path, config.dump());
+  const Run r = run_host({"--device", "cpu", "parity", "--fixture", (dir.path / "llama").string()});
+  INFO("stdout: ", r.out);
+  INFO("stderr: ", r.err);
+  CHECK(r.code == 1);
+  CHECK(contains(r.out, "logits max|diff|"));
+  CHECK(contains(r.out, "FAIL"));
+  CHECK(r.err == kErrorPrefix + "parity: llama differs from transformers on " + (dir.path / "llama").string() + "\n");
+
+  const Run missing = run_host({"--device", "cpu", "parity", "--fixture", dir.path.string()});
+  expect_error(missing, 1, {"config.json"});
+}
+
 TEST_CASE("cli: info reports the fixture's tensors, files and parameter total") {
   const Run r = run_host({"info", "--model", kModel.string()});
   expect_success(r);

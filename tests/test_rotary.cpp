@@ -1,10 +1,11 @@
-// Rotary frequencies: the default ones and YaRN's (with and without truncation, with and without mscale) against
-// the formulas of shared/spec/MODELS.md evaluated in double precision.
+// Rotary frequencies: the default ones, YaRN's (with and without truncation, with and without mscale) and Llama
+// 3's, against the formulas of shared/spec/MODELS.md and transformers, evaluated in double precision.
 #include <ATen/ATen.h>
 #include "doctest_torch.h"
 
 #include <cmath>
 
+#include "esft/error.h"
 #include "esft/model/model_config.h"
 #include "esft/nn/rotary.h"
 
@@ -76,6 +77,42 @@ TEST_CASE("rotary: a missing YaRN factor is the ratio of the context lengths") {
   auto spec = esft::nn::rope_spec_from_config(
       config_with_rope({{"rope_type", "yarn"}, {"original_max_position_embeddings", 4096}}), 64);
   CHECK(spec.yarn->factor == 32.0);
+}
+
+TEST_CASE("rotary: Llama 3.1's frequency scaling, as Llama-3.1-8B configures it") {
+  auto spec = esft::nn::rope_spec_from_config(
+      config_with_rope({{"rope_type", "llama3"}, {"rope_theta", 500000.0}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                        {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}}),
+      128);
+  REQUIRE(spec.llama3.has_value());
+  CHECK(spec.attention_scaling == 1.0);
+  // Wavelengths above 8192 divide by 8, below 2048 stay, and in between blend by (8192 / wavelength - 1) / 3.
+  std::vector<double> ref;
+  int kept = 0, divided = 0, blended = 0;
+  for (int i = 0; i < 64; ++i) {
+    const double f = 1 / std::pow(500000.0, 2.0 * i / 128), wavelength = 2 * M_PI / f;
+    if (wavelength < 2048) ref.push_back(f), ++kept;
+    else if (wavelength > 8192) ref.push_back(f / 8), ++divided;
+    else {
+      const double smooth = (8192 / wavelength - 1) / 3;
+      ref.push_back((1 - smooth) * f / 8 + smooth * f), ++blended;
+    }
+  }
+  CHECK(kept > 0);
+  CHECK(divided > 0);
+  CHECK(blended > 0);
+  CHECK(worst_relative(esft::nn::rope_inv_freq(spec), ref) <= 1e-6);
+}
+
+TEST_CASE("rotary: llama3 scaling without its parameters is refused, naming the missing one") {
+  CHECK_THROWS_WITH_AS(
+      esft::nn::rope_spec_from_config(config_with_rope({{"rope_type", "llama3"}, {"factor", 8.0}}), 64),
+      doctest::Contains("llama3 rope needs 'low_freq_factor'"), esft::Error);
+  CHECK_THROWS_WITH_AS(esft::nn::rope_spec_from_config(
+                           config_with_rope({{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0},
+                                             {"high_freq_factor", 1.0}, {"original_max_position_embeddings", 8192}}),
+                           64),
+                       doctest::Contains("high_freq_factor > low_freq_factor"), esft::Error);
 }
 
 TEST_CASE("rotary: the interleaved form rotates adjacent channel pairs, as a complex multiplication") {

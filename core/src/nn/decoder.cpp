@@ -15,7 +15,7 @@ DecoderLayer::DecoderLayer(const DecoderSpec& spec, int layer, const ParamNaming
   if (!spec.sliding_windows.empty()) sliding_window_ = spec.sliding_windows.at(layer);
   self_attn = register_module("self_attn", std::make_shared<Attention>(spec.attention, layer, options));
   if (spec.moe_layers.at(layer)) {
-    moe = register_module("mlp", std::make_shared<MoELayer>(spec.moe, H, layer, naming, options));
+    moe = register_module(spec.moe_block_name, std::make_shared<MoELayer>(spec.moe, H, layer, naming, options));
   } else {
     dense = register_module("mlp", std::make_shared<SwiGLU>(H, spec.dense_intermediate, options));
   }

@@ -16,11 +16,10 @@ void check_range(const char* key, int64_t value, int64_t lowest, int64_t highest
 }
 }  // namespace
 
-DecoderSpec common_decoder_spec(const ModelConfig& c, const std::string& family) {
-  for (const char* key : {"hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "num_experts_per_tok"}) {
+DecoderSpec dense_decoder_spec(const ModelConfig& c, const std::string& family) {
+  for (const char* key : {"hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"}) {
     c.require<nlohmann::json>(key);
   }
-  if (c.num_experts <= 0) throw Error("config has no num_experts / num_local_experts (" + c.source + ")");
   // The sizes everything else derives from (head_dim and the rotary dimension among them), before they are used.
   check_range("vocab_size", c.vocab_size, 1, kMaxWidth, c.source);
   check_range("hidden_size", c.hidden_size, 1, kMaxWidth, c.source);
@@ -46,8 +45,20 @@ DecoderSpec common_decoder_spec(const ModelConfig& c, const std::string& family)
   s.attention.norm_eps = c.rms_norm_eps;
   s.rope = rope_spec_from_config(c, c.head_dim);
 
-  s.moe_layers.assign(static_cast<size_t>(c.num_hidden_layers), true);
+  s.moe_layers.assign(static_cast<size_t>(c.num_hidden_layers), false);
   s.dense_intermediate = c.intermediate_size;
+  s.load_balancing_loss = false;
+  return s;
+}
+
+DecoderSpec common_decoder_spec(const ModelConfig& c, const std::string& family) {
+  for (const char* key : {"hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "num_experts_per_tok"}) {
+    c.require<nlohmann::json>(key);
+  }
+  if (c.num_experts <= 0) throw Error("config has no num_experts / num_local_experts (" + c.source + ")");
+  auto s = dense_decoder_spec(c, family);
+  s.moe_layers.assign(s.moe_layers.size(), true);
+  s.load_balancing_loss = true;
   s.moe.router.num_experts = c.num_experts;
   s.moe.router.top_k = c.num_experts_per_tok;
   s.moe.router.scoring = RouterScoring::SoftmaxThenTopK;

@@ -50,12 +50,44 @@ void read_yarn(const ModelConfig& config, RopeSpec& spec) {
   spec.yarn = y;
 }
 
+void read_llama3(const ModelConfig& config, RopeSpec& spec) {
+  const auto& p = config.rope.parameters;
+  Llama3RopeSpec l;
+  for (const char* key : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+    if (!p.contains(key) || p.at(key).is_null())
+      throw Error(std::string("llama3 rope needs '") + key + "' in rope_parameters / rope_scaling (" + config.source + ")");
+  }
+  l.factor = number(p, "factor", 0, config);
+  l.low_freq_factor = number(p, "low_freq_factor", 0, config);
+  l.high_freq_factor = number(p, "high_freq_factor", 0, config);
+  l.original_max_position_embeddings = number(p, "original_max_position_embeddings", 0, config);
+  if (!(l.factor > 0) || !(l.low_freq_factor > 0) || !(l.high_freq_factor > l.low_freq_factor) ||
+      !(l.original_max_position_embeddings > 0)) {
+    throw Error("llama3 rope needs factor > 0, high_freq_factor > low_freq_factor > 0 and a positive "
+                "original_max_position_embeddings (" + config.source + ")");
+  }
+  spec.llama3 = l;
+}
+
+// Llama 3's rescaling of the default inverse frequencies, in float32 as transformers computes it.
+at::Tensor llama3_inv_freq(const at::Tensor& inv_freq, const Llama3RopeSpec& l) {
+  const double low_freq_wavelen = l.original_max_position_embeddings / l.low_freq_factor;
+  const double high_freq_wavelen = l.original_max_position_embeddings / l.high_freq_factor;
+  const auto wavelen = 2 * M_PI / inv_freq;
+  auto scaled = at::where(wavelen > low_freq_wavelen, inv_freq / l.factor, inv_freq);
+  const auto smooth =
+      (l.original_max_position_embeddings / wavelen - l.low_freq_factor) / (l.high_freq_factor - l.low_freq_factor);
+  const auto smoothed = (1 - smooth) * scaled / l.factor + smooth * scaled;
+  const auto medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+  return at::where(medium, smoothed, scaled);
+}
+
 }  // namespace
 
 double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
 
 RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim) {
-  if (config.rope.type != "default" && config.rope.type != "yarn") {
+  if (config.rope.type != "default" && config.rope.type != "yarn" && config.rope.type != "llama3") {
     throw Error("rope_type '" + config.rope.type + "' is not supported for model_type '" + config.model_type +
                 "' (" + config.source + ")");
   }
@@ -70,6 +102,7 @@ RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim) {
   }
   spec.theta = config.rope.theta;
   if (config.rope.type == "yarn") read_yarn(config, spec);
+  if (config.rope.type == "llama3") read_llama3(config, spec);
   const auto declared = config.get<std::string>("dtype", config.get<std::string>("torch_dtype", "float32"));
   if (declared == "bfloat16") spec.checkpoint_dtype = at::kBFloat16;
   if (declared == "float16") spec.checkpoint_dtype = at::kHalf;
@@ -80,6 +113,7 @@ at::Tensor rope_inv_freq(const RopeSpec& spec) {
   // Same op sequence as transformers, in float32: base^(arange(0, d, 2) / d), then 1 / that.
   const double d = static_cast<double>(spec.rotary_dim);
   auto pos_freqs = at::pow(spec.theta, at::arange(0, spec.rotary_dim, 2, at::kLong).to(at::kFloat) / d);
+  if (spec.llama3) return llama3_inv_freq(pos_freqs.reciprocal(), *spec.llama3);
   if (!spec.yarn) return pos_freqs.reciprocal();
   const auto& y = *spec.yarn;
   auto extrapolation = pos_freqs.reciprocal();

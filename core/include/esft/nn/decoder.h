@@ -31,6 +31,8 @@ struct DecoderSpec {
   std::vector<int64_t> sliding_windows;
   int64_t dense_intermediate = 0;
   MoESpec moe;
+  // Module name of an MoE layer's block, so checkpoint names follow (`mlp`; Mixtral's checkpoints: `block_sparse_moe`).
+  std::string moe_block_name = "mlp";
   bool norm_scale_in_float32 = false;  // RMSNorm multiplies by its weight before casting back (gpt-oss)
   bool load_balancing_loss = true;     // transformers computes one for this family (glm4_moe has none)
   // The checkpoint holds this many layers after the decoder layers (glm4_moe's next-token-prediction layers,
@@ -47,7 +49,7 @@ class DecoderLayer : public DecoderBlock {
 
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
   std::shared_ptr<Attention> self_attn;
-  std::shared_ptr<MoELayer> moe;     // set for MoE layers (registered as `mlp`)
+  std::shared_ptr<MoELayer> moe;     // set for MoE layers (registered as spec.moe_block_name, `mlp`)
   std::shared_ptr<SwiGLU> dense;     // set for dense layers (registered as `mlp`)
 
  private:

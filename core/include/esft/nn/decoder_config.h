@@ -9,7 +9,13 @@
 
 namespace esft::nn {
 
-// Sizes, norms, attention shape, rotary embedding, and a softmax-then-top-k router with the config's
+// A dense decoder (Llama and its descendants): sizes, norms, attention shape and rotary embedding from the config,
+// every layer a SwiGLU of `intermediate_size`, no MoE layer. Requires the keys every decoder needs and throws
+// esft::Error, naming key and file, for a missing key or a value no family supports (hidden_act other than silu,
+// heads not a multiple of kv heads).
+DecoderSpec dense_decoder_spec(const ModelConfig& config, const std::string& family);
+
+// The MoE decoder: dense_decoder_spec's parts, and a softmax-then-top-k router with the config's
 // norm_topk_prob; every layer MoE, dense layers (if a family sets any) of `intermediate_size`. Requires the keys
 // every family needs and throws esft::Error, naming key and file, for a missing key or a value no family supports
 // (hidden_act other than silu, heads not a multiple of kv heads, no experts).

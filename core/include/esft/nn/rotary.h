@@ -2,7 +2,7 @@
 // Rotary position embeddings, non-interleaved ("rotate_half") as in most of Hugging Face, or interleaved (pairs of
 // adjacent channels, DeepSeek-V2). `rotary_dim` may be smaller
 // than head_dim (partial rotary): only the first rotary_dim channels rotate, the rest pass through. Frequencies
-// are the default ones or YaRN's (gpt-oss); any other rope_type is refused.
+// are the default ones, YaRN's (gpt-oss, DeepSeek) or Llama 3's; any other rope_type is refused.
 #include <ATen/core/Tensor.h>
 
 #include <optional>
@@ -22,12 +22,23 @@ struct YarnSpec {
   bool truncate = true;  // floor/ceil the correction range
 };
 
+// Llama 3.1's frequency scaling (transformers' _compute_llama3_parameters): wavelengths longer than
+// original_max_position_embeddings / low_freq_factor are divided by `factor`, shorter than .../ high_freq_factor kept,
+// and those between blended smoothly.
+struct Llama3RopeSpec {
+  double factor = 8.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  double original_max_position_embeddings = 8192;
+};
+
 struct RopeSpec {
   int64_t head_dim = 0;
   int64_t rotary_dim = 0;  // <= head_dim
   double theta = 10000.0;
   double attention_scaling = 1.0;  // multiplies cos and sin (YaRN sets it; 1 otherwise)
   std::optional<YarnSpec> yarn;    // unset: default frequencies
+  std::optional<Llama3RopeSpec> llama3;
   // The precision the checkpoint declares (config `dtype` / `torch_dtype`). transformers keeps `inv_freq` as a
   // floating buffer, so a model materialised in bfloat16 rounds it to bfloat16 (and keeps it rounded after a later
   // upcast); its forward then upcasts with `.float()`. We round the same way, through this dtype and through the
@@ -39,7 +50,7 @@ struct RopeSpec {
 // factor is a ratio of two of these; DeepSeek-V2 also scales its attention logits by one squared.
 double yarn_mscale(double scale, double mscale);
 
-// Builds the spec from a config's rope settings ("default" or "yarn"); throws esft::Error for any other rope_type,
+// Builds the spec from a config's rope settings ("default", "yarn" or "llama3"); throws esft::Error for any other rope_type,
 // so a family never runs with silently wrong positions.
 RopeSpec rope_spec_from_config(const ModelConfig& config, int64_t head_dim);
 
