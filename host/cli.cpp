@@ -20,7 +20,7 @@ std::vector<Command> all_commands() {
           select_command(),   params_command(),    train_command(), merge_command(),   convert_adapter_command(),
           eval_command(),
           behaviour_command(), convert_command(), select_data_command(),
-          run_command(), serve_command(), launch_command(), parity_command()};
+          run_command(), report_command(), serve_command(), launch_command(), parity_command()};
 }
 
 po::options_description global_options(GlobalOptions& g) {

@@ -65,6 +65,7 @@ Command run_command();       // commands/run.cpp
 Command serve_command();     // commands/serve.cpp
 Command launch_command();    // commands/launch.cpp
 Command parity_command();    // commands/parity.cpp
+Command report_command();    // commands/report.cpp
 
 // Parses the command line and runs a command; returns the exit code. Throws esft::Error / esft::UsageError.
 int run_cli(int argc, char** argv);

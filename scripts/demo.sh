@@ -3,7 +3,8 @@
 # weights; tests/data/hf/qwen3_moe) with the bundled byte-level tokenizer (examples/tiny-tokenizer) and the bundled
 # smart-home intent task (examples/tiny-task, made by scripts/make-tiny-task.py):
 #   routing statistics -> expert selection -> the names that train -> the task metric before -> training ->
-#   the metric after, with the adapter -> merge into a full checkpoint -> the metric of the merged model.
+#   the metric after, with the adapter -> merge into a full checkpoint -> the metric of the merged model -> the
+#   report (report.html: the routing map, the selected experts, the coverage curves and the loss curve).
 # Takes about a minute on 2 CPU cores. Outputs stay in $DEMO_OUT (default: a fresh temporary folder). The same
 # pipeline as one file: `esft-host run examples/pipeline.toml`.
 set -euo pipefail
@@ -46,4 +47,8 @@ run "$host" merge --model "$model" --adapter "$out/run/adapter" --out "$out/merg
 run "$host" eval --model "$out/merged" --data "$task/eval.jsonl" --metric exact --enable-thinking false \
   --max-new-tokens 12 2>/dev/null
 
-printf '\noutputs: %s (adapter: run/adapter, merged checkpoint: merged, completions.jsonl, run/metrics.jsonl)\n' "$out"
+step "8. one page with every picture: routing map, selected experts, coverage curves, loss curve"
+run "$host" report "$out"
+
+printf '\noutputs: %s (adapter: run/adapter, merged checkpoint: merged, completions.jsonl, run/metrics.jsonl;\n' "$out"
+printf 'pictures: scores/routing.png, expert_config.selection.png, scores.coverage.png, run/loss.png; report.html)\n'

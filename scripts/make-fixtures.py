@@ -6,7 +6,10 @@ from the configuration table below with seeded random weights, saves it the way 
 (per-expert Hub layout), and records what transformers computes with it: logits, hidden states, per-MoE-layer
 routing (router logits, top-k experts and the weights applied to their outputs), the load-balancing loss, the
 next-token cross-entropy, greedy generation, and d(ce_loss)/d(tensor) for every checkpoint tensor. The layout,
-names and tolerances are those of /work/shared/fixtures/README.md.
+names and tolerances are those of the project's fixtures README (shared/fixtures/README.md): per family folder,
+model/ (config and safetensors), reference.safetensors (input_ids, attention_mask, logits, hidden_states.N,
+router_logits.L, topk_idx.L, topk_weight.L, aux_loss, ce_loss, generate.prompt, generate.output) and
+grads.safetensors (under checkpoint names). An installed esft has this file as share/esft/make-fixtures.py.
 
 Why: the C++ plugins are checked against these files. A new family brings its own reference by adding a row to
 FAMILIES, and all references can be rebuilt after a transformers upgrade. The committed fixtures stay the test

@@ -84,7 +84,7 @@ fake_torch=$tmp/libtorch-2.0.0
 mkdir -p "$fake_torch/share/cmake/Torch"
 echo "2.0.0+cpu" > "$fake_torch/build-version"
 refused_at_configure other-libtorch -DCMAKE_CXX_COMPILER="$compiler" -DTorch_DIR="$fake_torch/share/cmake/Torch" -- \
-  "this project chose LibTorch 2.0.0+cpu ($fake_torch)" "esft-host refuses plugins built against another LibTorch"
+  "this project chose LibTorch 2.0.0+cpu ($fake_torch," "esft-host refuses plugins built against another LibTorch"
 
 # A plugin built with another SDK version and plugin ABI version: the same package with its version header and ABI
 # version changed, as a later esft would ship them.

@@ -62,6 +62,50 @@ TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the ti
   expect_success(select);
   CHECK(contains(select.out, "layer   0:"));
 
+  // The pictures and the numbers behind them: routing.csv holds scores.json's counts and shares, selection.csv marks
+  // exactly the experts of expert_config.json.
+  for (const auto& picture : {dir / "scores" / "routing", dir / "expert_config.selection", dir / "scores.coverage"}) {
+    CHECK_MESSAGE(fs::file_size(picture.string() + ".png") > 2000, picture);
+    CHECK_MESSAGE(fs::exists(picture.string() + ".svg"), picture);
+  }
+  {
+    const auto scores = json::parse(test_support::read_bytes(dir / "scores" / "scores.json"));
+    std::ifstream csv(dir / "scores" / "routing.csv");
+    std::string line;
+    std::getline(csv, line);
+    CHECK(line == "layer,expert,token_count,token_share,gate_sum,gate_share");
+    int rows = 0;
+    for (; std::getline(csv, line); ++rows) {
+      std::stringstream fields(line);
+      std::vector<std::string> f;
+      for (std::string cell; std::getline(fields, cell, ',');) f.push_back(cell);
+      REQUIRE(f.size() == 6);
+      const auto& layer = scores["layers"][f[0]];
+      const auto e = std::stoul(f[1]);
+      const double tokens = layer["tokens"].get<double>();
+      CHECK(std::stoll(f[2]) == layer["token_count"][e].get<int64_t>());
+      CHECK(std::stod(f[3]) == doctest::Approx(layer["token_count"][e].get<double>() / (2 * tokens)).epsilon(1e-9));
+      CHECK(std::stod(f[5]) == doctest::Approx(layer["gate_sum"][e].get<double>() / tokens).epsilon(1e-9));
+    }
+    CHECK(rows == 3 * 8);
+    const auto chosen = json::parse(test_support::read_bytes(dir / "expert_config.json"))["experts"];
+    std::ifstream selection(dir / "expert_config.selection.csv");
+    std::getline(selection, line);
+    int marked = 0, listed = 0;
+    for (const auto& [layer, experts] : chosen.items()) listed += static_cast<int>(experts.size());
+    while (std::getline(selection, line)) {
+      std::stringstream fields(line);
+      std::vector<std::string> f;
+      for (std::string cell; std::getline(fields, cell, ',');) f.push_back(cell);
+      REQUIRE(f.size() == 7);
+      const auto& experts = chosen[f[1]];
+      const bool in_config = std::find(experts.begin(), experts.end(), std::stoi(f[3])) != experts.end();
+      CHECK(f[6] == (in_config ? "1" : "0"));
+      marked += f[6] == "1";
+    }
+    CHECK(marked == listed);
+  }
+
   const Run params = run_host({"params", "--model", model.string(), "--expert-config",
                                (dir / "expert_config.json").string(), "--format", "json"});
   expect_success(params);
@@ -81,6 +125,8 @@ TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the ti
   int losses = 0;
   for (const auto& line : read_json_lines(dir / "run" / "metrics.jsonl")) losses += line.contains("loss");
   CHECK(losses == 4);
+  CHECK(fs::file_size(dir / "run" / "loss.png") > 2000);
+  CHECK(test_support::read_bytes(dir / "run" / "loss.csv").rfind("step,loss,lr,eval_loss\n1,", 0) == 0);
   // The adapter holds exactly the tensors params named.
   const esft::SafetensorsFile adapter(dir / "run" / "adapter" / "model.safetensors");
   std::set<std::string> in_adapter, named;
@@ -123,6 +169,16 @@ TEST_CASE("cli pipeline: scores, select, params, train, eval and merge on the ti
                              "--data", (kTask / "train.jsonl").string(), "--metric", "loss"});
   expect_success(loss);
   CHECK(contains(loss.out, "perplexity"));
+
+  // One page with every picture of the folder.
+  const Run report = run_host({"report", dir.path.string()});
+  expect_success(report);
+  const auto html = test_support::read_bytes(dir / "report.html");
+  for (const char* picture : {"scores/routing.png", "expert_config.selection.png", "scores.coverage.png", "run/loss.png",
+                              "run-reference/loss.png"}) {
+    CHECK_MESSAGE(contains(html, std::string("<code>") + picture + "</code>"), picture);
+  }
+  CHECK(html.find("http") == std::string::npos);
 }
 
 TEST_CASE("cli pipeline: SIGINT saves a checkpoint and exits, --resume finishes the run as if uninterrupted") {

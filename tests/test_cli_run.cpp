@@ -58,6 +58,13 @@ TEST_CASE("cli run: the demo pipeline runs every step, records the run, then ski
   CHECK(s[0]["metric_after"].is_number());
   CHECK(s[0]["output_bytes"].get<int64_t>() > 0);
   CHECK(fs::exists(out / "summary.csv"));
+  // report.html: the summary table and the run's pictures, embedded.
+  const auto html = read_bytes(out / "report.html");
+  CHECK(contains(html, "<th>task</th>"));
+  for (const char* picture : {"intent/scores/routing.png", "intent/default/expert_config.selection.png",
+                              "intent/default/train/loss.png"}) {
+    CHECK_MESSAGE(contains(html, std::string("<code>") + picture + "</code>"), picture);
+  }
   const auto record = json::parse(read_bytes(out / "run_record.json"));
   CHECK(record["pipeline_sha256"].get<std::string>().size() == 64);
   CHECK(record["resolved"]["train"]["steps"] == 4);
@@ -211,6 +218,7 @@ TEST_CASE("cli run: an experiment file trains each sweep point from scratch, the
   }
   const auto csv = read_bytes(out / "summary.csv");
   CHECK(csv.rfind("run,train.router_mode,val_ppl,", 0) == 0);
+  CHECK(contains(read_bytes(out / "report.html"), "<code>loss_curves.png</code>"));
   for (const auto* picture :
        {"loss_curves.png", "loss_curves.svg", "utilisation/router_mode=boids.png", "utilisation_entropy.svg"}) {
     CAPTURE(picture);

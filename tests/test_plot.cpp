@@ -45,6 +45,33 @@ Heatmap ppl_grid() {
   return h;
 }
 
+HeatmapGrid two_tasks() {
+  HeatmapGrid g;
+  g.title = "Routing of two tasks";
+  g.x_label = "expert";
+  g.y_label = "layer";
+  g.value_label = "share";
+  g.marked_label = "selected";
+  for (int e = 0; e < 16; ++e) g.x_ticks.push_back(std::to_string(e));
+  for (const char* task : {"summary", "law <cn>"}) {
+    HeatmapPanel p;
+    p.title = task;
+    p.notes_heading = "50% / 80%";
+    for (int layer = 0; layer < 6; ++layer) {
+      p.row_ticks.push_back(std::to_string(layer));
+      std::vector<double> row;
+      std::vector<bool> marks;
+      for (int e = 0; e < 16; ++e) row.push_back(1.0 / (1 + (e + layer) % 16)), marks.push_back(e == layer);
+      p.values.push_back(row);
+      p.marked.push_back(marks);
+      p.row_notes.push_back("2 / 5");
+    }
+    g.panels.push_back(p);
+  }
+  g.panels[1].values[2][3] = kNaN;
+  return g;
+}
+
 BarChart shares() {
   BarChart b;
   b.title = "Expert utilisation";
@@ -64,12 +91,13 @@ std::pair<int, int> png_size(const std::string& png) {
   return {u32(16), u32(20)};
 }
 
-void check_pictures(const std::filesystem::path& stem, const std::vector<std::string>& texts) {
+void check_pictures(const std::filesystem::path& stem, const std::vector<std::string>& texts,
+                    std::pair<int, int> size = {800, 500}) {
   const auto png = read_bytes(stem.string() + ".png");
   const auto svg = read_bytes(stem.string() + ".svg");
   REQUIRE(png.size() > 2000);
   CHECK(png.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
-  CHECK(png_size(png) == std::pair{800, 500});
+  CHECK(png_size(png) == size);
   CHECK(svg.find("<svg") != std::string::npos);
   CHECK(svg.size() > 2000);
   for (const auto& t : texts) CHECK_MESSAGE(svg.find(t) != std::string::npos, t);
@@ -113,6 +141,18 @@ TEST_CASE("plot: each chart writes a PNG and an SVG that names its title and ser
 
   save(shares(), dir / "bars");
   check_pictures(dir / "bars", {"<title>Expert utilisation</title>", "expert 0", "expert 3"});
+
+  save(two_tasks(), dir / "grid", {1100, 600});
+  check_pictures(dir / "grid", {"<title>Routing of two tasks</title>", "panels: summary, law &lt;cn&gt;"}, {1100, 600});
+
+  // Loss and learning rate on two axes, and a reference line.
+  auto with_lr = two_curves();
+  with_lr.right_series.push_back({"learning rate", {0, 100, 490}, {0, 1e-4, 1e-5}});
+  with_lr.right_label = "learning rate";
+  with_lr.reference_line = 3.0;
+  with_lr.reference_label = "target";
+  save(with_lr, dir / "with_lr", {900, 520});
+  check_pictures(dir / "with_lr", {"learning rate (right axis)"}, {900, 520});
 
   // A stem with dots keeps them: the suffix is added, not swapped in.
   save(shares(), dir / "run.lr=1e-3");
@@ -160,6 +200,23 @@ TEST_CASE("plot: bad input and unwritable files are refused with the file's name
   CHECK_THROWS_WITH_AS(save(bars, stem), (where + "bars 'expert 2' have 4 values but there are 3 groups").c_str(),
                        esft::Error);
   CHECK_THROWS_WITH_AS(save(BarChart{}, stem), (where + "the bar chart has no groups").c_str(), esft::Error);
+
+  auto grid = two_tasks();
+  grid.panels[1].row_notes.pop_back();
+  CHECK_THROWS_WITH_AS(save(grid, stem), (where + "panel 'law <cn>': 5 row notes for 6 rows").c_str(), esft::Error);
+  grid = two_tasks();
+  grid.panels[0].values[4].pop_back();
+  CHECK_THROWS_WITH_AS(save(grid, stem), (where + "panel 'summary' has a row of 15 values for 16 columns").c_str(),
+                       esft::Error);
+  grid = two_tasks();
+  grid.panels[0].marked[1].pop_back();
+  CHECK_THROWS_WITH_AS(save(grid, stem), (where + "panel 'summary': marks do not match its columns").c_str(),
+                       esft::Error);
+  CHECK_THROWS_WITH_AS(save(HeatmapGrid{}, stem), (where + "the heatmap grid has no panels or no columns").c_str(),
+                       esft::Error);
+  auto lr = two_curves();
+  lr.right_series.push_back({"lr", {1, 2}, {1}});
+  CHECK_THROWS_WITH_AS(save(lr, stem), (where + "series 'lr' has 2 x values but 1 y values").c_str(), esft::Error);
 
   CHECK(!std::filesystem::exists(stem.string() + ".png"));
   CHECK(!std::filesystem::exists(stem.string() + ".svg"));

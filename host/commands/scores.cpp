@@ -15,6 +15,7 @@
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
 #include "esft/pipeline/routing_collector.h"
+#include "plot/routing_pictures.h"
 
 namespace esft::host {
 
@@ -90,6 +91,8 @@ Command scores_command() {
         ("batch-size", po::value<int64_t>()->default_value(1), "samples per forward pass")
         ("seq-length", po::value<int64_t>()->default_value(4096), "longer samples keep their last seq-length tokens")
         ("legacy-logs", po::bool_switch(), "also write the reference's expert_weights_{layer}.txt logs")
+        ("expert-order", po::value<std::string>()->default_value("id"),
+         "columns of routing.png: id (expert ids) or sorted (each layer's experts from the largest share down)")
         ("expert-parallel", po::bool_switch(),
          "spread each MoE layer's routed experts over the processes (each rank loads only its block; tokens travel "
          "to their experts with all-to-all): for models that do not fit one device");
@@ -97,6 +100,7 @@ Command scores_command() {
   c.multi_process = true;
   c.run = [](const GlobalOptions& options_in, const po::variables_map& vm) {
     GlobalOptions global = options_in;
+    const auto expert_order = parse_expert_order(vm["expert-order"].as<std::string>());  // before any work
     dist::Communicator& comm = join_process_group(global);
     dist::Communicator* experts = expert_group(comm, vm["expert-parallel"].as<bool>());
     const int64_t budget = vm["n-sample-tokens"].as<int64_t>(), batch_size = vm["batch-size"].as<int64_t>();
@@ -208,6 +212,8 @@ Command scores_command() {
     std::cout << "wrote " << (out_dir / "scores.json").string() << ": " << moe.size() << " MoE layers, "
               << collector.tokens() << " tokens from " << used << " samples"
               << (world > 1 ? " (" + std::to_string(world) + " processes)" : "") << "\n";
+    write_routing_pictures(collector.stats(), out_dir, expert_order);
+    std::cout << "wrote " << (out_dir / "routing.{png,svg}").string() << " and routing.csv\n";
     return 0;
   };
   return c;

@@ -7,6 +7,7 @@
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
 #include "esft/pipeline/expert_selection.h"
+#include "plot/routing_pictures.h"
 
 namespace esft::host {
 
@@ -74,6 +75,7 @@ Command select_command() {
     }
     // Read and select everything first: a bad input leaves no config behind.
     std::vector<std::pair<std::filesystem::path, pipeline::ExpertConfig>> outputs;
+    std::vector<SelectedTask> tasks;
     for (const auto& path : paths) {
       const auto stats = pipeline::load_routing_stats(path, vm["top-k"].as<int64_t>(), vm["num-experts"].as<int64_t>());
       auto config = pipeline::select_experts(stats, function, top_p);
@@ -83,12 +85,20 @@ Command select_command() {
       const auto out = vm.count("out") ? std::filesystem::path(vm["out"].as<std::string>())
                                        : std::filesystem::path(vm["out-dir"].as<std::string>()) /
                                              (dataset_name(path) + ".expert_config.json");
+      tasks.push_back({dataset_name(path), stats, config});
       outputs.emplace_back(out, std::move(config));
     }
     for (const auto& [out, config] : outputs) {
       write_text_atomically(out, config.to_json().dump(2) + "\n");
       std::cout << "wrote " << out.string() << "\n";
     }
+    // The pictures go beside the configs: selection.{png,svg} in --out-dir, <name>.selection.{png,svg} beside --out.
+    const std::filesystem::path out = outputs.front().first;
+    const auto dir = vm.count("out") ? out.parent_path() : std::filesystem::path(vm["out-dir"].as<std::string>());
+    const std::string prefix = vm.count("out") ? out.stem().string() + "." : "";
+    write_selection_pictures(tasks, function, top_p, dir.empty() ? "." : dir, prefix);
+    std::cout << "wrote " << (dir / (prefix + "selection.{png,svg}")).string() << ", " << prefix
+              << "selection.csv and a coverage picture per task (<task>.coverage.{png,svg})\n";
     return 0;
   };
   return c;

@@ -23,6 +23,7 @@
 #include "esft/nn/moe_layer.h"
 #include "esft/runtime.h"
 #include "esft/train/trainer.h"
+#include "plot/loss_picture.h"
 
 namespace esft::host {
 
@@ -330,6 +331,8 @@ Command train_command() {
           [&](const train::StepReport& r) {
             progress.step(r);
             run.steps.push_back(r);
+            // At every checkpoint, the loss picture of the run so far.
+            if (comm.is_root() && options.save_steps > 0 && r.step % options.save_steps == 0) write_loss_picture(out);
           },
           [&](const train::EvalReport& e) {
             char line[160];
@@ -352,7 +355,11 @@ Command train_command() {
       say << "early stop at step " << trainer.step() << ": " << options.early_stop_patience
           << " evaluations without an improvement of more than " << options.early_stop_min_delta << "\n";
     }
-    if (comm.is_root()) print_loss_curve(run.steps);
+    if (comm.is_root()) {
+      print_loss_curve(run.steps);
+      write_loss_picture(out);
+      say << "loss       " << (out / "loss.{png,svg}").string() << " (and loss.csv)\n";
+    }
     const auto output = method->finish(m, trainer, run);
     if (!comm.is_root()) return 0;
     write_train_summary(out / "train_summary.json", method->name(), m, trainer, run, output, total_params);

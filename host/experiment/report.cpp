@@ -14,6 +14,7 @@
 #include "esft/io/json_file.h"
 #include "experiment/experiment.h"
 #include "plot/plot.h"
+#include "run/html_report.h"
 
 namespace esft::host::experiment {
 
@@ -273,6 +274,8 @@ void write_report(const Experiment& x, const fs::path& output_dir) {
   std::cout << "pictures   " << output_dir.string() << "/{";
   for (size_t i = 0; i < pictures.size(); ++i) std::cout << (i ? ", " : "") << pictures[i];
   std::cout << "}.png and .svg\n";
+  run::write_html_report(output_dir, "esft experiment " + x.file.filename().string(), table);
+  std::cout << "report     " << (output_dir / "report.html").string() << "\n";
 }
 
 }  // namespace esft::host::experiment

@@ -548,20 +548,37 @@ bool drawable(const LineChart& c, double x, double y) {
   return std::isfinite(x) && std::isfinite(y) && (!c.log_y || y > 0);
 }
 
+// The y range of `series`, padded; {+inf, -inf} when no point is drawable.
+std::pair<double, double> y_range(const LineChart& c, const std::vector<Series>& series, double& x_lo, double& x_hi,
+                                  std::vector<size_t>& points) {
+  double lo = HUGE_VAL, hi = -HUGE_VAL;
+  for (const auto& s : series) {
+    size_t n = 0;
+    for (size_t i = 0; i < s.x.size(); ++i)
+      if (drawable(c, s.x[i], s.y[i])) {
+        ++n;
+        x_lo = std::min(x_lo, s.x[i]), x_hi = std::max(x_hi, s.x[i]);
+        lo = std::min(lo, s.y[i]), hi = std::max(hi, s.y[i]);
+      }
+    points.push_back(n);
+  }
+  return {lo, hi};
+}
+
 void draw_line_chart(cairo_t* cr, const LineChart& c, double width, double height) {
   const double top = begin_page(cr, width, clean(c.title));
 
-  double x_lo = HUGE_VAL, x_hi = -HUGE_VAL, y_lo = HUGE_VAL, y_hi = -HUGE_VAL;
-  std::vector<size_t> points(c.series.size(), 0);
-  for (size_t s = 0; s < c.series.size(); ++s)
-    for (size_t i = 0; i < c.series[s].x.size(); ++i)
-      if (drawable(c, c.series[s].x[i], c.series[s].y[i])) {
-        ++points[s];
-        x_lo = std::min(x_lo, c.series[s].x[i]), x_hi = std::max(x_hi, c.series[s].x[i]);
-        y_lo = std::min(y_lo, c.series[s].y[i]), y_hi = std::max(y_hi, c.series[s].y[i]);
-      }
+  double x_lo = HUGE_VAL, x_hi = -HUGE_VAL;
+  std::vector<size_t> points;  // drawable points per series, left then right
+  auto [y_lo, y_hi] = y_range(c, c.series, x_lo, x_hi, points);
+  if (c.reference_line) y_lo = std::min(y_lo, *c.reference_line), y_hi = std::max(y_hi, *c.reference_line);
+  LineChart right_axis;  // the right series are never on a log axis
+  auto [r_lo, r_hi] = y_range(right_axis, c.right_series, x_lo, x_hi, points);
+  const bool has_right = r_lo <= r_hi;
   std::tie(x_lo, x_hi) = padded(x_lo, x_hi, 0.02, false);
   std::tie(y_lo, y_hi) = padded(y_lo, y_hi, 0.05, c.log_y);
+  // The right axis starts at 0 (a learning rate's scale, not its wiggle), unless its values go below.
+  if (has_right) std::tie(r_lo, r_hi) = padded(std::min(r_lo, 0.0), r_hi, 0.05, false);
 
   std::vector<LegendItem> items;
   for (size_t s = 0; s < c.series.size(); ++s) {
@@ -569,6 +586,12 @@ void draw_line_chart(cairo_t* cr, const LineChart& c, double width, double heigh
     items.push_back({clean(c.series[s].name) + (points[s] ? "" : " (no data)"), style.colour,
                      style.dashed ? Swatch::Dashed : Swatch::Line});
   }
+  for (size_t s = 0; s < c.right_series.size(); ++s) {
+    const size_t i = c.series.size() + s;
+    items.push_back({clean(c.right_series[s].name) + (points[i] ? " (right axis)" : " (no data)"),
+                     line_style(i).colour, Swatch::Dashed});
+  }
+  if (c.reference_line) items.push_back({clean(c.reference_label), kMuted, Swatch::Dashed});
   // Up to eight entries sit inside the plot; more would hide the curves, so they go to its right.
   const bool legend_outside = items.size() > 8;
   set_font(cr, kLabelSize);
@@ -578,11 +601,23 @@ void draw_line_chart(cairo_t* cr, const LineChart& c, double width, double heigh
   const int y_max_ticks = std::clamp(static_cast<int>((height - top - bottom) / 45), 2, 10);
   const auto y_ticks = c.log_y ? log_ticks(y_lo, y_hi, y_max_ticks) : nice_ticks(y_lo, y_hi, y_max_ticks);
   const auto y_texts = tick_labels(y_ticks, c.log_y);
+  std::vector<double> r_ticks;
+  std::vector<std::string> r_texts;
+  double right_axis_room = 0;
+  if (has_right) {
+    r_ticks = nice_ticks(r_lo, r_hi, y_max_ticks);
+    r_texts = tick_labels(r_ticks, false);
+    set_font(cr, kTickSize);
+    for (const auto& t : r_texts) right_axis_room = std::max(right_axis_room, text_width(cr, t));
+    set_font(cr, kLabelSize);
+    right_axis_room += 12 + (c.right_label.empty() ? 0 : cap_height(cr) + descent(cr) + 10);
+  }
   const double left = left_margin(cr, c.y_label, y_texts);
-  const double right = kMargin + 10 + (legend_outside ? legend.w + 12 : 0);
+  const double right = kMargin + 10 + right_axis_room + (legend_outside ? legend.w + 12 : 0);
   const Box plot{left, top, width - left - right, height - top - bottom};
   const Scale x{x_lo, x_hi, plot.x, plot.right()};
   const Scale y{y_lo, y_hi, plot.bottom(), plot.y, c.log_y};
+  const Scale ry{r_lo, r_hi, plot.bottom(), plot.y};
 
   // As many x ticks as fit with a gap between their labels.
   set_font(cr, kTickSize);
@@ -607,6 +642,22 @@ void draw_line_chart(cairo_t* cr, const LineChart& c, double width, double heigh
   draw_axes(cr, plot);
   draw_y_label(cr, clean(c.y_label), plot);
   draw_x_label(cr, clean(c.x_label), plot, height - kMargin);
+  if (has_right) {
+    draw_line(cr, crisp(plot.right()), plot.y, crisp(plot.right()), plot.bottom(), kAxis);
+    set_font(cr, kTickSize);
+    for (size_t i = 0; i < r_ticks.size(); ++i) {
+      const double py = crisp(ry(r_ticks[i]));
+      draw_line(cr, plot.right(), py, plot.right() + 4, py, kAxis);
+      set_colour(cr, kMuted);
+      draw_text(cr, r_texts[i], plot.right() + 7, py, 0, 0.5);
+    }
+    if (!c.right_label.empty()) {
+      set_font(cr, kLabelSize);
+      set_colour(cr, kInk);
+      draw_text(cr, fit(cr, clean(c.right_label), plot.h), plot.right() + right_axis_room - descent(cr),
+                plot.y + plot.h / 2, 0.5, 1, kPi / 2);
+    }
+  }
 
   // The curves, clipped to the plot. A point between two gaps gets a dot, or it would not show; short series get
   // dots throughout, so that a handful of evaluations read as measurements.
@@ -616,9 +667,20 @@ void draw_line_chart(cairo_t* cr, const LineChart& c, double width, double heigh
   cairo_clip(cr);
   cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
   cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
-  for (size_t s = 0; s < c.series.size(); ++s) {
-    const auto& series = c.series[s];
-    const auto style = line_style(s);
+  if (c.reference_line) {
+    const double py = y(*c.reference_line);
+    const double dash[] = {6, 4};
+    cairo_set_dash(cr, dash, 2, 0);
+    draw_line(cr, plot.x, py, plot.right(), py, kMuted, 1.4);
+    cairo_set_dash(cr, nullptr, 0, 0);
+  }
+  for (size_t s = 0; s < c.series.size() + c.right_series.size(); ++s) {
+    const bool on_right = s >= c.series.size();
+    const auto& series = on_right ? c.right_series[s - c.series.size()] : c.series[s];
+    const Scale& sy = on_right ? ry : y;
+    const LineChart& rules = on_right ? right_axis : c;  // what counts as drawable
+    auto style = line_style(s);
+    style.dashed = style.dashed || on_right;
     const bool dots = points[s] <= 25;
     std::vector<std::pair<double, double>> run;
     const auto flush = [&] {
@@ -648,8 +710,8 @@ void draw_line_chart(cairo_t* cr, const LineChart& c, double width, double heigh
       run.clear();
     };
     for (size_t i = 0; i < series.x.size(); ++i) {
-      if (drawable(c, series.x[i], series.y[i]))
-        run.emplace_back(x(series.x[i]), y(series.y[i]));
+      if (drawable(rules, series.x[i], series.y[i]))
+        run.emplace_back(x(series.x[i]), sy(series.y[i]));
       else
         flush();
     }
@@ -678,6 +740,40 @@ void draw_line_chart(cairo_t* cr, const LineChart& c, double width, double heigh
 }
 
 // ---- heatmap -------------------------------------------------------------------------------------------------
+
+// A vertical viridis bar in `bar` for values [lo, hi], its ticks right of it and `label` turned along the page's
+// right edge.
+void draw_colour_bar(cairo_t* cr, const Box& bar, double lo, double hi, int max_ticks, const std::string& label,
+                     double page_width) {
+  cairo_pattern_t* gradient = cairo_pattern_create_linear(0, bar.bottom(), 0, bar.y);
+  for (size_t i = 0; i < kViridisStops; ++i) {
+    const Rgb s = kViridis[i];
+    cairo_pattern_add_color_stop_rgb(gradient, static_cast<double>(i) / (kViridisStops - 1), s.r, s.g, s.b);
+  }
+  cairo_rectangle(cr, bar.x, bar.y, bar.w, bar.h);
+  cairo_set_source(cr, gradient);
+  cairo_fill(cr);
+  cairo_pattern_destroy(gradient);
+  cairo_rectangle(cr, crisp(bar.x), crisp(bar.y), std::round(bar.w), std::round(bar.h) - 1);
+  cairo_set_line_width(cr, 1);
+  set_colour(cr, kAxis);
+  cairo_stroke(cr);
+  const Scale scale{lo, hi, bar.bottom(), bar.y};
+  const auto ticks = nice_ticks(lo, hi, std::clamp(static_cast<int>(bar.h / 36), 2, max_ticks));
+  const auto texts = tick_labels(ticks, false);
+  set_font(cr, kTickSize);
+  for (size_t i = 0; i < ticks.size(); ++i) {
+    const double py = crisp(scale(ticks[i]));
+    draw_line(cr, bar.right(), py, bar.right() + 4, py, kAxis);
+    set_colour(cr, kMuted);
+    draw_text(cr, texts[i], bar.right() + 7, py, 0, 0.5);
+  }
+  if (!label.empty()) {
+    set_font(cr, kLabelSize);
+    set_colour(cr, kInk);
+    draw_text(cr, fit(cr, label, bar.h), page_width - kMargin - descent(cr), bar.y + bar.h / 2, 0.5, 1, -kPi / 2);
+  }
+}
 
 void draw_heatmap(cairo_t* cr, const Heatmap& c, double width, double height) {
   double top = begin_page(cr, width, clean(c.title));
@@ -787,36 +883,144 @@ void draw_heatmap(cairo_t* cr, const Heatmap& c, double width, double height) {
   draw_y_label(cr, clean(c.y_label), grid);
   draw_x_label(cr, clean(c.x_label), grid, grid.bottom() + 8 + x_fit.depth + 8 + cap_height(cr));
 
-  // The colour bar, as tall as the grid.
-  if (!any) return;
-  const Box bar{grid.right() + bar_gap, grid.y, bar_width, grid.h};
-  cairo_pattern_t* gradient = cairo_pattern_create_linear(0, bar.bottom(), 0, bar.y);
-  for (size_t i = 0; i < kViridisStops; ++i) {
-    const Rgb s = kViridis[i];
-    cairo_pattern_add_color_stop_rgb(gradient, static_cast<double>(i) / (kViridisStops - 1), s.r, s.g, s.b);
+  if (any) draw_colour_bar(cr, {grid.right() + bar_gap, grid.y, bar_width, grid.h}, bar_lo, bar_hi, bar_max_ticks,
+                          value_label, width);
+}
+
+// ---- heatmap grid --------------------------------------------------------------------------------------------
+
+void draw_heatmap_grid(cairo_t* cr, const HeatmapGrid& c, double width, double height) {
+  double top = begin_page(cr, width, clean(c.title));
+  double v_lo = HUGE_VAL, v_hi = -HUGE_VAL;
+  bool any_marked = false;
+  for (const auto& p : c.panels) {
+    for (const auto& row : p.values)
+      for (double v : row)
+        if (std::isfinite(v)) v_lo = std::min(v_lo, v), v_hi = std::max(v_hi, v);
+    for (const auto& row : p.marked)
+      for (bool m : row) any_marked = any_marked || m;
   }
-  cairo_rectangle(cr, bar.x, bar.y, bar.w, bar.h);
-  cairo_set_source(cr, gradient);
-  cairo_fill(cr);
-  cairo_pattern_destroy(gradient);
-  cairo_rectangle(cr, crisp(bar.x), crisp(bar.y), std::round(bar.w), std::round(bar.h) - 1);
-  cairo_set_line_width(cr, 1);
-  set_colour(cr, kAxis);
-  cairo_stroke(cr);
-  const Scale scale{bar_lo, bar_hi, bar.bottom(), bar.y};
-  const auto bar_ticks = nice_ticks(bar_lo, bar_hi, std::clamp(static_cast<int>(bar.h / 36), 2, bar_max_ticks));
-  const auto bar_texts = tick_labels(bar_ticks, false);
-  set_font(cr, kTickSize);
-  for (size_t i = 0; i < bar_ticks.size(); ++i) {
-    const double py = crisp(scale(bar_ticks[i]));
-    draw_line(cr, bar.right(), py, bar.right() + 4, py, kAxis);
-    set_colour(cr, kMuted);
-    draw_text(cr, bar_texts[i], bar.right() + 7, py, 0, 0.5);
-  }
-  if (!value_label.empty()) {
-    set_font(cr, kLabelSize);
+  const bool any = v_lo <= v_hi;
+  // Shares start at 0: the colour of a cell then reads as its size, the same in every panel.
+  const double bar_lo = any ? std::min(0.0, v_lo) : 0.0, bar_hi = any && v_hi > bar_lo ? v_hi : bar_lo + 1;
+
+  // What the dots mean, under the title.
+  const auto dot_radius = [](double cell_w, double cell_h) { return std::clamp(std::min(cell_w, cell_h) * 0.24, 1.6, 5.0); };
+  const auto draw_dot = [&](double x, double y, double r) {
+    cairo_new_path(cr);  // a fresh path, or the arc would join the last point drawn
+    cairo_arc(cr, x, y, r, 0, 2 * kPi);
+    set_colour(cr, kWhite);
+    cairo_fill_preserve(cr);
+    cairo_set_line_width(cr, std::max(0.8, r * 0.35));
     set_colour(cr, kInk);
-    draw_text(cr, fit(cr, value_label, bar.h), width - kMargin - descent(cr), bar.y + bar.h / 2, 0.5, 1, -kPi / 2);
+    cairo_stroke(cr);
+  };
+  if (any_marked && !c.marked_label.empty()) {
+    set_font(cr, kTickSize);
+    const std::string note = clean(c.marked_label);
+    const double w = text_width(cr, note) + 14;
+    draw_dot(width / 2 - w / 2 + 4, top - 8 + cap_height(cr) / 2, 4);
+    set_colour(cr, kMuted);
+    draw_text(cr, note, width / 2 - w / 2 + 14, top - 8, 0, 0);
+    top += cap_height(cr) + 6;
+  }
+
+  // Right of the page: the colour bar.
+  const double bar_gap = 18, bar_width = 16;
+  set_font(cr, kLabelSize);
+  const double value_label_room = c.value_label.empty() ? 0 : cap_height(cr) + descent(cr) + 10;
+  const double x_label_room = c.x_label.empty() ? 0 : cap_height(cr) + descent(cr) + 8;
+  const double y_label_room = c.y_label.empty() ? 0 : cap_height(cr) + descent(cr) + 8;
+  set_font(cr, kTickSize);
+  double widest_bar_text = 0;
+  for (const auto& t : tick_labels(nice_ticks(bar_lo, bar_hi, 8), false))
+    widest_bar_text = std::max(widest_bar_text, text_width(cr, t));
+  const double right = kMargin + value_label_room + widest_bar_text + 10 + bar_width + bar_gap;
+  const double left = kMargin + y_label_room;
+
+  // Panels in rows of up to columns_of_panels.
+  const size_t n = c.panels.size();
+  const size_t per_row = std::max<size_t>(1, std::min(c.columns_of_panels, n));
+  const size_t panel_rows = (n + per_row - 1) / per_row;
+  const double slot_w = (width - left - right) / static_cast<double>(per_row);
+  const double slot_h = (height - top - kMargin - x_label_room) / static_cast<double>(panel_rows);
+  const double cap = cap_height(cr), title_room = cap + descent(cr) + 8, gap = 24;
+  double row_tick_w = 0, notes_w = 0;
+  for (const auto& p : c.panels) {
+    for (const auto& t : p.row_ticks) row_tick_w = std::max(row_tick_w, text_width(cr, clean(t)));
+    for (const auto& t : p.row_notes) notes_w = std::max(notes_w, text_width(cr, clean(t)));
+    if (!p.row_notes.empty()) notes_w = std::max(notes_w, text_width(cr, clean(p.notes_heading)));
+  }
+  const double col_tick_room = cap + descent(cr) + 8;
+  const double grid_w = slot_w - gap - row_tick_w - 8 - (notes_w > 0 ? notes_w + 10 : 0);
+  const size_t cols = c.x_ticks.size();
+  const double cell_w = grid_w / static_cast<double>(cols);
+  // Column labels: every k-th, k a round step (1, 2, 5, 10, ...), so that they never touch.
+  double widest_col = 0;
+  for (const auto& t : c.x_ticks) widest_col = std::max(widest_col, text_width(cr, clean(t)));
+  size_t every = 1;
+  for (size_t k : {1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 256})
+    if ((every = k) * cell_w >= widest_col + 6) break;
+
+  Box first_grid{0, 0, 0, 0};
+  double grids_bottom = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& p = c.panels[i];
+    const double sx = left + static_cast<double>(i % per_row) * slot_w, sy = top + static_cast<double>(i / per_row) * slot_h;
+    const size_t rows = p.values.size();
+    // Cells may be thin either way (128 experts, 48 layers); only a handful of rows is kept from growing tall.
+    const double cell_h = std::min((slot_h - title_room - col_tick_room - gap) / static_cast<double>(rows), 40.0);
+    const Box grid{sx + row_tick_w + 8, sy + title_room, grid_w, cell_h * static_cast<double>(rows)};
+    if (i == 0) first_grid = grid;
+    grids_bottom = std::max(grids_bottom, grid.bottom());
+    set_font(cr, kLabelSize, true);
+    set_colour(cr, kInk);
+    draw_text(cr, fit(cr, clean(p.title), grid.w), grid.x, sy + cap + 2, 0, 1);
+    for (size_t r = 0; r < rows; ++r)
+      for (size_t col = 0; col < cols; ++col) {
+        const double v = p.values[r][col];
+        const Rgb fill = !std::isfinite(v) ? kMissing : viridis((v - bar_lo) / (bar_hi - bar_lo));
+        set_colour(cr, fill);
+        const double inset = cell_w > 12 && cell_h > 12 ? 0.5 : 0;  // thin cells without gaps, or gaps are all one sees
+        cairo_rectangle(cr, grid.x + static_cast<double>(col) * cell_w + inset, grid.y + static_cast<double>(r) * cell_h + inset,
+                        cell_w - 2 * inset, cell_h - 2 * inset);
+        cairo_fill(cr);
+      }
+    for (size_t r = 0; r < p.marked.size(); ++r)
+      for (size_t col = 0; col < p.marked[r].size(); ++col)
+        if (p.marked[r][col])
+          draw_dot(grid.x + (static_cast<double>(col) + 0.5) * cell_w, grid.y + (static_cast<double>(r) + 0.5) * cell_h,
+                   dot_radius(cell_w, cell_h));
+    // Row labels and notes, every k-th when rows are thin.
+    set_font(cr, kTickSize);
+    const auto row_every = static_cast<size_t>(std::max(1.0, std::ceil((cap + 4) / cell_h)));
+    set_colour(cr, kMuted);
+    for (size_t r = 0; r < rows; r += row_every) {
+      const double py = grid.y + (static_cast<double>(r) + 0.5) * cell_h;
+      draw_text(cr, clean(p.row_ticks[r]), grid.x - 8, py, 1, 0.5);
+      if (r < p.row_notes.size()) draw_text(cr, clean(p.row_notes[r]), grid.right() + 10, py, 0, 0.5);
+    }
+    if (!p.row_notes.empty() && !p.notes_heading.empty()) {
+      set_colour(cr, kInk);
+      draw_text(cr, clean(p.notes_heading), grid.right() + 10, grid.y - 5, 0, 1);
+    }
+    set_colour(cr, kMuted);
+    for (size_t col = 0; col < cols; col += every)
+      draw_text(cr, clean(c.x_ticks[col]), grid.x + (static_cast<double>(col) + 0.5) * cell_w, grid.bottom() + 6, 0.5, 0);
+  }
+  // Axis labels once, for the whole page.
+  set_font(cr, kLabelSize);
+  set_colour(cr, kInk);
+  if (!c.x_label.empty())
+    draw_text(cr, fit(cr, clean(c.x_label), width - left - right), left + (width - left - right) / 2,
+              height - kMargin - descent(cr), 0.5, 1);
+  if (!c.y_label.empty())
+    draw_text(cr, fit(cr, clean(c.y_label), height - top), kMargin + cap_height(cr), top + (height - top) / 2, 0.5, 1,
+              -kPi / 2);
+  if (any) {
+    const double bar_top = first_grid.y, bar_h = std::max(60.0, grids_bottom - bar_top);
+    draw_colour_bar(cr, {width - right + bar_gap, bar_top, bar_width, bar_h}, bar_lo, bar_hi, 8, clean(c.value_label),
+                    width);
   }
 }
 
@@ -956,9 +1160,20 @@ void save(const LineChart& chart, const fs::path& stem, Size size) {
   if (!any)
     bad_input(stem, std::string("no series has a point to draw (every value is NaN") +
                         (chart.log_y ? " or not positive on the log axis)" : ")"));
+  for (const auto& s : chart.right_series) {
+    if (s.x.size() != s.y.size())
+      bad_input(stem, "series '" + s.name + "' has " + std::to_string(s.x.size()) + " x values but " +
+                          std::to_string(s.y.size()) + " y values");
+    names.push_back(clean(s.name) + " (right axis)");
+  }
+  if (chart.reference_line && !std::isfinite(*chart.reference_line))
+    bad_input(stem, "the reference line is at " + std::to_string(*chart.reference_line));
   save_drawing(stem, size, clean(chart.title),
                "Line chart. x: " + clean(chart.x_label) + "; y: " + clean(chart.y_label) +
-                   (chart.log_y ? " (log)" : "") + "; series: " + joined(names),
+                   (chart.log_y ? " (log)" : "") + "; series: " + joined(names) +
+                   (chart.reference_line ? "; dashed line: " + clean(chart.reference_label) + " at " +
+                                               significant(*chart.reference_line, 4)
+                                         : ""),
                [&](cairo_t* cr, double w, double h) { draw_line_chart(cr, chart, w, h); });
 }
 
@@ -981,6 +1196,32 @@ void save(const Heatmap& chart, const fs::path& stem, Size size) {
                    clean(chart.y_ticks[best->first]);
   save_drawing(stem, size, clean(chart.title), description,
                [&](cairo_t* cr, double w, double h) { draw_heatmap(cr, chart, w, h); });
+}
+
+void save(const HeatmapGrid& chart, const fs::path& stem, Size size) {
+  if (chart.panels.empty() || chart.x_ticks.empty()) bad_input(stem, "the heatmap grid has no panels or no columns");
+  std::vector<std::string> titles;
+  for (const auto& p : chart.panels) {
+    const auto where = "panel '" + p.title + "'";
+    if (p.values.empty() || p.values.size() != p.row_ticks.size())
+      bad_input(stem, where + " has " + std::to_string(p.values.size()) + " rows of values and " +
+                          std::to_string(p.row_ticks.size()) + " row ticks");
+    for (const auto& row : p.values)
+      if (row.size() != chart.x_ticks.size())
+        bad_input(stem, where + " has a row of " + std::to_string(row.size()) + " values for " +
+                            std::to_string(chart.x_ticks.size()) + " columns");
+    if (!p.marked.empty() && p.marked.size() != p.values.size()) bad_input(stem, where + ": marks do not match its rows");
+    for (size_t r = 0; r < p.marked.size(); ++r)
+      if (p.marked[r].size() != p.values[r].size()) bad_input(stem, where + ": marks do not match its columns");
+    if (!p.row_notes.empty() && p.row_notes.size() != p.values.size())
+      bad_input(stem, where + ": " + std::to_string(p.row_notes.size()) + " row notes for " +
+                          std::to_string(p.values.size()) + " rows");
+    titles.push_back(clean(p.title));
+  }
+  save_drawing(stem, size, clean(chart.title),
+               "Heatmaps on one colour scale (" + clean(chart.value_label) + "). x: " + clean(chart.x_label) +
+                   "; y: " + clean(chart.y_label) + "; panels: " + joined(titles),
+               [&](cairo_t* cr, double w, double h) { draw_heatmap_grid(cr, chart, w, h); });
 }
 
 void save(const BarChart& chart, const fs::path& stem, Size size) {

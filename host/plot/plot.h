@@ -1,6 +1,6 @@
 #pragma once
 // Pictures for experiment reports, drawn with cairo: loss curves (LineChart), a metric over two swept settings
-// (Heatmap) and expert utilisation per layer (BarChart). `save` writes each as `<stem>.png` and `<stem>.svg` from
+// (Heatmap), expert utilisation per layer (BarChart) and routing maps of one or more tasks (HeatmapGrid). `save` writes each as `<stem>.png` and `<stem>.svg` from
 // one drawing, so the two never disagree. Bad input (no data, sizes that do not match) and unwritable files throw
 // esft::Error naming the file.
 #include <cstddef>
@@ -22,6 +22,11 @@ struct LineChart {
   std::string title, x_label, y_label;
   std::vector<Series> series;
   bool log_y = false;
+  // Curves on a second y axis at the right, with its own scale (a learning rate next to losses); drawn dotted.
+  std::vector<Series> right_series;
+  std::string right_label;
+  std::optional<double> reference_line;  // a dashed horizontal line on the left axis, e.g. top-p
+  std::string reference_label = "reference";
 };
 
 // values[row][col]: rows go with y_ticks (the first row on top), columns with x_ticks. NaN cells are drawn as "n/a".
@@ -47,6 +52,26 @@ struct BarChart {
   std::string reference_label = "reference";
 };
 
+// Several heatmaps side by side on one colour scale, for comparing tasks: rows and columns are many and thin (layers
+// x experts), so cells carry no numbers; marked cells get a dot, and each row may have a note at its right.
+struct HeatmapPanel {
+  std::string title;
+  std::vector<std::string> row_ticks;       // one per row, e.g. layer numbers
+  std::vector<std::vector<double>> values;  // [row][column]; NaN cells are grey
+  std::vector<std::vector<bool>> marked;    // empty, or the shape of values
+  std::vector<std::string> row_notes;       // empty, or one per row
+  std::string notes_heading;                // above the notes column
+};
+
+struct HeatmapGrid {
+  std::string title, x_label, y_label;
+  std::string value_label;                 // what the colour bar measures
+  std::string marked_label;                // legend of the dots, e.g. "selected"
+  std::vector<HeatmapPanel> panels;        // laid out in rows of up to `columns_of_panels`
+  size_t columns_of_panels = 3;
+  std::vector<std::string> x_ticks;        // the columns, shared by every panel
+};
+
 // Pixels of the PNG (the SVG has the same size in px).
 struct Size {
   int width = 800;
@@ -56,6 +81,7 @@ struct Size {
 void save(const LineChart& chart, const std::filesystem::path& stem, Size size = {});
 void save(const Heatmap& chart, const std::filesystem::path& stem, Size size = {});
 void save(const BarChart& chart, const std::filesystem::path& stem, Size size = {});
+void save(const HeatmapGrid& chart, const std::filesystem::path& stem, Size size = {});
 
 // Round tick values (multiples of 1, 2, 2.5 or 5 times a power of ten) inside [lo, hi], as many as fit in
 // max_ticks with the finest such step: nice_ticks(0, 1, 6) is 0, 0.2, ..., 1. {lo} when lo == hi.

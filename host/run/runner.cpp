@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "run/comparison.h"
+#include "run/html_report.h"
 #include "run/text_table.h"
 #include "esft/compat.h"
 #include "esft/error.h"
@@ -498,6 +499,8 @@ class Runner {
                    {"seconds", r.seconds}});
     }
     write_text_atomically(options_.output_dir / "summary.json", j.dump(2) + "\n");
+    write_html_report(options_.output_dir, "esft run " + options_.output_dir.filename().string(), rows);
+    std::cout << "report: " << (options_.output_dir / "report.html").string() << "\n";
   }
 
   const Plan& plan_;

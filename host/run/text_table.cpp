@@ -44,4 +44,33 @@ std::string csv_text(const TextTable& rows) {
   return csv.str();
 }
 
+TextTable parse_csv_text(const std::string& text) {
+  TextTable rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false, any = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') field += '"', ++i;
+      else if (c == '"') quoted = false;
+      else field += c;
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      row.push_back(std::move(field)), field.clear();
+    } else if (c == '\n') {
+      row.push_back(std::move(field)), field.clear();
+      rows.push_back(std::move(row)), row.clear();
+      any = false;
+      continue;
+    } else if (c != '\r') {
+      field += c;
+    }
+    any = true;
+  }
+  if (any) row.push_back(std::move(field)), rows.push_back(std::move(row));
+  return rows;
+}
+
 }  // namespace esft::host::run

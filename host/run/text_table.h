@@ -11,5 +11,7 @@ using TextTable = std::vector<std::vector<std::string>>;
 
 void print_text_table(std::ostream& out, const TextTable& rows);
 std::string csv_text(const TextTable& rows);
+// The rows of CSV text as csv_text writes it (quoted fields with "" for a quote, line breaks inside quotes).
+TextTable parse_csv_text(const std::string& text);
 
 }  // namespace esft::host::run

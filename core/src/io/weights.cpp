@@ -55,10 +55,12 @@ void load_checkpoint(MoECausalLM& model, const Checkpoint& checkpoint, const std
   auto tensors = checkpoint_tensors(checkpoint);
   auto diff = compare_with(bindings, tensors, skip);
   if (!diff.missing.empty()) {
-    throw Error("tensor " + list_some(diff.missing) + " is missing from the checkpoint (" + where + ")");
+    throw Error("tensor " + list_some(diff.missing) + (diff.missing.size() > 1 ? " are" : " is") +
+                " missing from the checkpoint (" + where + ")");
   }
   if (!diff.unexpected.empty()) {
-    throw Error("checkpoint tensor " + list_some(diff.unexpected) + " is not part of a " + model.config().model_type +
+    throw Error("checkpoint tensor " + list_some(diff.unexpected) + (diff.unexpected.size() > 1 ? " are" : " is") +
+                " not part of a " + model.config().model_type +
                 " model (" + where + ")");
   }
   std::map<std::string, CheckpointTensor> stored;

@@ -100,16 +100,24 @@ ParityReport compare_with_fixture(const ModelFamily& family, const fs::path& fix
     const auto out = model->forward(ids, mask, options);
     figure("logits max|diff|", max_abs_diff(out.logits, ref.load("logits"), real), kValueTol);
 
+    // hidden_states.0 is the embedding output, .i the output of decoder layer i-1, the last the final norm's: the
+    // first one off says where the model starts to differ.
     double hidden = 0;
     size_t n_hidden = 0;
+    std::string first_off;
     for (; ref.find("hidden_states." + std::to_string(n_hidden)); ++n_hidden) {
       if (n_hidden >= out.hidden_states.size()) break;
-      hidden = std::max(hidden, max_abs_diff(out.hidden_states[n_hidden],
-                                             ref.load("hidden_states." + std::to_string(n_hidden)), real));
+      const double d = max_abs_diff(out.hidden_states[n_hidden], ref.load("hidden_states." + std::to_string(n_hidden)), real);
+      if (d > kValueTol && first_off.empty()) {
+        first_off = n_hidden == 0 ? "the embedding output" : "the output of decoder layer " + std::to_string(n_hidden - 1);
+        if (!ref.find("hidden_states." + std::to_string(n_hidden + 1))) first_off = "the final norm's output";
+      }
+      hidden = std::max(hidden, d);
     }
     if (out.hidden_states.size() != n_hidden || ref.find("hidden_states." + std::to_string(n_hidden))) {
       report.problems.push_back(std::to_string(out.hidden_states.size()) + " hidden states, the fixture has more or fewer");
     }
+    if (!first_off.empty()) report.problems.push_back("hidden states first differ at " + first_off);
     figure("hidden states max|diff|", hidden, kValueTol);
 
     std::set<int> reference_layers, our_layers;
@@ -153,6 +161,7 @@ ParityReport compare_with_fixture(const ModelFamily& family, const fs::path& fix
     const auto out = model->forward(ids, mask, ForwardOptions{});
     causal_lm_loss(out.logits, labels_from_inputs(ids, mask)).backward();
     double worst = 0;
+    std::string worst_key;
     std::set<std::string> ours;
     for (const auto& b : model->checkpoint_bindings()) {
       const auto g = b.grad();
@@ -169,7 +178,8 @@ ParityReport compare_with_fixture(const ModelFamily& family, const fs::path& fix
       }
       const double diff = (g.to(at::kCPU, at::kDouble) - expected).norm().item<double>();
       const double scale = expected.norm().item<double>();
-      worst = std::max(worst, scale > 0 ? diff / scale : diff);  // an unreached expert: both zero
+      const double error = scale > 0 ? diff / scale : diff;  // an unreached expert: both zero
+      if (error > worst || worst_key.empty()) worst = error, worst_key = b.key();
     }
     // Reference gradients we have none for must be zeros (buffers: transformers reports them as zeros).
     for (const auto& t : grads.tensors()) {
@@ -178,6 +188,7 @@ ParityReport compare_with_fixture(const ModelFamily& family, const fs::path& fix
       }
     }
     figure("worst gradient relative error", worst, kGradRelTol);
+    if (worst > kGradRelTol) report.problems.push_back("the worst gradient is that of " + worst_key);
   }
 
   // Greedy generation with the KV cache: the very same tokens.

@@ -9,13 +9,16 @@
 
 namespace esft::nn {
 
-// A dense decoder (Llama and its descendants): sizes, norms, attention shape and rotary embedding from the config,
-// every layer a SwiGLU of `intermediate_size`, no MoE layer. Requires the keys every decoder needs and throws
+// A dense decoder (Llama and its descendants), every layer a SwiGLU of `intermediate_size` and no MoE layer. From
+// the config it fills vocab_size, hidden_size, rms_norm_eps (also the attention's q/k norm eps),
+// tie_word_embeddings, the attention's heads, kv heads and head_dim, and the rotary embedding (rope_type default,
+// yarn or llama3, partial_rotary_factor). It leaves to the family: attention biases (qkv_bias, o_bias), q/k norms
+// (qk_norm), sliding windows, and anything else a family reads. Requires the keys every decoder needs and throws
 // esft::Error, naming key and file, for a missing key or a value no family supports (hidden_act other than silu,
 // heads not a multiple of kv heads).
 DecoderSpec dense_decoder_spec(const ModelConfig& config, const std::string& family);
 
-// The MoE decoder: dense_decoder_spec's parts, and a softmax-then-top-k router with the config's
+// The MoE decoder: dense_decoder_spec's fields, every layer MoE, and a softmax-then-top-k router with the config's
 // norm_topk_prob; every layer MoE, dense layers (if a family sets any) of `intermediate_size`. Requires the keys
 // every family needs and throws esft::Error, naming key and file, for a missing key or a value no family supports
 // (hidden_act other than silu, heads not a multiple of kv heads, no experts).
