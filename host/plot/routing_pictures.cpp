@@ -179,6 +179,24 @@ void write_selection_pictures(const std::vector<SelectedTask>& tasks, pipeline::
       }
       coverage.series.push_back(std::move(curve));
     }
+    // Many experts: the curves are cut where the slowest layer has passed top-p by a margin, so the crossings (what
+    // the selection decides) are not squeezed into the first few pixels.
+    size_t shown = 0;
+    for (const auto& curve : coverage.series) {
+      size_t reach = curve.y.size();
+      for (size_t i = 0; i < curve.y.size(); ++i)
+        if (curve.y[i] >= std::min(1.0, top_p + 0.3)) {
+          reach = i + 1;
+          break;
+        }
+      shown = std::max(shown, reach);
+    }
+    shown = std::min(static_cast<size_t>(task.stats.num_experts), std::max<size_t>(8, (shown * 3 + 1) / 2));
+    if (shown < static_cast<size_t>(task.stats.num_experts)) {
+      for (auto& curve : coverage.series) curve.x.resize(shown), curve.y.resize(shown);
+      coverage.title += " (first " + std::to_string(shown) + " of " + std::to_string(task.stats.num_experts) +
+                        " experts)";
+    }
     plot::save(coverage, dir / (task.name + ".coverage"), {1000, 560});
     grid.panels.push_back(std::move(p));
   }
