@@ -62,8 +62,9 @@ std::vector<std::string> column_ticks(int64_t num_experts, ExpertOrder order) {
   return out;
 }
 
+// "3 / 5": the experts that cover 50% and 80% of a layer; "-" for a layer that saw no tokens (NaN shares).
 std::string coverage_note(const std::vector<double>& row) {
-  if (std::isnan(row.empty() ? NAN : row[0])) return "-";
+  if (row.empty() || std::any_of(row.begin(), row.end(), [](double v) { return std::isnan(v); })) return "-";
   return std::to_string(experts_covering(row, 0.5)) + " / " + std::to_string(experts_covering(row, 0.8));
 }
 
