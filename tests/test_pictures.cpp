@@ -20,16 +20,7 @@ using test_support::TempDir;
 using test_support::write_bytes;
 namespace fs = std::filesystem;
 
-std::pair<int, int> png_size(const fs::path& png) {
-  const auto bytes = read_bytes(png);
-  REQUIRE(bytes.size() > 24);
-  const auto u32 = [&](size_t at) {
-    int v = 0;
-    for (size_t i = 0; i < 4; ++i) v = v * 256 + static_cast<unsigned char>(bytes[at + i]);
-    return v;
-  };
-  return {u32(16), u32(20)};
-}
+std::pair<int, int> png_size(const fs::path& png) { return test_support::png_size(read_bytes(png)); }
 
 std::vector<std::vector<std::string>> csv_rows(const fs::path& path) {
   std::ifstream in(path);

@@ -13,6 +13,7 @@
 namespace {
 
 using namespace esft::plot;
+using test_support::png_size;
 using test_support::read_bytes;
 using test_support::TempDir;
 using Ticks = std::vector<double>;
@@ -79,16 +80,6 @@ BarChart shares() {
   for (int e = 0; e < 4; ++e) b.bars.push_back({"expert " + std::to_string(e), {0.1 + 0.1 * e, 0.25, 0.4 - 0.1 * e}});
   b.reference_line = 0.25;
   return b;
-}
-
-// The PNG's width and height from its IHDR chunk (big-endian, after the 8-byte signature and the chunk header).
-std::pair<int, int> png_size(const std::string& png) {
-  const auto u32 = [&](size_t at) {
-    int v = 0;
-    for (size_t i = 0; i < 4; ++i) v = v * 256 + static_cast<unsigned char>(png[at + i]);
-    return v;
-  };
-  return {u32(16), u32(20)};
 }
 
 void check_pictures(const std::filesystem::path& stem, const std::vector<std::string>& texts,

@@ -62,6 +62,17 @@ inline std::string craft_safetensors(const std::string& header, const std::strin
   return u64_le(header.size()) + header + data;
 }
 
+// A PNG's width and height from its IHDR chunk (big-endian, after the 8-byte signature and the chunk header).
+inline std::pair<int, int> png_size(const std::string& png) {
+  REQUIRE(png.size() > 24);
+  const auto u32 = [&](size_t at) {
+    int v = 0;
+    for (size_t i = 0; i < 4; ++i) v = v * 256 + static_cast<unsigned char>(png[at + i]);
+    return v;
+  };
+  return {u32(16), u32(20)};
+}
+
 // The device model tests run on: $ESFT_TEST_DEVICE ("cuda", "cuda:N"), the CPU when unset.
 inline c10::Device test_device() {
   static const c10::Device device = [] {

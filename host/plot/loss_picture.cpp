@@ -5,7 +5,6 @@
 #include <cmath>
 #include <fstream>
 #include <map>
-#include <sstream>
 
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
@@ -14,18 +13,6 @@
 namespace esft::host {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-std::string number(double v) {
-  if (std::isnan(v)) return "";
-  std::ostringstream s;
-  s.precision(10);
-  s << v;
-  return s.str();
-}
-
-}  // namespace
 
 void write_loss_picture(const fs::path& train_dir) {
   const auto metrics = train_dir / "metrics.jsonl";
@@ -63,7 +50,7 @@ void write_loss_picture(const fs::path& train_dir) {
     if (!std::isnan(r.loss)) train.x.push_back(x), train.y.push_back(r.loss);
     if (!std::isnan(r.eval_loss)) eval.x.push_back(x), eval.y.push_back(r.eval_loss);
     if (!std::isnan(r.lr)) lr.x.push_back(x), lr.y.push_back(r.lr);
-    csv += std::to_string(step) + "," + number(r.loss) + "," + number(r.lr) + "," + number(r.eval_loss) + "\n";
+    csv += std::to_string(step) + "," + plot::csv_number(r.loss) + "," + plot::csv_number(r.lr) + "," + plot::csv_number(r.eval_loss) + "\n";
   }
   write_text_atomically(train_dir / "loss.csv", csv);
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <tuple>
 
 #include "esft/error.h"
@@ -474,28 +475,6 @@ void write_file(const fs::path& file, const std::string& bytes) {
   }
 }
 
-std::string xml_escaped(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 // Writes stem.png and stem.svg. Cairo draws SVG text as glyph outlines, so the SVG also gets a <title> and a
 // <desc> in words: the file stays searchable (which run is in it) and readable to screen readers.
@@ -1112,6 +1091,37 @@ void draw_bar_chart(cairo_t* cr, const BarChart& c, double width, double height)
 }  // namespace
 
 // ---- public --------------------------------------------------------------------------------------------------
+
+std::string xml_escaped(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string csv_number(double v) {
+  if (std::isnan(v)) return "";
+  std::ostringstream s;
+  s.precision(10);
+  s << v;
+  return s.str();
+}
 
 std::vector<double> nice_ticks(double lo, double hi, int max_ticks) {
   if (!std::isfinite(lo) || !std::isfinite(hi) || lo > hi)

@@ -83,6 +83,12 @@ void save(const Heatmap& chart, const std::filesystem::path& stem, Size size = {
 void save(const BarChart& chart, const std::filesystem::path& stem, Size size = {});
 void save(const HeatmapGrid& chart, const std::filesystem::path& stem, Size size = {});
 
+// Text for XML and HTML: & < > " as entities (the SVG's title and description, report.html).
+std::string xml_escaped(const std::string& s);
+
+// A number for the CSV files beside the pictures: 10 significant digits, "" for NaN (an empty cell).
+std::string csv_number(double v);
+
 // Round tick values (multiples of 1, 2, 2.5 or 5 times a power of ten) inside [lo, hi], as many as fit in
 // max_ticks with the finest such step: nice_ticks(0, 1, 6) is 0, 0.2, ..., 1. {lo} when lo == hi.
 std::vector<double> nice_ticks(double lo, double hi, int max_ticks);

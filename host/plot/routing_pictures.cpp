@@ -27,13 +27,6 @@ plot::Size map_size(size_t layers, size_t panel_rows) {
   return {1100, static_cast<int>(std::min(1600.0, 90 + per_panel * static_cast<double>(panel_rows)))};
 }
 
-std::string number(double v) {
-  std::ostringstream s;
-  s.precision(10);
-  s << v;
-  return s.str();
-}
-
 // Per layer (in layer order), each expert's share of the layer: routed slots (count / (k * tokens)) or gate mass
 // (gate_sum / tokens); NaN where the layer saw no tokens.
 std::vector<std::vector<double>> shares(const pipeline::RoutingStats& stats, bool gate) {
@@ -98,7 +91,7 @@ void write_routing_pictures(const pipeline::RoutingStats& stats, const fs::path&
   for (const auto& [layer, r] : stats.layers) {
     for (int64_t e = 0; e < stats.num_experts; ++e) {
       csv += std::to_string(layer) + "," + std::to_string(e) + "," + std::to_string(r.token_count[e]) + "," +
-             number(tokens[row][e]) + "," + number(r.gate_sum[e]) + "," + number(gates[row][e]) + "\n";
+             plot::csv_number(tokens[row][e]) + "," + plot::csv_number(r.gate_sum[e]) + "," + plot::csv_number(gates[row][e]) + "\n";
     }
     ++row;
   }
@@ -131,7 +124,7 @@ void write_selection_pictures(const std::vector<SelectedTask>& tasks, pipeline::
                               const fs::path& dir, const std::string& prefix) {
   const bool gate = function == pipeline::ScoreFunction::Gate;
   plot::HeatmapGrid grid;
-  grid.title = std::string("Selected experts (") + (gate ? "gate" : "token") + " scores, top-p " + number(top_p) + ")";
+  grid.title = std::string("Selected experts (") + (gate ? "gate" : "token") + " scores, top-p " + plot::csv_number(top_p) + ")";
   grid.x_label = "expert";
   grid.y_label = "layer";
   grid.value_label = gate ? "gate score" : "token score";
@@ -153,7 +146,7 @@ void write_selection_pictures(const std::vector<SelectedTask>& tasks, pipeline::
     coverage.x_label = "experts, largest score first";
     coverage.y_label = std::string("cumulative ") + (gate ? "gate" : "token") + " score";
     coverage.reference_line = top_p;
-    coverage.reference_label = "top-p " + number(top_p);
+    coverage.reference_label = "top-p " + plot::csv_number(top_p);
     for (const auto& [layer, layer_scores] : scores) {
       const auto chosen_it = task.config.experts.find(layer);
       const std::vector<int64_t> chosen = chosen_it == task.config.experts.end() ? std::vector<int64_t>{} : chosen_it->second;
@@ -176,7 +169,7 @@ void write_selection_pictures(const std::vector<SelectedTask>& tasks, pipeline::
         curve.x.push_back(static_cast<double>(i + 1));
         curve.y.push_back(cumulative);
         csv += task.name + "," + std::to_string(layer) + "," + std::to_string(i + 1) + "," + std::to_string(rank[i]) +
-               "," + number(s[rank[i]]) + "," + number(cumulative) + "," + (marks[rank[i]] ? "1" : "0") + "\n";
+               "," + plot::csv_number(s[rank[i]]) + "," + plot::csv_number(cumulative) + "," + (marks[rank[i]] ? "1" : "0") + "\n";
       }
       coverage.series.push_back(std::move(curve));
     }

@@ -7,6 +7,7 @@
 
 #include "esft/error.h"
 #include "esft/io/atomic_file.h"
+#include "plot/plot.h"
 
 namespace esft::host::run {
 
@@ -14,19 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string escaped(const std::string& s) {
-  std::string out;
-  for (const char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+using plot::xml_escaped;
 
 std::string file_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -102,17 +91,17 @@ void write_html_report(const fs::path& output_dir, const std::string& title, con
     }
     pictures[kind].push_back(it->path());
   }
-  std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" + escaped(title) +
-                     "</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n<h1>" + escaped(title) + "</h1>\n";
-  html += "<p>Output folder <code>" + escaped(output_dir.string()) + "</code>. Every picture below is also a PNG and an SVG "
+  std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" + xml_escaped(title) +
+                     "</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n<h1>" + xml_escaped(title) + "</h1>\n";
+  html += "<p>Output folder <code>" + xml_escaped(output_dir.string()) + "</code>. Every picture below is also a PNG and an SVG "
           "there, with the numbers behind it in a CSV file beside it.</p>\n";
   if (!summary.empty()) {
     html += "<h2>Summary</h2>\n<table>\n<tr>";
-    for (const auto& cell : summary.front()) html += "<th>" + escaped(cell) + "</th>";
+    for (const auto& cell : summary.front()) html += "<th>" + xml_escaped(cell) + "</th>";
     html += "</tr>\n";
     for (size_t r = 1; r < summary.size(); ++r) {
       html += "<tr>";
-      for (const auto& cell : summary[r]) html += "<td>" + escaped(cell) + "</td>";
+      for (const auto& cell : summary[r]) html += "<td>" + xml_escaped(cell) + "</td>";
       html += "</tr>\n";
     }
     html += "</table>\n";
@@ -126,7 +115,7 @@ void write_html_report(const fs::path& output_dir, const std::string& title, con
       const auto relative = fs::relative(file, output_dir).generic_string();
       const auto description = description_of(file);
       html += "<figure><img src=\"data:image/png;base64," + base64(file_bytes(file)) + "\" alt=\"" +
-              (description.empty() ? escaped(relative) : description) + "\">\n<figcaption><code>" + escaped(relative) +
+              (description.empty() ? xml_escaped(relative) : description) + "\">\n<figcaption><code>" + xml_escaped(relative) +
               "</code>" + (description.empty() ? "" : ": " + description) + "</figcaption></figure>\n";
     }
   }
